@@ -1,0 +1,72 @@
+//! Registry errors, each naming the function, version or file involved.
+
+use std::path::PathBuf;
+
+/// What can go wrong reading or changing the registry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The database could not be opened or migrated.
+    #[error("failed to open registry database {path:?}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer Kindling.
+    #[error(
+        "registry database {path:?} has schema version {found}, newer than the {known} this \
+         Kindling understands: upgrade Kindling or point --data-dir elsewhere"
+    )]
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The schema version found.
+        found: usize,
+        /// The newest schema version this build knows.
+        known: usize,
+    },
+    /// A query failed.
+    #[error("registry database: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A module file could not be read or written.
+    #[error("registry file {path:?}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The function name breaks the naming rules.
+    #[error("invalid function name {name:?}: {reason}")]
+    InvalidName {
+        /// The refused name.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// The function configuration is not acceptable.
+    #[error("invalid function configuration: {0}")]
+    InvalidConfig(String),
+    /// No function has this name.
+    #[error("no function named {0:?}")]
+    FunctionNotFound(String),
+    /// The function has no such version.
+    #[error("function {name:?} has no version {version}")]
+    VersionNotFound {
+        /// The function.
+        name: String,
+        /// The missing version.
+        version: u32,
+    },
+    /// There is no earlier version to roll back to.
+    #[error("function {0:?} has no earlier version to roll back to")]
+    NothingToRollBack(String),
+    /// A stored row does not parse: the database was edited by something else.
+    #[error("registry database holds an unreadable row: {0}")]
+    Corrupt(String),
+    /// The blocking worker thread panicked or was cancelled.
+    #[error("registry worker failed: {0}")]
+    Worker(String),
+}

@@ -1,0 +1,155 @@
+//! The registry's data model: functions, their immutable versions, and the configuration a
+//! version is deployed with. These types are also the admin API's JSON.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::RegistryError;
+
+/// A function: a name and which of its versions serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    /// The function's name, also its route (`/{name}/...`).
+    pub name: String,
+    /// The version that serves requests.
+    pub active_version: u32,
+    /// How many versions have been deployed.
+    pub version_count: u32,
+    /// When the function was first deployed (RFC 3339).
+    pub created_at: String,
+    /// When the active version last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+/// One immutable deployed version of a function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// The function it belongs to.
+    pub function: String,
+    /// Its number, 1 for the first deploy, counting up.
+    pub version: u32,
+    /// The sha256 of the WebAssembly bytes, hex: the module's address in the store.
+    pub sha256: String,
+    /// The function kind (`wasi-http` or `wagi`), detected at deploy.
+    pub kind: String,
+    /// Size of the WebAssembly bytes.
+    pub size_bytes: u64,
+    /// The configuration it runs with.
+    pub config: FunctionConfig,
+    /// When it was deployed (RFC 3339).
+    pub created_at: String,
+}
+
+/// What a function is deployed with besides its code. Unknown fields are refused, so a typo
+/// in a deploy request fails loudly instead of being ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionConfig {
+    /// Environment variables for the guest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Limits; any left out take the node's defaults.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Per-function limits as deployed; `None` means the node default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Wall-clock deadline per request, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Largest accepted request body, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body_bytes: Option<u64>,
+    /// Largest response body a WAGI function may write, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_body_bytes: Option<u64>,
+}
+
+impl FunctionConfig {
+    /// Checks what serde cannot: variable names a guest can actually see, sane limits.
+    pub fn validate(&self) -> Result<(), RegistryError> {
+        for (name, value) in &self.env {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(RegistryError::InvalidConfig(format!(
+                    "environment variable name {name:?} must be non-empty and contain no `=` or NUL"
+                )));
+            }
+            if value.contains('\0') {
+                return Err(RegistryError::InvalidConfig(format!(
+                    "environment variable {name:?} contains a NUL byte"
+                )));
+            }
+        }
+        let limits = &self.limits;
+        if limits.timeout_ms == Some(0) {
+            return Err(RegistryError::InvalidConfig(
+                "limits.timeout_ms must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Function names are DNS labels, so that a function can also be reached as
+/// `{name}.{domain}`: 1–63 characters of lowercase letters, digits and `-`, starting and
+/// ending with a letter or digit.
+pub fn validate_name(name: &str) -> Result<(), RegistryError> {
+    let invalid = |reason| {
+        Err(RegistryError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return invalid("a name is required");
+    }
+    if name.len() > 63 {
+        return invalid("names are at most 63 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return invalid("use only lowercase letters, digits and `-`");
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return invalid("names start and end with a letter or digit");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_dns_labels() {
+        for good in ["hello", "a", "fn-2", "0x", &"a".repeat(63)] {
+            validate_name(good).unwrap();
+        }
+        for bad in ["", "Hello", "-a", "a-", "a_b", "a.b", "a/b", "ünï", &"a".repeat(64)] {
+            let err = validate_name(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid function name"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn config_refuses_unknown_fields_and_bad_env() {
+        let err = serde_json::from_str::<FunctionConfig>(r#"{"evn": {}}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `evn`"), "{err}");
+        let config: FunctionConfig =
+            serde_json::from_str(r#"{"env": {"A=B": "x"}}"#).unwrap();
+        assert!(config.validate().is_err());
+        let config: FunctionConfig =
+            serde_json::from_str(r#"{"limits": {"timeout_ms": 0}}"#).unwrap();
+        assert!(config.validate().is_err());
+        let config: FunctionConfig =
+            serde_json::from_str(r#"{"env": {"GREETING": "hi"}, "limits": {"timeout_ms": 500}}"#)
+                .unwrap();
+        config.validate().unwrap();
+    }
+}

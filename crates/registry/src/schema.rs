@@ -1,0 +1,70 @@
+//! Opening the SQLite database: durability settings and schema migrations, tracked with
+//! `PRAGMA user_version` so that a newer Kindling upgrades an older registry in place.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::error::RegistryError;
+
+/// Each entry upgrades the schema by one version; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: functions and their immutable versions.
+    "CREATE TABLE functions (
+        name TEXT PRIMARY KEY NOT NULL,
+        active_version INTEGER,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE versions (
+        function TEXT NOT NULL REFERENCES functions (name) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        config TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (function, version)
+    );
+    CREATE INDEX versions_by_sha256 ON versions (sha256);",
+];
+
+pub(crate) fn open(path: &Path) -> Result<Connection, RegistryError> {
+    let fail = |source| RegistryError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(fail)?;
+    // WAL keeps readers off writers' backs; FULL sync makes a committed deploy survive a
+    // power cut, not just a crash of the process.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )
+    .map_err(fail)?;
+    let current = conn
+        .query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))
+        .map_err(fail)?
+        .max(0) as usize;
+    if current > MIGRATIONS.len() {
+        return Err(RegistryError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found: current,
+            known: MIGRATIONS.len(),
+        });
+    }
+    migrate(&mut conn, current).map_err(fail)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, current: usize) -> rusqlite::Result<()> {
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! Node-wide runtime settings (the Wasmtime engine and its instance pool) and per-function
+//! settings (environment and limits) that travel with each deployed version.
+
+use std::time::Duration;
+
+/// How the node's Wasmtime engine and pooling allocator are sized.
+///
+/// The pool reserves address space for `max_instances` concurrent instances up front; each
+/// request takes one instance for its duration, so this is also the node's hard cap on
+/// concurrently running functions.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RuntimeConfig {
+    /// Maximum number of instances alive at once, across all functions.
+    pub max_instances: u32,
+    /// Largest linear memory any instance may grow to; per-function limits sit below this.
+    pub max_memory_bytes: u64,
+    /// Bytes of each released linear memory kept resident and reset with `memset` rather
+    /// than `madvise`: fewer page faults for the next request, at a bounded RSS cost.
+    pub keep_resident_bytes: usize,
+    /// How many idle, previously used pool slots keep their resident memory.
+    pub max_unused_warm_slots: u32,
+    /// Period of the epoch ticker: the granularity of deadlines, and how often a busy guest
+    /// yields its thread to other requests.
+    pub epoch_tick: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 1000,
+            max_memory_bytes: 4 << 30,
+            keep_resident_bytes: 2 << 20,
+            max_unused_warm_slots: 32,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+/// What a deployed function version runs with: its environment and its limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FunctionSettings {
+    /// Environment variables the guest sees; nothing of the host's environment leaks in.
+    pub env: Vec<(String, String)>,
+    /// Resource limits for each invocation.
+    pub limits: Limits,
+}
+
+/// Per-invocation resource limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest request body the function accepts; larger requests are answered 413.
+    pub max_request_body_bytes: u64,
+    /// Largest response a WAGI function may write (CGI output is buffered); larger is a 502.
+    pub max_response_body_bytes: u64,
+    /// Wall-clock time an invocation may take before it is stopped and answered 504.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_body_bytes: 16 << 20,
+            max_response_body_bytes: 16 << 20,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}

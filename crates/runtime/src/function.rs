@@ -1,0 +1,107 @@
+//! A function ready to serve: compiled code pre-linked against the host (`InstancePre`), plus
+//! the settings of its deployed version. Cheap to clone and shared by all requests.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body::Body;
+use wasmtime::InstancePre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::config::FunctionSettings;
+use crate::error::InvokeError;
+use crate::invocation::{BoxError, RequestInfo, ResponseBody};
+use crate::kind::FunctionKind;
+use crate::store::{HttpState, WagiState};
+
+/// A loaded function. Each invocation instantiates it afresh: no state survives a request.
+#[derive(Clone)]
+pub struct Function {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sha256: String,
+    settings: FunctionSettings,
+    pre: Pre,
+}
+
+pub(crate) enum Pre {
+    Http(ProxyPre<HttpState>),
+    Wagi(InstancePre<WagiState>),
+}
+
+impl Function {
+    pub(crate) fn new(sha256: String, settings: FunctionSettings, pre: Pre) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                sha256,
+                settings,
+                pre,
+            }),
+        }
+    }
+
+    /// The kind of binary this function is.
+    pub fn kind(&self) -> FunctionKind {
+        match self.inner.pre {
+            Pre::Http(_) => FunctionKind::WasiHttp,
+            Pre::Wagi(_) => FunctionKind::Wagi,
+        }
+    }
+
+    /// The sha256 of the WebAssembly bytes, in hex.
+    pub fn sha256(&self) -> &str {
+        &self.inner.sha256
+    }
+
+    /// The settings this function runs with.
+    pub fn settings(&self) -> &FunctionSettings {
+        &self.inner.settings
+    }
+
+    /// Returns a copy of this function that runs with other settings, sharing the compiled
+    /// code: a configuration-only change needs no recompilation.
+    pub fn with_settings(&self, settings: FunctionSettings) -> Self {
+        let pre = match &self.inner.pre {
+            Pre::Http(pre) => Pre::Http(pre.clone()),
+            Pre::Wagi(pre) => Pre::Wagi(pre.clone()),
+        };
+        Self::new(self.inner.sha256.clone(), settings, pre)
+    }
+
+    /// Runs one request through a fresh instance and returns the function's response, whose
+    /// body streams as the guest writes it.
+    pub async fn invoke<B>(
+        &self,
+        request: http::Request<B>,
+        info: &RequestInfo,
+    ) -> Result<http::Response<ResponseBody>, InvokeError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let limit = self.inner.settings.limits.max_request_body_bytes;
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit) {
+            return Err(InvokeError::RequestBodyTooLarge { limit });
+        }
+        match &self.inner.pre {
+            Pre::Http(pre) => crate::http::invoke(pre, &self.inner.settings, request, info).await,
+            Pre::Wagi(pre) => crate::wagi::invoke(pre, &self.inner.settings, request, info).await,
+        }
+    }
+}
+
+impl std::fmt::Debug for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Function")
+            .field("kind", &self.kind())
+            .field("sha256", &self.inner.sha256)
+            .finish_non_exhaustive()
+    }
+}

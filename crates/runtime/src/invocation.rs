@@ -1,0 +1,73 @@
+//! What an invocation needs besides the HTTP request itself, what it returns, and how
+//! Wasmtime failures become [`InvokeError`]s.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+
+use crate::error::{InvokeError, chain};
+
+/// The error type of response bodies: a body can fail mid-stream when a guest traps after it
+/// has sent the response head.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of a function's response, streamed as the guest writes it.
+pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Facts about an invocation that are not in the request: who called, where the function is
+/// mounted, and the id that ties log lines to the request.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// The function's name, for logs.
+    pub function: Arc<str>,
+    /// The path prefix the function is mounted at (`/hello`), empty when routed by host name.
+    /// WAGI passes it as `SCRIPT_NAME`; the request's own path is what follows it.
+    pub script_name: String,
+    /// The client's address.
+    pub remote_addr: Option<SocketAddr>,
+    /// The address the request came in on.
+    pub local_addr: Option<SocketAddr>,
+    /// The request id, shown in logs and error bodies.
+    pub request_id: Arc<str>,
+}
+
+/// Classifies an error returned by instantiating or calling a guest.
+pub(crate) fn classify(err: &wasmtime::Error, timeout: std::time::Duration) -> InvokeError {
+    if let Some(wasmtime::Trap::Interrupt) = err.downcast_ref::<wasmtime::Trap>() {
+        return InvokeError::Timeout(timeout);
+    }
+    if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        return InvokeError::AtCapacity;
+    }
+    InvokeError::Guest(chain(err))
+}
+
+/// Writes what a guest printed to the host log, one event per line, tagged with the function
+/// and request id. Output past the capture cap was dropped and is reported as a count.
+pub(crate) fn log_guest_output(info: &RequestInfo, stream: &str, bytes: &[u8], dropped: u64) {
+    if bytes.is_empty() && dropped == 0 {
+        return;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    for line in text.lines() {
+        tracing::info!(
+            target: "kindling::guest",
+            function = %info.function,
+            request_id = %info.request_id,
+            stream,
+            "{line}"
+        );
+    }
+    if dropped > 0 {
+        tracing::warn!(
+            target: "kindling::guest",
+            function = %info.function,
+            request_id = %info.request_id,
+            stream,
+            dropped,
+            "guest output exceeded the capture cap; the rest was dropped"
+        );
+    }
+}

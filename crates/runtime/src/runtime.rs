@@ -1,0 +1,306 @@
+//! The node's WebAssembly runtime: one Wasmtime engine with the pooling allocator and
+//! copy-on-write memory images, linkers built once and shared, an epoch ticker, and the
+//! compiled-artifact cache.
+//!
+//! `prepare` is the deploy path (detect the kind, compile, check the links, cache the
+//! artifact); `load` is the start-up path (map the cached artifact, compiling only when it is
+//! missing or stale). Both are CPU- and disk-bound: call them from a blocking thread.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker as ComponentLinker};
+use wasmtime::{
+    Config, Engine, Enabled, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig,
+    Precompiled,
+};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::artifact::ArtifactCache;
+use crate::config::{FunctionSettings, RuntimeConfig};
+use crate::error::{PrepareError, chain};
+use crate::function::{Function, Pre};
+use crate::kind::{Encoding, encoding};
+use crate::store::{HttpState, WagiState};
+
+/// The interface a `wasi:http/proxy` component exports to handle requests.
+const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+
+/// The shared runtime; clones are cheap handles to the same engine.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    http_linker: ComponentLinker<HttpState>,
+    wagi_linker: Linker<WagiState>,
+    artifacts: ArtifactCache,
+    _ticker: EpochTicker,
+}
+
+/// Where a loaded function's machine code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoadSource {
+    /// Mapped from the on-disk artifact cache: no compilation.
+    Cache,
+    /// Compiled from the WebAssembly bytes (and then cached).
+    Compiled,
+}
+
+impl LoadSource {
+    /// A stable name for APIs and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cache => "cache",
+            Self::Compiled => "compiled",
+        }
+    }
+}
+
+/// A function made ready, with how it was made ready and how long that took.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The function, ready to invoke.
+    pub function: Function,
+    /// Where its machine code came from.
+    pub source: LoadSource,
+    /// Time spent compiling or mapping, linking and pre-instantiating.
+    pub elapsed: Duration,
+}
+
+impl Runtime {
+    /// Builds the engine, the linkers and the artifact cache in `artifact_dir`.
+    pub fn new(config: &RuntimeConfig, artifact_dir: PathBuf) -> Result<Self, PrepareError> {
+        let engine = Engine::new(&engine_config(config))
+            .map_err(|err| PrepareError::Engine(chain(&err)))?;
+
+        let mut http_linker = ComponentLinker::new(&engine);
+        // Rust guests import `wasi:cli/environment` and friends even for HTTP, so link all
+        // of WASI 0.2, as `wasmtime serve -Scli` does, plus the HTTP interfaces.
+        wasmtime_wasi::p2::add_to_linker_async(&mut http_linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker))
+            .map_err(|err| PrepareError::Engine(chain(&err)))?;
+
+        let mut wagi_linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut wagi_linker, |state: &mut WagiState| {
+            &mut state.wasi
+        })
+        .map_err(|err| PrepareError::Engine(chain(&err)))?;
+
+        let artifacts = ArtifactCache::open(artifact_dir, &engine)?;
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                http_linker,
+                wagi_linker,
+                artifacts,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The deploy path: refuses binaries Kindling cannot run, with a message naming what is
+    /// missing; compiles, links and pre-instantiates; writes the compiled artifact to the cache.
+    pub fn prepare(
+        &self,
+        wasm: &[u8],
+        sha256: &str,
+        settings: FunctionSettings,
+    ) -> Result<Loaded, PrepareError> {
+        let started = Instant::now();
+        let (pre, artifact) = match encoding(wasm)? {
+            Encoding::Component => {
+                let component = Component::new(&self.inner.engine, wasm)
+                    .map_err(|err| PrepareError::Invalid(chain(&err)))?;
+                let pre = self.link_component(&component)?;
+                let artifact = component
+                    .serialize()
+                    .map_err(|err| PrepareError::Engine(chain(&err)))?;
+                (pre, artifact)
+            }
+            Encoding::CoreModule => {
+                let module = Module::new(&self.inner.engine, wasm)
+                    .map_err(|err| PrepareError::Invalid(chain(&err)))?;
+                let pre = self.link_module(&module)?;
+                let artifact = module
+                    .serialize()
+                    .map_err(|err| PrepareError::Engine(chain(&err)))?;
+                (pre, artifact)
+            }
+        };
+        self.inner.artifacts.store(sha256, &artifact)?;
+        Ok(Loaded {
+            function: Function::new(sha256.to_string(), settings, pre),
+            source: LoadSource::Compiled,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// The start-up path: maps the cached artifact if there is a usable one, otherwise
+    /// compiles `wasm_path` (and caches the result).
+    pub fn load(
+        &self,
+        sha256: &str,
+        wasm_path: &Path,
+        settings: FunctionSettings,
+    ) -> Result<Loaded, PrepareError> {
+        let started = Instant::now();
+        let artifact = self.inner.artifacts.path(sha256);
+        if artifact.exists() {
+            match self.load_artifact(&artifact) {
+                Ok(pre) => {
+                    return Ok(Loaded {
+                        function: Function::new(sha256.to_string(), settings, pre),
+                        source: LoadSource::Cache,
+                        elapsed: started.elapsed(),
+                    });
+                }
+                Err(err) => tracing::warn!(
+                    artifact = %artifact.display(),
+                    error = %err,
+                    "cached artifact unusable; recompiling"
+                ),
+            }
+        }
+        let wasm = std::fs::read(wasm_path).map_err(|source| PrepareError::Cache {
+            path: wasm_path.to_path_buf(),
+            source,
+        })?;
+        let mut loaded = self.prepare(&wasm, sha256, settings)?;
+        loaded.elapsed = started.elapsed();
+        Ok(loaded)
+    }
+
+    /// True when a compiled artifact for this module is in the cache.
+    pub fn is_cached(&self, sha256: &str) -> bool {
+        self.inner.artifacts.path(sha256).exists()
+    }
+
+    fn load_artifact(&self, path: &Path) -> Result<Pre, PrepareError> {
+        let engine = &self.inner.engine;
+        let invalid = |err: wasmtime::Error| PrepareError::Invalid(chain(&err));
+        match Engine::detect_precompiled_file(path).map_err(invalid)? {
+            // SAFETY: the artifact cache directory is written only by this runtime, from
+            // `serialize` of modules it compiled itself; Wasmtime additionally checks that the
+            // file was produced by a compatible engine before using it.
+            Some(Precompiled::Component) => {
+                let component =
+                    unsafe { Component::deserialize_file(engine, path) }.map_err(invalid)?;
+                self.link_component(&component)
+            }
+            // SAFETY: as above.
+            Some(Precompiled::Module) => {
+                let module = unsafe { Module::deserialize_file(engine, path) }.map_err(invalid)?;
+                self.link_module(&module)
+            }
+            None => Err(PrepareError::Invalid(format!(
+                "{} is not a compiled artifact",
+                path.display()
+            ))),
+        }
+    }
+
+    fn link_component(&self, component: &Component) -> Result<Pre, PrepareError> {
+        let engine = &self.inner.engine;
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        if !exports.iter().any(|name| name.starts_with(INCOMING_HANDLER)) {
+            let found = if exports.is_empty() {
+                "it exports nothing".to_string()
+            } else {
+                format!("it exports {}", exports.join(", "))
+            };
+            let hint = if exports.iter().any(|name| name.starts_with("wasi:cli/run")) {
+                " (it is a wasi:cli command)"
+            } else {
+                ""
+            };
+            return Err(PrepareError::Unsupported(format!(
+                "the component does not export {INCOMING_HANDLER}.x, so it is not a \
+                 wasi:http/proxy component; {found}{hint}. Build an HTTP handler instead, for \
+                 example with `wasip2::http::proxy::export!` or `#[wstd::http_server]`"
+            )));
+        }
+        let pre = self
+            .inner
+            .http_linker
+            .instantiate_pre(component)
+            .map_err(|err| PrepareError::Link(chain(&err)))?;
+        let pre = ProxyPre::new(pre).map_err(|err| PrepareError::Unsupported(chain(&err)))?;
+        Ok(Pre::Http(pre))
+    }
+
+    fn link_module(&self, module: &Module) -> Result<Pre, PrepareError> {
+        let has_start = module
+            .exports()
+            .any(|export| export.name() == "_start" && export.ty().func().is_some());
+        if !has_start {
+            let exports: Vec<&str> = module.exports().map(|export| export.name()).collect();
+            return Err(PrepareError::Unsupported(format!(
+                "the core module has no `_start` function, so it is not a WASI command (WAGI \
+                 runs programs with a `main`: build Rust as a binary for wasm32-wasip1, C with \
+                 clang --target=wasm32-wasi); it exports [{}]",
+                exports.join(", ")
+            )));
+        }
+        let pre = self
+            .inner
+            .wagi_linker
+            .instantiate_pre(module)
+            .map_err(|err| PrepareError::Link(chain(&err)))?;
+        Ok(Pre::Wagi(pre))
+    }
+}
+
+fn engine_config(config: &RuntimeConfig) -> Config {
+    let instances = config.max_instances.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    // A Rust component instance uses 3 core instances, 1 memory and 2 tables; a WAGI module
+    // uses 1 of each. Size the pool so that the component instance count is the binding limit.
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(4))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(3))
+        .total_stacks(instances)
+        .max_memory_size(config.max_memory_bytes as usize)
+        .linear_memory_keep_resident(config.keep_resident_bytes)
+        .table_keep_resident(config.keep_resident_bytes)
+        .max_unused_warm_slots(config.max_unused_warm_slots)
+        .pagemap_scan(Enabled::Auto);
+
+    let mut engine = Config::new();
+    engine
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true)
+        .epoch_interruption(true);
+    engine
+}
+
+/// Advances the engine's epoch on a fixed period from a dedicated thread; stops when dropped.
+struct EpochTicker {
+    _stop: mpsc::Sender<()>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> Self {
+        let (stop, stopped) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("kindling-epoch".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn the epoch ticker thread");
+        Self { _stop: stop }
+    }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Builds every WebAssembly guest from source: the examples users deploy and the programs the
+# integration tests deploy. Outputs:
+#   examples/hello.wasm        wasi:http/proxy component (Rust, wasm32-wasip2)
+#   examples/wagi-hello.wasm   WAGI module (Rust, wasm32-wasip1)
+#   examples/c-hello.wasm      WAGI module (C, clang + wasi-libc)
+#   test-programs/build/*.wasm test guests
+# Needs the wasm32 Rust targets, clang, lld and wasi-libc: scripts/setup.sh installs them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Guests get their own target directory so that host and guest builds never fight over
+# one lock; CARGO_TARGET_DIR, when set, moves both out of the source tree.
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}/guests"
+release() { echo "$target_dir/$1/release"; }
+
+cargo build --quiet --release --locked --manifest-path examples/Cargo.toml \
+  --target-dir "$target_dir" --target wasm32-wasip2 -p hello
+cargo build --quiet --release --locked --manifest-path examples/Cargo.toml \
+  --target-dir "$target_dir" --target wasm32-wasip1 -p wagi-hello
+cp "$(release wasm32-wasip2)/hello.wasm" examples/hello.wasm
+cp "$(release wasm32-wasip1)/wagi-hello.wasm" examples/wagi-hello.wasm
+clang --target=wasm32-wasi -O2 -Wall -Werror -o examples/c-hello.wasm examples/c-hello/hello.c
+
+mkdir -p test-programs/build
+cargo build --quiet --release --locked --manifest-path test-programs/Cargo.toml \
+  --target-dir "$target_dir" --target wasm32-wasip2 -p http-wasip2 -p http-wstd -p cli-command
+cargo build --quiet --release --locked --manifest-path test-programs/Cargo.toml \
+  --target-dir "$target_dir" --target wasm32-wasip1 -p core-library
+cp "$(release wasm32-wasip2)/http_wasip2.wasm" test-programs/build/http-wasip2.wasm
+cp "$(release wasm32-wasip2)/http-wstd.wasm" test-programs/build/http-wstd.wasm
+cp "$(release wasm32-wasip2)/cli-command.wasm" test-programs/build/cli-command.wasm
+cp "$(release wasm32-wasip1)/core_library.wasm" test-programs/build/core-library.wasm
+
+echo "guests built: examples/*.wasm, test-programs/build/*.wasm"
