@@ -48,7 +48,6 @@ pub struct FunctionSettings {
 
 /// Per-invocation resource limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Limits {
     /// Largest request body the function accepts; larger requests are answered 413.
     pub max_request_body_bytes: u64,
