@@ -11,4 +11,4 @@ mod schema;
 
 pub use error::RegistryError;
 pub use model::{FunctionConfig, FunctionRecord, LimitsConfig, VersionRecord, validate_name};
-pub use registry::{NewVersion, Registry};
+pub use registry::{NewVersion, Registry, sha256_hex};

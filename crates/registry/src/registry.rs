@@ -17,6 +17,11 @@ use crate::error::RegistryError;
 use crate::model::{FunctionConfig, FunctionRecord, VersionRecord, validate_name};
 use crate::schema;
 
+/// The hex sha256 of a module: its address in the registry.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// A handle to the registry; clones share one connection.
 #[derive(Clone)]
 pub struct Registry {
@@ -74,7 +79,7 @@ impl Registry {
     pub async fn store_module(&self, bytes: Bytes) -> Result<String, RegistryError> {
         let inner = self.inner.clone();
         blocking(move || {
-            let sha256 = hex::encode(Sha256::digest(&bytes));
+            let sha256 = sha256_hex(&bytes);
             let path = inner.module_path(&sha256);
             if !path.exists() {
                 write_atomically(&path, &bytes)?;
@@ -178,13 +183,13 @@ impl Registry {
         .await
     }
 
-    /// Deletes a function and all its versions; module files no version uses any more are
-    /// removed. Returns the deleted versions' module hashes.
+    /// Deletes a function and all its versions. Module files no version uses any more are
+    /// removed; their hashes are returned so that derived files can go too.
     pub async fn delete_function(&self, name: &str) -> Result<Vec<String>, RegistryError> {
         let name = name.to_string();
         let inner = self.inner.clone();
         blocking(move || {
-            let removed = {
+            let unreferenced = {
                 let mut conn = inner.lock()?;
                 let tx = conn.transaction()?;
                 if !function_exists(&tx, &name)? {
@@ -198,11 +203,35 @@ impl Registry {
                 };
                 tx.execute("DELETE FROM versions WHERE function = ?1", params![name])?;
                 tx.execute("DELETE FROM functions WHERE name = ?1", params![name])?;
+                let mut unreferenced = Vec::new();
+                for sha256 in hashes {
+                    let used = tx
+                        .query_row(
+                            "SELECT 1 FROM versions WHERE sha256 = ?1 LIMIT 1",
+                            params![sha256],
+                            |_| Ok(()),
+                        )
+                        .optional()?
+                        .is_some();
+                    if !used {
+                        unreferenced.push(sha256);
+                    }
+                }
                 tx.commit()?;
-                hashes
+                unreferenced
             };
             inner.collect_garbage()?;
-            Ok(removed)
+            Ok(unreferenced)
+        })
+        .await
+    }
+
+    /// The hashes of all modules some version uses.
+    pub async fn referenced_modules(&self) -> Result<Vec<String>, RegistryError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare("SELECT DISTINCT sha256 FROM versions")?;
+            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }

@@ -81,8 +81,8 @@ async fn delete_removes_versions_and_their_modules() {
     registry.commit_version("two", new_version(shared.clone(), 6)).await.unwrap();
     registry.commit_version("two", new_version(own.clone(), 3)).await.unwrap();
 
-    let removed = registry.delete_function("two").await.unwrap();
-    assert_eq!(removed.len(), 2);
+    let unreferenced = registry.delete_function("two").await.unwrap();
+    assert_eq!(unreferenced, vec![own.clone()], "`shared` is still used by `one`");
     assert!(registry.module_path(&shared).exists(), "still used by `one`");
     assert!(!registry.module_path(&own).exists());
     assert!(registry.function("two").await.unwrap().is_none());

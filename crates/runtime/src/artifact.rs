@@ -35,6 +35,33 @@ impl ArtifactCache {
         self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
     }
 
+    /// Removes the artifact of one module, if present. Safe while it is loaded: a mapped file
+    /// lives on until it is unmapped.
+    pub(crate) fn remove(&self, sha256: &str) {
+        let _ = fs::remove_file(self.path(sha256));
+    }
+
+    /// Removes every artifact that is not for one of `keep`, or was compiled by another engine
+    /// configuration (an older Kindling or other settings). Returns how many were removed.
+    pub(crate) fn retain(&self, keep: &std::collections::HashSet<String>) -> usize {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let suffix = format!("-{}.cwasm", self.engine_key);
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let current = name
+                .strip_suffix(&suffix)
+                .is_some_and(|sha256| keep.contains(sha256));
+            if !current && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Writes an artifact atomically: a reader sees the old file, no file, or the whole new
     /// one, never a torn write, even if the process is killed mid-way.
     pub(crate) fn store(&self, sha256: &str, bytes: &[u8]) -> Result<PathBuf, PrepareError> {

@@ -182,6 +182,17 @@ impl Runtime {
         self.inner.artifacts.path(sha256).exists()
     }
 
+    /// Drops the compiled artifact of a module no longer deployed.
+    pub fn forget(&self, sha256: &str) {
+        self.inner.artifacts.remove(sha256);
+    }
+
+    /// Removes cached artifacts for modules not in `keep` and those compiled under another
+    /// engine configuration. Returns how many files were removed.
+    pub fn retain_artifacts(&self, keep: &std::collections::HashSet<String>) -> usize {
+        self.inner.artifacts.retain(keep)
+    }
+
     fn load_artifact(&self, path: &Path) -> Result<Pre, PrepareError> {
         let engine = &self.inner.engine;
         let invalid = |err: wasmtime::Error| PrepareError::Invalid(chain(&err));

@@ -1,0 +1,57 @@
+//! Errors of the node's control plane, each saying whether the caller or the node is at fault.
+
+use kindling_registry::RegistryError;
+use kindling_runtime::PrepareError;
+
+/// A deploy, rollback, delete or lookup failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The registry refused or failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The uploaded module was refused, or compiling it failed.
+    #[error("function {name:?}: {source}")]
+    Prepare {
+        /// The function being deployed.
+        name: String,
+        /// Why it could not be prepared.
+        source: PrepareError,
+    },
+    /// The name is reserved for the node's own routes.
+    #[error("function name {0:?} is reserved for Kindling's own routes; choose another")]
+    ReservedName(String),
+    /// A background task failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Who is to blame for an error: decides 4xx or 5xx at the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The request named something that does not exist.
+    NotFound,
+    /// The request was wrong (bad name, bad binary, bad configuration).
+    Client,
+    /// The request conflicts with the current state (nothing to roll back to).
+    Conflict,
+    /// The node failed.
+    Server,
+}
+
+impl NodeError {
+    /// Classifies the error.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::Registry(
+                RegistryError::FunctionNotFound(_) | RegistryError::VersionNotFound { .. },
+            ) => Fault::NotFound,
+            Self::Registry(RegistryError::NothingToRollBack(_)) => Fault::Conflict,
+            Self::Registry(RegistryError::InvalidName { .. } | RegistryError::InvalidConfig(_))
+            | Self::ReservedName(_) => Fault::Client,
+            Self::Prepare { source, .. } if source.is_client_error() => Fault::Client,
+            _ => Fault::Server,
+        }
+    }
+}
