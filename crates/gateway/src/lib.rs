@@ -1,1 +1,22 @@
-//! x
+//! Kindling's HTTP layer.
+//!
+//! One [`app`] holds everything a node answers: `/{function}/...` (or `Host:
+//! {function}.{domain}`) invokes a function; `/v1/` is the admin API described by
+//! `/v1/openapi.json`; `/healthz` and `/readyz` are for orchestrators. [`serve`] runs it on a
+//! listener with timeouts and graceful shutdown.
+
+mod admin;
+pub mod api;
+mod config;
+mod error;
+mod invoke;
+mod openapi;
+mod request_id;
+mod router;
+mod server;
+
+pub use config::GatewayConfig;
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use openapi::document as openapi_document;
+pub use router::app;
+pub use server::serve;

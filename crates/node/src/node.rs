@@ -62,7 +62,6 @@ pub struct Active {
 
 /// What a deploy did.
 #[derive(Debug)]
-#[non_exhaustive]
 pub enum DeployOutcome {
     /// A new version was recorded and now serves.
     Created(Arc<Active>),

@@ -1,0 +1,261 @@
+//! The admin API under `/v1`: list and inspect functions, deploy versions (raw WebAssembly or
+//! multipart with a JSON config part), roll back, delete. Documented in [`crate::openapi`].
+
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use http::StatusCode;
+use kindling_node::{Active, DeployOutcome};
+use kindling_registry::{FunctionConfig, FunctionRecord, VersionRecord};
+use serde_json::json;
+
+use crate::api::{DeployResponse, FunctionInfo, LoadInfo, RollbackRequest};
+use crate::error::ApiError;
+use crate::router::AppState;
+
+pub(crate) fn routes(max_module_bytes: usize) -> Router<AppState> {
+    Router::new()
+        .route("/functions", get(list_functions))
+        .route("/functions/{name}", get(get_function).delete(delete_function))
+        .route("/functions/{name}/versions", get(list_versions).post(deploy))
+        .route("/functions/{name}/rollback", post(rollback))
+        .route("/openapi.json", get(openapi))
+        .fallback(no_such_route)
+        // Multipart uploads carry the module plus a small config part.
+        .layer(DefaultBodyLimit::max(max_module_bytes + 64 * 1024))
+}
+
+async fn list_functions(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let registry = state.node.registry();
+    let records = registry.functions().await.map_err(kindling_node::NodeError::from)?;
+    let mut versions: std::collections::HashMap<String, VersionRecord> = registry
+        .active_versions()
+        .await
+        .map_err(kindling_node::NodeError::from)?
+        .into_iter()
+        .map(|version| (version.function.clone(), version))
+        .collect();
+    let functions: Vec<FunctionInfo> = records
+        .into_iter()
+        .filter_map(|record| {
+            let version = versions.remove(&record.name)?;
+            Some(function_info(&state, record, version))
+        })
+        .collect();
+    Ok(Json(json!({ "functions": functions })))
+}
+
+async fn get_function(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<FunctionInfo>, ApiError> {
+    Ok(Json(describe(&state, &name).await?))
+}
+
+async fn list_versions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let versions = state
+        .node
+        .registry()
+        .versions(&name)
+        .await
+        .map_err(kindling_node::NodeError::from)?;
+    Ok(Json(json!({ "versions": versions })))
+}
+
+async fn deploy(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Result<impl IntoResponse, ApiError> {
+    let limit = state.config.max_module_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "module_too_large",
+            format!("the module is larger than this server's limit of {limit} bytes"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit + 64 * 1024) {
+        return Err(too_large());
+    }
+    let is_multipart = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+
+    let (module, config) = if is_multipart {
+        read_multipart(request, &state).await?
+    } else {
+        let body = axum::body::to_bytes(request.into_body(), limit)
+            .await
+            .map_err(|_| too_large())?;
+        (body, FunctionConfig::default())
+    };
+    if module.len() > limit {
+        return Err(too_large());
+    }
+
+    let outcome = state.node.deploy(&name, module, config).await?;
+    let (status, active, unchanged) = match outcome {
+        DeployOutcome::Created(active) => (StatusCode::CREATED, active, false),
+        DeployOutcome::Unchanged(active) => (StatusCode::OK, active, true),
+    };
+    let response = DeployResponse {
+        version: active.version.clone(),
+        unchanged,
+        load: load_info(&active),
+    };
+    Ok((status, Json(response)))
+}
+
+async fn read_multipart(
+    request: Request,
+    state: &AppState,
+) -> Result<(Bytes, FunctionConfig), ApiError> {
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_multipart", message);
+    let mut multipart = Multipart::from_request(request, state)
+        .await
+        .map_err(|err| bad(err.body_text()))?;
+    let mut module = None;
+    let mut config = FunctionConfig::default();
+    while let Some(field) = multipart.next_field().await.map_err(|err| {
+        if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "module_too_large", err.body_text())
+        } else {
+            bad(err.body_text())
+        }
+    })? {
+        let name = field.name().unwrap_or_default().to_string();
+        let bytes = field.bytes().await.map_err(|err| bad(err.body_text()))?;
+        match name.as_str() {
+            "module" => module = Some(bytes),
+            "config" => {
+                config = serde_json::from_slice(&bytes).map_err(|err| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_config",
+                        format!("the config part is not a valid function configuration: {err}"),
+                    )
+                })?;
+            }
+            other => {
+                return Err(bad(format!(
+                    "unexpected part {other:?}: send a `module` part (the .wasm) and optionally \
+                     a `config` part (JSON)"
+                )));
+            }
+        }
+    }
+    let module = module.ok_or_else(|| {
+        bad("the multipart body has no `module` part holding the .wasm file".into())
+    })?;
+    Ok((module, config))
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<FunctionInfo>, ApiError> {
+    let request: RollbackRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RollbackRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|err| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_rollback",
+                format!("expected an empty body or {{\"version\": N}}: {err}"),
+            )
+        })?
+    };
+    state.node.rollback(&name, request.version).await?;
+    Ok(Json(describe(&state, &name).await?))
+}
+
+async fn delete_function(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.node.delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn openapi() -> impl IntoResponse {
+    Json(crate::openapi::document())
+}
+
+async fn no_such_route(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_route",
+        format!(
+            "the admin API has no route {} {}; GET /v1/openapi.json lists them",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+async fn describe(state: &AppState, name: &str) -> Result<FunctionInfo, ApiError> {
+    let registry = state.node.registry();
+    let record = registry
+        .function(name)
+        .await
+        .map_err(kindling_node::NodeError::from)?
+        .ok_or_else(|| {
+            ApiError::from(kindling_node::NodeError::from(
+                kindling_registry::RegistryError::FunctionNotFound(name.to_string()),
+            ))
+        })?;
+    let version = registry
+        .active_version(name)
+        .await
+        .map_err(kindling_node::NodeError::from)?;
+    Ok(function_info(state, record, version))
+}
+
+fn function_info(state: &AppState, record: FunctionRecord, version: VersionRecord) -> FunctionInfo {
+    let active = state
+        .node
+        .lookup(&record.name)
+        .filter(|active| active.version.version == record.active_version);
+    let error = state.node.load_failure(&record.name);
+    FunctionInfo {
+        state: match (&active, &error) {
+            (Some(_), _) => "serving",
+            (None, Some(_)) => "failed",
+            (None, None) => "loading",
+        }
+        .to_string(),
+        load: active.as_deref().map(load_info),
+        error,
+        name: record.name,
+        active_version: record.active_version,
+        version_count: record.version_count,
+        kind: version.kind,
+        sha256: version.sha256,
+        size_bytes: version.size_bytes,
+        config: version.config,
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+    }
+}
+
+fn load_info(active: &Active) -> LoadInfo {
+    LoadInfo {
+        source: active.source.as_str().to_string(),
+        millis: (active.load_time.as_secs_f64() * 1e6).round() / 1e3,
+    }
+}

@@ -1,0 +1,31 @@
+//! Gateway settings: host-name routing, upload size, connection timeouts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How the gateway routes and guards its connections.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// When set, `Host: {function}.{domain}` routes to the function, with the whole path.
+    pub domain: Option<String>,
+    /// Largest module a deploy may upload.
+    pub max_module_bytes: usize,
+    /// How long a client may take to send its request headers.
+    pub header_read_timeout: Duration,
+    /// How long in-flight requests get to finish after shutdown is asked for.
+    pub shutdown_grace: Duration,
+    /// The address the server listens on, reported to WAGI functions as the server port.
+    pub local_addr: Option<SocketAddr>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            domain: None,
+            max_module_bytes: 64 << 20,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
+            local_addr: None,
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The OpenAPI 3 description of every route the node answers, served at `/v1/openapi.json`.
+//! A test walks it against the real router so that the document and the routes cannot drift.
+
+use serde_json::{Value, json};
+
+/// The OpenAPI 3.0 document.
+pub fn document() -> Value {
+    let name = json!({
+        "name": "name", "in": "path", "required": true,
+        "description": "Function name: 1-63 lowercase letters, digits and `-`",
+        "schema": { "type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$" }
+    });
+    let error = |description: &str| json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+    });
+    let ok_json = |description: &str, schema: Value| json!({
+        "description": description,
+        "content": { "application/json": { "schema": schema } }
+    });
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Kindling",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Serverless WebAssembly functions: the admin API of a Kindling node, \
+                            and the invocation routes."
+        },
+        "paths": {
+            "/healthz": { "get": {
+                "summary": "Liveness: the process answers",
+                "responses": { "200": { "description": "alive" } }
+            }},
+            "/readyz": { "get": {
+                "summary": "Readiness: all deployed functions are loaded",
+                "responses": {
+                    "200": { "description": "ready" },
+                    "503": { "description": "still loading functions" }
+                }
+            }},
+            "/v1/openapi.json": { "get": {
+                "summary": "This document",
+                "responses": { "200": { "description": "the OpenAPI document" } }
+            }},
+            "/v1/functions": { "get": {
+                "summary": "List functions",
+                "responses": {
+                    "200": ok_json("all functions", json!({
+                        "type": "object",
+                        "properties": { "functions": {
+                            "type": "array", "items": { "$ref": "#/components/schemas/Function" }
+                        }}
+                    }))
+                }
+            }},
+            "/v1/functions/{name}": {
+                "parameters": [name],
+                "get": {
+                    "summary": "Inspect a function",
+                    "responses": {
+                        "200": ok_json("the function", json!({ "$ref": "#/components/schemas/Function" })),
+                        "404": error("no such function")
+                    }
+                },
+                "delete": {
+                    "summary": "Delete a function and all its versions",
+                    "responses": {
+                        "204": { "description": "deleted" },
+                        "404": error("no such function")
+                    }
+                }
+            },
+            "/v1/functions/{name}/versions": {
+                "parameters": [name],
+                "get": {
+                    "summary": "List a function's versions, newest first",
+                    "responses": {
+                        "200": ok_json("the versions", json!({
+                            "type": "object",
+                            "properties": { "versions": {
+                                "type": "array", "items": { "$ref": "#/components/schemas/Version" }
+                            }}
+                        })),
+                        "404": error("no such function")
+                    }
+                },
+                "post": {
+                    "summary": "Deploy a new version and make it active",
+                    "description": "The body is the WebAssembly binary itself, or multipart/form-data \
+                                    with a `module` part (the binary) and an optional `config` part \
+                                    (JSON). The kind (wasi:http component or WAGI module) is detected \
+                                    from the binary. On any error nothing changes and the previous \
+                                    version keeps serving.",
+                    "requestBody": { "required": true, "content": {
+                        "application/wasm": { "schema": { "type": "string", "format": "binary" } },
+                        "multipart/form-data": { "schema": {
+                            "type": "object",
+                            "required": ["module"],
+                            "properties": {
+                                "module": { "type": "string", "format": "binary" },
+                                "config": { "$ref": "#/components/schemas/Config" }
+                            }
+                        }}
+                    }},
+                    "responses": {
+                        "201": ok_json("deployed", json!({ "$ref": "#/components/schemas/Deploy" })),
+                        "200": ok_json("the same module and config were already active",
+                                       json!({ "$ref": "#/components/schemas/Deploy" })),
+                        "400": error("not WebAssembly, wrong kind, bad name or bad config"),
+                        "413": error("the module is larger than the server accepts")
+                    }
+                }
+            },
+            "/v1/functions/{name}/rollback": {
+                "parameters": [name],
+                "post": {
+                    "summary": "Activate an earlier version",
+                    "requestBody": { "required": false, "content": { "application/json": { "schema": {
+                        "type": "object",
+                        "properties": { "version": {
+                            "type": "integer", "minimum": 1,
+                            "description": "Version to activate; the one before the active one when left out"
+                        }}
+                    }}}},
+                    "responses": {
+                        "200": ok_json("the function after the rollback",
+                                       json!({ "$ref": "#/components/schemas/Function" })),
+                        "404": error("no such function or version"),
+                        "409": error("no earlier version")
+                    }
+                }
+            },
+            "/{function}/{path}": {
+                "parameters": [
+                    { "name": "function", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "path", "in": "path", "required": true,
+                      "description": "The rest of the path, passed to the function with the query",
+                      "schema": { "type": "string" } }
+                ],
+                "get": {
+                    "summary": "Invoke a function (any method works the same way)",
+                    "responses": {
+                        "default": { "description": "whatever the function answers" },
+                        "404": error("no such function"),
+                        "413": error("request body over the function's limit"),
+                        "502": error("invalid or oversized function response"),
+                        "503": error("the node is at capacity or the function failed to load"),
+                        "504": error("the function did not answer within its deadline")
+                    }
+                },
+                "post": {
+                    "summary": "Invoke a function with a body, streamed to it",
+                    "responses": {
+                        "default": { "description": "whatever the function answers" },
+                        "404": error("no such function")
+                    }
+                }
+            }
+        },
+        "components": { "schemas": {
+            "Error": {
+                "type": "object", "required": ["error"],
+                "properties": { "error": {
+                    "type": "object", "required": ["code", "message"],
+                    "properties": {
+                        "code": { "type": "string" },
+                        "message": { "type": "string" },
+                        "request_id": { "type": "string" }
+                    }
+                }}
+            },
+            "Limits": {
+                "type": "object", "additionalProperties": false,
+                "properties": {
+                    "timeout_ms": { "type": "integer", "minimum": 1 },
+                    "max_request_body_bytes": { "type": "integer", "minimum": 0 },
+                    "max_response_body_bytes": { "type": "integer", "minimum": 0 }
+                }
+            },
+            "Config": {
+                "type": "object", "additionalProperties": false,
+                "properties": {
+                    "env": { "type": "object", "additionalProperties": { "type": "string" } },
+                    "limits": { "$ref": "#/components/schemas/Limits" }
+                }
+            },
+            "Version": {
+                "type": "object",
+                "required": ["function", "version", "sha256", "kind", "size_bytes", "config", "created_at"],
+                "properties": {
+                    "function": { "type": "string" },
+                    "version": { "type": "integer" },
+                    "sha256": { "type": "string" },
+                    "kind": { "type": "string", "enum": ["wasi-http", "wagi"] },
+                    "size_bytes": { "type": "integer" },
+                    "config": { "$ref": "#/components/schemas/Config" },
+                    "created_at": { "type": "string", "format": "date-time" }
+                }
+            },
+            "Load": {
+                "type": "object", "required": ["source", "millis"],
+                "properties": {
+                    "source": { "type": "string", "enum": ["cache", "compiled"] },
+                    "millis": { "type": "number" }
+                }
+            },
+            "Function": {
+                "type": "object",
+                "required": ["name", "state", "active_version", "version_count", "kind", "sha256",
+                             "size_bytes", "config", "created_at", "updated_at"],
+                "properties": {
+                    "name": { "type": "string" },
+                    "state": { "type": "string", "enum": ["serving", "failed", "loading"] },
+                    "active_version": { "type": "integer" },
+                    "version_count": { "type": "integer" },
+                    "kind": { "type": "string", "enum": ["wasi-http", "wagi"] },
+                    "sha256": { "type": "string" },
+                    "size_bytes": { "type": "integer" },
+                    "config": { "$ref": "#/components/schemas/Config" },
+                    "created_at": { "type": "string", "format": "date-time" },
+                    "updated_at": { "type": "string", "format": "date-time" },
+                    "load": { "$ref": "#/components/schemas/Load" },
+                    "error": { "type": "string" }
+                }
+            },
+            "Deploy": {
+                "type": "object", "required": ["version", "unchanged", "load"],
+                "properties": {
+                    "version": { "$ref": "#/components/schemas/Version" },
+                    "unchanged": { "type": "boolean" },
+                    "load": { "$ref": "#/components/schemas/Load" }
+                }
+            }
+        }}
+    })
+}

@@ -1,0 +1,68 @@
+//! The whole HTTP application as one `Router`: health and readiness, the admin API under
+//! `/v1`, and every other path invoking a function. Tests drive it without a socket.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use http::StatusCode;
+use kindling_node::Node;
+use serde_json::json;
+
+use crate::config::GatewayConfig;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) node: Arc<Node>,
+    pub(crate) config: Arc<GatewayConfig>,
+}
+
+/// Builds the application for a node.
+pub fn app(node: Arc<Node>, config: GatewayConfig) -> Router {
+    let state = AppState {
+        node,
+        config: Arc::new(config),
+    };
+    let mut router = Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .nest("/v1", crate::admin::routes(state.config.max_module_bytes))
+        .fallback(crate::invoke::by_path);
+    // Host routing must see every request first, so that `hello.{domain}/v1/...` reaches the
+    // function; it costs a middleware hop, so it is only installed when asked for.
+    if state.config.domain.is_some() {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::invoke::by_host,
+        ));
+    }
+    router.with_state(state)
+}
+
+async fn index(State(state): State<AppState>) -> impl IntoResponse {
+    Json(json!({
+        "name": "kindling",
+        "version": env!("CARGO_PKG_VERSION"),
+        "functions_serving": state.node.serving_count(),
+        "invoke": "/{function}/{path...}",
+        "admin_api": "/v1/functions",
+        "openapi": "/v1/openapi.json",
+    }))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.node.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "loading functions\n")
+    }
+}
