@@ -3,7 +3,7 @@
 //! - `/echo`: streams the request body back chunk by chunk as it arrives (full duplex)
 //! - `/status/{code}`: answers with that status code
 //! - `/stream/{n}`: writes `n` lines, flushing each
-//! - `/trailers`: a body followed by trailers
+//! - `/trailers`: a body followed by trailers (announced in a `Trailer` header)
 //! - `/request-trailers`: reads the request body and reports its trailers
 //! - `/headers`: lists the request headers, one `name: value` per line
 //! - `/env/{NAME}`: the value of an environment variable, 404 when unset
@@ -31,10 +31,11 @@ impl wasip2::exports::http::incoming_handler::Guest for Guest {
                 Err(_) => respond(out, 400, &[], b"bad status code\n", None),
             },
             ["stream", n] => stream(out, n.parse().unwrap_or(3)),
+            // HTTP/1.1 servers send only the trailer fields the head announces.
             ["trailers"] => respond(
                 out,
                 200,
-                &[],
+                &[("trailer", "x-checksum")],
                 b"body before trailers\n",
                 Some(&[("x-checksum", "abc123")]),
             ),

@@ -1,0 +1,173 @@
+//! The admin API client used by every command except `serve`. Errors carry the server's own
+//! message, so the user sees why a deploy was refused, not just a status code.
+
+use anyhow::{Context, anyhow};
+use kindling_gateway::ErrorBody;
+use kindling_gateway::api::{DeployResponse, FunctionInfo, RollbackRequest};
+use kindling_registry::{FunctionConfig, VersionRecord};
+use reqwest::{Method, Response, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// A connection to one node's admin API.
+pub(crate) struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct FunctionList {
+    functions: Vec<FunctionInfo>,
+}
+
+#[derive(Deserialize)]
+struct VersionList {
+    versions: Vec<VersionRecord>,
+}
+
+impl Client {
+    pub(crate) fn new(server: &str) -> anyhow::Result<Self> {
+        let base = server.trim_end_matches('/').to_string();
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            return Err(crate::UsageError(format!(
+                "--server {server:?} must be a URL such as http://127.0.0.1:3000"
+            ))
+            .into());
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("kindling-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self { base, http })
+    }
+
+    /// The server's base URL.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub(crate) async fn functions(&self) -> anyhow::Result<Vec<FunctionInfo>> {
+        let list: FunctionList = self.get_json("/v1/functions").await?;
+        Ok(list.functions)
+    }
+
+    pub(crate) async fn function(&self, name: &str) -> anyhow::Result<FunctionInfo> {
+        self.get_json(&format!("/v1/functions/{name}")).await
+    }
+
+    pub(crate) async fn versions(&self, name: &str) -> anyhow::Result<Vec<VersionRecord>> {
+        let list: VersionList = self.get_json(&format!("/v1/functions/{name}/versions")).await?;
+        Ok(list.versions)
+    }
+
+    pub(crate) async fn deploy(
+        &self,
+        name: &str,
+        module: Vec<u8>,
+        config: &FunctionConfig,
+    ) -> anyhow::Result<DeployResponse> {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "config",
+                reqwest::multipart::Part::text(serde_json::to_string(config)?)
+                    .mime_str("application/json")?,
+            )
+            .part(
+                "module",
+                reqwest::multipart::Part::bytes(module)
+                    .file_name(format!("{name}.wasm"))
+                    .mime_str("application/wasm")?,
+            );
+        let url = self.url(&format!("/v1/functions/{name}/versions"));
+        let response = self.send(self.http.post(&url).multipart(form), &url).await?;
+        decode(response).await
+    }
+
+    pub(crate) async fn rollback(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> anyhow::Result<FunctionInfo> {
+        let url = self.url(&format!("/v1/functions/{name}/rollback"));
+        let body = RollbackRequest { version };
+        let response = self.send(self.http.post(&url).json(&body), &url).await?;
+        decode(response).await
+    }
+
+    pub(crate) async fn delete(&self, name: &str) -> anyhow::Result<()> {
+        let url = self.url(&format!("/v1/functions/{name}"));
+        let response = self.send(self.http.delete(&url), &url).await?;
+        if response.status() == StatusCode::NO_CONTENT {
+            Ok(())
+        } else {
+            Err(server_error(response).await)
+        }
+    }
+
+    /// Sends a request through the gateway to a function, returning the raw response.
+    pub(crate) async fn invoke(
+        &self,
+        method: Method,
+        path: &str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Response> {
+        let url = self.url(path);
+        let mut request = self.http.request(method, &url).body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        self.send(request, &url).await
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let url = self.url(path);
+        let response = self.send(self.http.get(&url), &url).await?;
+        decode(response).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> anyhow::Result<Response> {
+        request.send().await.map_err(|err| {
+            let hint = if err.is_connect() {
+                format!(
+                    "; is `kindling serve` running there? Point --server (or KINDLING_SERVER) at \
+                     the node, currently {}",
+                    self.base
+                )
+            } else {
+                String::new()
+            };
+            anyhow!("cannot reach {url}: {err}{hint}")
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+async fn decode<T: DeserializeOwned>(response: Response) -> anyhow::Result<T> {
+    if !response.status().is_success() {
+        return Err(server_error(response).await);
+    }
+    let url = response.url().to_string();
+    let bytes = response.bytes().await.with_context(|| format!("reading the answer from {url}"))?;
+    serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{url} answered with something that is not the expected JSON; is it a Kindling node?"
+        )
+    })
+}
+
+/// Turns an error response into an error carrying the server's message.
+async fn server_error(response: Response) -> anyhow::Error {
+    let status = response.status();
+    let bytes = response.bytes().await.unwrap_or_default();
+    match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(body) => anyhow!("{} ({status})", body.error.message),
+        Err(_) => anyhow!(
+            "the server answered {status}: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+        ),
+    }
+}

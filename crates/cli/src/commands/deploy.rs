@@ -1,0 +1,111 @@
+//! `kindling deploy NAME FILE`: upload a module with its configuration; the node validates,
+//! compiles and activates it, or refuses it and keeps the previous version serving.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use kindling_registry::FunctionConfig;
+
+use super::{OutputArgs, ServerArgs};
+use crate::UsageError;
+use crate::output::print_json;
+use crate::units::{format_size, parse_duration, parse_size};
+
+// Per-deploy settings have no environment twins on purpose: a variable that silently applied
+// to every deploy would be a trap.
+#[derive(Debug, Args)]
+pub(crate) struct DeployCommand {
+    /// Function name: lowercase letters, digits and `-`; it is also the route /{name}/
+    name: String,
+    /// The .wasm file: a wasi:http component or a WAGI (WASI preview 1) module
+    file: PathBuf,
+    /// An environment variable for the function, KEY=VALUE (repeatable)
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Deadline per request, such as 2s
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Largest request body the function accepts, such as 1MiB
+    #[arg(long, value_parser = parse_size)]
+    max_request_body: Option<u64>,
+    /// Largest response a WAGI function may write, such as 1MiB
+    #[arg(long, value_parser = parse_size)]
+    max_response_body: Option<u64>,
+    /// A JSON file with the whole configuration ({"env": {...}, "limits": {...}}); flags override it
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+impl DeployCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<()> {
+        let config = self.config()?;
+        let module = std::fs::read(&self.file).map_err(|err| {
+            UsageError(format!("cannot read {}: {err}", self.file.display()))
+        })?;
+        let client = self.server.client()?;
+        let deployed = client
+            .deploy(&self.name, module, &config)
+            .await
+            .with_context(|| format!("deploy of {:?} failed", self.name))?;
+        if self.output.json {
+            return print_json(&deployed);
+        }
+        let version = &deployed.version;
+        if deployed.unchanged {
+            println!(
+                "{} already serves version {} with this module and configuration; nothing changed",
+                self.name, version.version
+            );
+        } else {
+            println!(
+                "deployed {} version {} ({}, {}, sha256 {}), {} in {:.1} ms",
+                self.name,
+                version.version,
+                version.kind,
+                format_size(version.size_bytes),
+                &version.sha256[..12],
+                deployed.load.source,
+                deployed.load.millis,
+            );
+        }
+        println!("  try: curl {}/{}/", client.base(), self.name);
+        Ok(())
+    }
+
+    fn config(&self) -> Result<FunctionConfig, UsageError> {
+        let mut config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|err| {
+                    UsageError(format!("cannot read --config {}: {err}", path.display()))
+                })?;
+                serde_json::from_str(&text).map_err(|err| {
+                    UsageError(format!("--config {} is not a valid configuration: {err}", path.display()))
+                })?
+            }
+            None => FunctionConfig::default(),
+        };
+        for pair in &self.env {
+            let (key, value) = pair.split_once('=').ok_or_else(|| {
+                UsageError(format!("--env {pair:?} must be KEY=VALUE"))
+            })?;
+            config.env.insert(key.to_string(), value.to_string());
+        }
+        if let Some(timeout) = self.timeout {
+            config.limits.timeout_ms = Some(timeout.as_millis().max(1) as u64);
+        }
+        if let Some(bytes) = self.max_request_body {
+            config.limits.max_request_body_bytes = Some(bytes);
+        }
+        if let Some(bytes) = self.max_response_body {
+            config.limits.max_response_body_bytes = Some(bytes);
+        }
+        config.validate().map_err(|err| UsageError(err.to_string()))?;
+        Ok(config)
+    }
+}

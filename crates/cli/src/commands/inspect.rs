@@ -1,0 +1,68 @@
+//! `kindling inspect NAME`: everything about one function.
+
+use clap::Args;
+
+use super::{OutputArgs, ServerArgs};
+use crate::output::{print_fields, print_json};
+use crate::units::format_size;
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectCommand {
+    /// The function
+    name: String,
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+impl InspectCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<()> {
+        let client = self.server.client()?;
+        let f = client.function(&self.name).await?;
+        if self.output.json {
+            return print_json(&f);
+        }
+        let limits = &f.config.limits;
+        let or_default = |value: Option<String>| value.unwrap_or_else(|| "node default".into());
+        let mut fields = vec![
+            ("name", f.name.clone()),
+            ("url", format!("{}/{}/", client.base(), f.name)),
+            ("state", f.state.clone()),
+            ("version", format!("{} of {}", f.active_version, f.version_count)),
+            ("kind", f.kind.clone()),
+            ("sha256", f.sha256.clone()),
+            ("size", format_size(f.size_bytes)),
+            ("timeout", or_default(limits.timeout_ms.map(|ms| format!("{ms} ms")))),
+            (
+                "max request body",
+                or_default(limits.max_request_body_bytes.map(format_size)),
+            ),
+            (
+                "max response body",
+                or_default(limits.max_response_body_bytes.map(format_size)),
+            ),
+        ];
+        let env = if f.config.env.is_empty() {
+            "(none)".to_string()
+        } else {
+            f.config
+                .env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        fields.push(("env", env));
+        if let Some(load) = &f.load {
+            fields.push(("loaded", format!("from {} in {:.2} ms", load.source, load.millis)));
+        }
+        if let Some(error) = &f.error {
+            fields.push(("error", error.clone()));
+        }
+        fields.push(("created", f.created_at.clone()));
+        fields.push(("updated", f.updated_at.clone()));
+        print_fields(&fields);
+        Ok(())
+    }
+}

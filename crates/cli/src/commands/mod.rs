@@ -1,0 +1,81 @@
+//! The command line: one file per subcommand, shared flags flattened in.
+
+mod deploy;
+mod inspect;
+mod invoke;
+mod ls;
+mod rm;
+mod rollback;
+mod serve;
+mod versions;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::Client;
+
+/// Kindling: serverless WebAssembly functions that start in well under a millisecond.
+#[derive(Debug, Parser)]
+#[command(name = "kindling", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node: the gateway, the admin API and the runtime
+    Serve(serve::ServeCommand),
+    /// Upload a .wasm file as a new version of a function and make it serve
+    Deploy(deploy::DeployCommand),
+    /// List the deployed functions
+    #[command(alias = "list")]
+    Ls(ls::LsCommand),
+    /// Show one function: version, kind, configuration, how it was loaded
+    Inspect(inspect::InspectCommand),
+    /// List a function's versions
+    Versions(versions::VersionsCommand),
+    /// Make an earlier version serve again
+    Rollback(rollback::RollbackCommand),
+    /// Delete a function and all its versions
+    #[command(alias = "delete")]
+    Rm(rm::RmCommand),
+    /// Call a function through the gateway and print the response
+    Invoke(invoke::InvokeCommand),
+}
+
+impl Cli {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve(command) => command.execute().await,
+            Command::Deploy(command) => command.execute().await,
+            Command::Ls(command) => command.execute().await,
+            Command::Inspect(command) => command.execute().await,
+            Command::Versions(command) => command.execute().await,
+            Command::Rollback(command) => command.execute().await,
+            Command::Rm(command) => command.execute().await,
+            Command::Invoke(command) => command.execute().await,
+        }
+    }
+}
+
+/// Which node to talk to.
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// URL of the Kindling node
+    #[arg(long, env = "KINDLING_SERVER", default_value = "http://127.0.0.1:3000")]
+    server: String,
+}
+
+impl ServerArgs {
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        Client::new(&self.server)
+    }
+}
+
+/// How to print results.
+#[derive(Debug, Args)]
+pub(crate) struct OutputArgs {
+    /// Print JSON instead of text, for scripts
+    #[arg(long, env = "KINDLING_JSON")]
+    json: bool,
+}

@@ -1,0 +1,161 @@
+//! `kindling serve`: validate the configuration, open the node, bind, print the address,
+//! serve until SIGINT or SIGTERM, then drain in-flight requests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use kindling_gateway::GatewayConfig;
+use kindling_node::{Node, NodeConfig};
+use kindling_runtime::Limits;
+use tokio::net::TcpListener;
+
+use crate::UsageError;
+use crate::units::{parse_duration, parse_size};
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeCommand {
+    /// Address to listen on; port 0 picks a free port (the bound address is printed)
+    #[arg(long, env = "KINDLING_LISTEN", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Directory holding the registry database, modules and compiled artifacts
+    #[arg(long, env = "KINDLING_DATA_DIR", default_value = ".kindling")]
+    data_dir: PathBuf,
+    /// Also route `Host: {function}.{domain}` to functions
+    #[arg(long, env = "KINDLING_DOMAIN")]
+    domain: Option<String>,
+    /// Most function instances running at once on this node
+    #[arg(long, env = "KINDLING_MAX_INSTANCES", default_value_t = 1000)]
+    max_instances: u32,
+    /// Largest module a deploy may upload
+    #[arg(long, env = "KINDLING_MAX_MODULE_SIZE", default_value = "64MiB", value_parser = parse_size)]
+    max_module_size: u64,
+    /// Deadline per request for functions that set none
+    #[arg(long, env = "KINDLING_DEFAULT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    default_timeout: Duration,
+    /// Largest request body for functions that set none
+    #[arg(long, env = "KINDLING_DEFAULT_MAX_REQUEST_BODY", default_value = "16MiB", value_parser = parse_size)]
+    default_max_request_body: u64,
+    /// Largest WAGI response for functions that set none
+    #[arg(long, env = "KINDLING_DEFAULT_MAX_RESPONSE_BODY", default_value = "16MiB", value_parser = parse_size)]
+    default_max_response_body: u64,
+    /// How long in-flight requests may take to finish at shutdown
+    #[arg(long, env = "KINDLING_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+    /// Log format; the filter comes from KINDLING_LOG (for example `info,kindling=debug`)
+    #[arg(long, env = "KINDLING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Readable lines
+    Human,
+    /// One JSON object per line
+    Json,
+}
+
+impl ServeCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<()> {
+        init_tracing(self.log_format);
+        let (node_config, mut gateway_config) = self.validate()?;
+        std::fs::create_dir_all(&node_config.data_dir).map_err(|err| {
+            UsageError(format!(
+                "cannot create the data directory {:?}: {err}; pass --data-dir with a writable path",
+                node_config.data_dir
+            ))
+        })?;
+
+        let data_dir = node_config.data_dir.clone();
+        let node = Node::open(node_config).await.context("cannot open the node")?;
+        let listener = TcpListener::bind(self.listen).await.with_context(|| {
+            format!("cannot listen on {}; pass --listen with a free address", self.listen)
+        })?;
+        let local_addr = listener.local_addr().context("reading the bound address")?;
+        gateway_config.local_addr = Some(local_addr);
+
+        println!("kindling: listening on http://{local_addr}");
+        println!("kindling: admin API http://{local_addr}/v1/functions, data in {}", data_dir.display());
+
+        let loader = node.clone();
+        tokio::spawn(async move {
+            match loader.load_all().await {
+                Ok(()) => tracing::info!(functions = loader.serving_count(), "ready"),
+                Err(err) => tracing::error!(error = %err, "loading functions failed"),
+            }
+        });
+
+        let app = kindling_gateway::app(Arc::clone(&node), gateway_config.clone());
+        kindling_gateway::serve(listener, app, &gateway_config, shutdown_signal())
+            .await
+            .context("the server failed")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    /// Checks everything before a port is bound.
+    fn validate(&self) -> Result<(NodeConfig, GatewayConfig), UsageError> {
+        if self.max_instances == 0 {
+            return Err(UsageError("--max-instances must be at least 1".into()));
+        }
+        if let Some(domain) = &self.domain
+            && (domain.is_empty() || domain.starts_with('.') || domain.contains(['/', ':', ' ']))
+        {
+            return Err(UsageError(format!(
+                "--domain {domain:?} must be a bare domain such as fn.example.com"
+            )));
+        }
+        if self.default_timeout.is_zero() {
+            return Err(UsageError("--default-timeout must be longer than zero".into()));
+        }
+        let mut node = NodeConfig::new(self.data_dir.clone());
+        node.runtime.max_instances = self.max_instances;
+        node.default_limits = Limits {
+            timeout: self.default_timeout,
+            max_request_body_bytes: self.default_max_request_body,
+            max_response_body_bytes: self.default_max_response_body,
+        };
+        let gateway = GatewayConfig {
+            domain: self.domain.clone(),
+            max_module_bytes: usize::try_from(self.max_module_size)
+                .map_err(|_| UsageError("--max-module-size is too large".into()))?,
+            shutdown_grace: self.shutdown_grace,
+            ..GatewayConfig::default()
+        };
+        Ok((node, gateway))
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("KINDLING_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("install the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,27 @@
+//! End-to-end tests: the real `kindling` binary serving on a real port, driven over HTTP and
+//! through its own CLI, with guests built from source.
+
+mod bad_input;
+mod crash;
+mod lifecycle;
+mod wasi_http;
+
+use std::path::PathBuf;
+
+use kindling_test_support::Server;
+
+/// The binary under test.
+fn kindling() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kindling"))
+}
+
+/// A fresh server with its own data directory, which lives as long as the returned guard.
+fn fresh_server(args: &[&str]) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&kindling(), &dir.path().join("data"), args, &[]);
+    (dir, server)
+}
+
+fn path_str(path: &std::path::Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
