@@ -20,7 +20,7 @@ cargo build --quiet --release --locked --manifest-path examples/Cargo.toml \
   --target-dir "$target_dir" --target wasm32-wasip1 -p wagi-hello
 cp "$(release wasm32-wasip2)/hello.wasm" examples/hello.wasm
 cp "$(release wasm32-wasip1)/wagi-hello.wasm" examples/wagi-hello.wasm
-clang --target=wasm32-wasi -O2 -Wall -Werror -o examples/c-hello.wasm examples/c-hello/hello.c
+clang --target=wasm32-wasi -O2 -s -Wall -Werror -o examples/c-hello.wasm examples/c-hello/hello.c
 
 mkdir -p test-programs/build
 cargo build --quiet --release --locked --manifest-path test-programs/Cargo.toml \

@@ -26,5 +26,8 @@ int main(void) {
     printf("path: %s\n", env_or_empty("PATH_INFO"));
     printf("query: %s\n", env_or_empty("QUERY_STRING"));
     printf("body bytes: %zu\n", total);
+    if (getenv("GREETING")) {
+        printf("GREETING (set at deploy): %s\n", getenv("GREETING"));
+    }
     return 0;
 }

@@ -56,7 +56,9 @@ impl Client {
     }
 
     pub(crate) async fn versions(&self, name: &str) -> anyhow::Result<Vec<VersionRecord>> {
-        let list: VersionList = self.get_json(&format!("/v1/functions/{name}/versions")).await?;
+        let list: VersionList = self
+            .get_json(&format!("/v1/functions/{name}/versions"))
+            .await?;
         Ok(list.versions)
     }
 
@@ -79,7 +81,9 @@ impl Client {
                     .mime_str("application/wasm")?,
             );
         let url = self.url(&format!("/v1/functions/{name}/versions"));
-        let response = self.send(self.http.post(&url).multipart(form), &url).await?;
+        let response = self
+            .send(self.http.post(&url).multipart(form), &url)
+            .await?;
         decode(response).await
     }
 
@@ -151,7 +155,10 @@ async fn decode<T: DeserializeOwned>(response: Response) -> anyhow::Result<T> {
         return Err(server_error(response).await);
     }
     let url = response.url().to_string();
-    let bytes = response.bytes().await.with_context(|| format!("reading the answer from {url}"))?;
+    let bytes = response
+        .bytes()
+        .await
+        .with_context(|| format!("reading the answer from {url}"))?;
     serde_json::from_slice(&bytes).with_context(|| {
         format!(
             "{url} answered with something that is not the expected JSON; is it a Kindling node?"

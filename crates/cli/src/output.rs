@@ -35,7 +35,12 @@ pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
 
 /// Prints `label: value` pairs with the values aligned.
 pub(crate) fn print_fields(fields: &[(&str, String)]) {
-    let width = fields.iter().map(|(label, _)| label.len()).max().unwrap_or(0) + 1;
+    let width = fields
+        .iter()
+        .map(|(label, _)| label.len())
+        .max()
+        .unwrap_or(0)
+        + 1;
     for (label, value) in fields {
         println!("{:<width$} {value}", format!("{label}:"));
     }

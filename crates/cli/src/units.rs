@@ -10,9 +10,9 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size: write a number with an optional unit, like 64MiB"))?;
+    let number: f64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a size: write a number with an optional unit, like 64MiB")
+    })?;
     let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -21,15 +21,20 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "g" | "gb" => 1_000_000_000,
         "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?}: use B, KB, KiB, MB, MiB, GB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}: use B, KB, KiB, MB, MiB, GB or GiB"
+            ));
+        }
     };
     Ok((number * multiplier as f64).round() as u64)
 }
 
 /// Parses a duration such as `2s`, `1500ms` or `1m 30s`.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|err| format!("{text:?} is not a duration ({err}): write something like 2s or 1500ms"))
+    humantime::parse_duration(text).map_err(|err| {
+        format!("{text:?} is not a duration ({err}): write something like 2s or 1500ms")
+    })
 }
 
 /// Formats a byte count for people: `91.8 KiB`.
@@ -59,7 +64,11 @@ mod tests {
         assert_eq!(parse_size("2k").unwrap(), 2000);
         assert_eq!(parse_size("1.5 KiB").unwrap(), 1536);
         assert!(parse_size("lots").is_err());
-        assert!(parse_size("5 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(
+            parse_size("5 parsecs")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
         assert_eq!(format_size(512), "512 B");
         assert_eq!(format_size(94_003), "91.8 KiB");
     }
@@ -67,7 +76,10 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1500ms").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_duration("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
         assert!(parse_duration("soon").is_err());
     }
 }

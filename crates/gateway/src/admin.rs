@@ -2,10 +2,10 @@
 //! multipart with a JSON config part), roll back, delete. Documented in [`crate::openapi`].
 
 use axum::Json;
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::Router;
 use bytes::Bytes;
 use http::StatusCode;
 use kindling_node::{Active, DeployOutcome};
@@ -19,8 +19,14 @@ use crate::router::AppState;
 pub(crate) fn routes(max_module_bytes: usize) -> Router<AppState> {
     Router::new()
         .route("/functions", get(list_functions))
-        .route("/functions/{name}", get(get_function).delete(delete_function))
-        .route("/functions/{name}/versions", get(list_versions).post(deploy))
+        .route(
+            "/functions/{name}",
+            get(get_function).delete(delete_function),
+        )
+        .route(
+            "/functions/{name}/versions",
+            get(list_versions).post(deploy),
+        )
         .route("/functions/{name}/rollback", post(rollback))
         .route("/openapi.json", get(openapi))
         .fallback(no_such_route)
@@ -30,7 +36,10 @@ pub(crate) fn routes(max_module_bytes: usize) -> Router<AppState> {
 
 async fn list_functions(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let registry = state.node.registry();
-    let records = registry.functions().await.map_err(kindling_node::NodeError::from)?;
+    let records = registry
+        .functions()
+        .await
+        .map_err(kindling_node::NodeError::from)?;
     let mut versions: std::collections::HashMap<String, VersionRecord> = registry
         .active_versions()
         .await
@@ -132,7 +141,11 @@ async fn read_multipart(
     let mut config = FunctionConfig::default();
     while let Some(field) = multipart.next_field().await.map_err(|err| {
         if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "module_too_large", err.body_text())
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "module_too_large",
+                err.body_text(),
+            )
         } else {
             bad(err.body_text())
         }

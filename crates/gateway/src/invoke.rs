@@ -36,7 +36,11 @@ pub(crate) async fn by_path(State(state): State<AppState>, request: Request) -> 
 
 /// Middleware, installed when a domain is configured: `Host: {function}.{domain}` invokes
 /// `function` with the whole path, before any other route is considered.
-pub(crate) async fn by_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn by_host(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let name = state
         .config
         .domain
@@ -120,7 +124,11 @@ async fn invoke(
         version = active.version.version,
         request_id = %request_id
     );
-    let result = active.function.invoke(request, &info).instrument(span).await;
+    let result = active
+        .function
+        .invoke(request, &info)
+        .instrument(span)
+        .await;
     match result {
         Ok(response) => {
             let mut response = response.map(Body::new);
@@ -147,7 +155,11 @@ fn split_function(path: &str) -> Option<(&str, &str)> {
 fn host_function(headers: &http::HeaderMap, domain: &str) -> Option<String> {
     let host = headers.get(http::header::HOST)?.to_str().ok()?;
     let host = host.rsplit_once(':').map_or(host, |(name, port)| {
-        if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            name
+        } else {
+            host
+        }
     });
     let name = host
         .strip_suffix(domain)?
@@ -155,7 +167,6 @@ fn host_function(headers: &http::HeaderMap, domain: &str) -> Option<String> {
         .filter(|name| !name.is_empty() && !name.contains('.'))?;
     Some(name.to_ascii_lowercase())
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -10,14 +10,18 @@ pub fn document() -> Value {
         "description": "Function name: 1-63 lowercase letters, digits and `-`",
         "schema": { "type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$" }
     });
-    let error = |description: &str| json!({
-        "description": description,
-        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
-    });
-    let ok_json = |description: &str, schema: Value| json!({
-        "description": description,
-        "content": { "application/json": { "schema": schema } }
-    });
+    let error = |description: &str| {
+        json!({
+            "description": description,
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+        })
+    };
+    let ok_json = |description: &str, schema: Value| {
+        json!({
+            "description": description,
+            "content": { "application/json": { "schema": schema } }
+        })
+    };
     json!({
         "openapi": "3.0.3",
         "info": {

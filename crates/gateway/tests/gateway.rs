@@ -41,18 +41,30 @@ impl Harness {
     }
 
     async fn json(&self, method: Method, uri: &str, body: impl Into<Body>) -> (StatusCode, Value) {
-        let request = Request::builder().method(method).uri(uri).body(body.into()).unwrap();
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(body.into())
+            .unwrap();
         let (status, _, body) = self.send(request).await;
         let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         (status, value)
     }
 
     async fn deploy(&self, name: &str, wasm: Vec<u8>) -> (StatusCode, Value) {
-        self.json(Method::POST, &format!("/v1/functions/{name}/versions"), wasm).await
+        self.json(
+            Method::POST,
+            &format!("/v1/functions/{name}/versions"),
+            wasm,
+        )
+        .await
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, String) {
-        let request = Request::get(uri).header("host", "localhost").body(Body::empty()).unwrap();
+        let request = Request::get(uri)
+            .header("host", "localhost")
+            .body(Body::empty())
+            .unwrap();
         let (status, _, body) = self.send(request).await;
         (status, String::from_utf8_lossy(&body).into_owned())
     }
@@ -72,7 +84,10 @@ async fn deploy_invoke_inspect_roll_back_delete() {
     assert_eq!(body["load"]["source"], "compiled");
 
     let (status, text) = h.get("/hello/").await;
-    assert_eq!((status, text.as_str()), (StatusCode::OK, "Hello from Kindling!\n"));
+    assert_eq!(
+        (status, text.as_str()),
+        (StatusCode::OK, "Hello from Kindling!\n")
+    );
     let (status, text) = h.get("/hello/anything?x=1").await;
     assert_eq!(status, StatusCode::OK);
     assert!(text.contains("path: /anything?x=1"), "{text}");
@@ -85,29 +100,54 @@ async fn deploy_invoke_inspect_roll_back_delete() {
     assert_eq!(status, StatusCode::CREATED);
     assert!(h.get("/hello/").await.1.contains("WAGI"));
 
-    let (status, body) = h.json(Method::GET, "/v1/functions/hello", Body::empty()).await;
+    let (status, body) = h
+        .json(Method::GET, "/v1/functions/hello", Body::empty())
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["active_version"], 2);
     assert_eq!(body["state"], "serving");
     assert_eq!(body["kind"], "wagi");
 
-    let (status, body) = h.json(Method::POST, "/v1/functions/hello/rollback", Body::empty()).await;
+    let (status, body) = h
+        .json(Method::POST, "/v1/functions/hello/rollback", Body::empty())
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["active_version"], 1);
     assert_eq!(h.get("/hello/").await.1, "Hello from Kindling!\n");
 
-    let (status, body) =
-        h.json(Method::POST, "/v1/functions/hello/rollback", r#"{"version": 9}"#).await;
+    let (status, body) = h
+        .json(
+            Method::POST,
+            "/v1/functions/hello/rollback",
+            r#"{"version": 9}"#,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body["error"]["message"].as_str().unwrap().contains("no version 9"), "{body}");
-    let (status, _) = h.json(Method::POST, "/v1/functions/hello/rollback", Body::empty()).await;
-    assert_eq!(status, StatusCode::CONFLICT, "version 1 has nothing before it");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no version 9"),
+        "{body}"
+    );
+    let (status, _) = h
+        .json(Method::POST, "/v1/functions/hello/rollback", Body::empty())
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "version 1 has nothing before it"
+    );
 
-    let (status, body) = h.json(Method::GET, "/v1/functions/hello/versions", Body::empty()).await;
+    let (status, body) = h
+        .json(Method::GET, "/v1/functions/hello/versions", Body::empty())
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["versions"].as_array().unwrap().len(), 2);
 
-    let (status, _) = h.json(Method::DELETE, "/v1/functions/hello", Body::empty()).await;
+    let (status, _) = h
+        .json(Method::DELETE, "/v1/functions/hello", Body::empty())
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = h.get("/hello/").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -127,20 +167,33 @@ async fn multipart_deploys_carry_config() {
     body.extend_from_slice(&read(test_program("http-wasip2")));
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let request = Request::post("/v1/functions/env/versions")
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .body(Body::from(body))
         .unwrap();
     let (status, _, body) = h.send(request).await;
-    assert_eq!(status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["version"]["config"]["env"]["GREETING"], "hej");
     assert_eq!(body["version"]["config"]["limits"]["timeout_ms"], 5000);
     assert_eq!(h.get("/env/env/GREETING").await.1, "hej");
 
     // A typo in the config is refused, not ignored.
-    let bad = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"config\"\r\n\r\n{{\"evn\": {{}}}}\r\n--{boundary}--\r\n");
+    let bad = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"config\"\r\n\r\n{{\"evn\": {{}}}}\r\n--{boundary}--\r\n"
+    );
     let request = Request::post("/v1/functions/env/versions")
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .body(Body::from(bad))
         .unwrap();
     let (status, _, body) = h.send(request).await;
@@ -155,27 +208,69 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         ..GatewayConfig::default()
     })
     .await;
-    assert_eq!(h.deploy("keep", read(example("hello"))).await.0, StatusCode::CREATED);
+    assert_eq!(
+        h.deploy("keep", read(example("hello"))).await.0,
+        StatusCode::CREATED
+    );
 
     let hello = read(example("hello"));
     let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
-        ("keep", b"hello world".to_vec(), StatusCode::BAD_REQUEST, "not a WebAssembly binary"),
-        ("keep", hello[..hello.len() / 3].to_vec(), StatusCode::BAD_REQUEST, "invalid WebAssembly"),
-        ("keep", read(test_program("cli-command")), StatusCode::BAD_REQUEST, "wasi:http/incoming-handler"),
-        ("keep", read(test_program("core-library")), StatusCode::BAD_REQUEST, "_start"),
+        (
+            "keep",
+            b"hello world".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "not a WebAssembly binary",
+        ),
+        (
+            "keep",
+            hello[..hello.len() / 3].to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid WebAssembly",
+        ),
+        (
+            "keep",
+            read(test_program("cli-command")),
+            StatusCode::BAD_REQUEST,
+            "wasi:http/incoming-handler",
+        ),
+        (
+            "keep",
+            read(test_program("core-library")),
+            StatusCode::BAD_REQUEST,
+            "_start",
+        ),
         ("keep", Vec::new(), StatusCode::BAD_REQUEST, "empty"),
-        ("keep", vec![0u8; (1 << 20) + 1], StatusCode::PAYLOAD_TOO_LARGE, "limit of 1048576 bytes"),
-        ("Bad_Name", hello.clone(), StatusCode::BAD_REQUEST, "invalid function name"),
+        (
+            "keep",
+            vec![0u8; (1 << 20) + 1],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "limit of 1048576 bytes",
+        ),
+        (
+            "Bad_Name",
+            hello.clone(),
+            StatusCode::BAD_REQUEST,
+            "invalid function name",
+        ),
         ("v1", hello.clone(), StatusCode::BAD_REQUEST, "reserved"),
     ];
     for (name, wasm, status, needle) in cases {
         let (got, body) = h.deploy(name, wasm).await;
         assert_eq!(got, status, "{name}: {body}");
         let message = body["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains(needle), "{name}: {needle:?} not in {message:?}");
-        assert_eq!(h.get("/keep/").await.1, "Hello from Kindling!\n", "previous version serves");
+        assert!(
+            message.contains(needle),
+            "{name}: {needle:?} not in {message:?}"
+        );
+        assert_eq!(
+            h.get("/keep/").await.1,
+            "Hello from Kindling!\n",
+            "previous version serves"
+        );
     }
-    let (_, body) = h.json(Method::GET, "/v1/functions/keep/versions", Body::empty()).await;
+    let (_, body) = h
+        .json(Method::GET, "/v1/functions/keep/versions", Body::empty())
+        .await;
     assert_eq!(body["versions"].as_array().unwrap().len(), 1);
 
     let (status, body) = h.json(Method::GET, "/nope/x", Body::empty()).await;
@@ -185,10 +280,19 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert!(message.contains("kindling deploy nope"), "{message}");
     assert!(body["error"]["request_id"].is_string());
 
-    let (status, body) = h.json(Method::GET, "/v1/functions/nope", Body::empty()).await;
+    let (status, body) = h
+        .json(Method::GET, "/v1/functions/nope", Body::empty())
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body["error"]["message"].as_str().unwrap().contains("no function named"));
-    let (status, _) = h.json(Method::POST, "/v1/functions/nope/rollback", Body::empty()).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no function named")
+    );
+    let (status, _) = h
+        .json(Method::POST, "/v1/functions/nope/rollback", Body::empty())
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -201,7 +305,10 @@ async fn request_bodies_over_the_limit_get_413() {
     body.extend_from_slice(&read(test_program("http-wasip2")));
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let request = Request::post("/v1/functions/small/versions")
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .body(Body::from(body))
         .unwrap();
     assert_eq!(h.send(request).await.0, StatusCode::CREATED);
@@ -229,7 +336,10 @@ async fn host_names_route_to_functions_with_the_whole_path() {
         ..GatewayConfig::default()
     })
     .await;
-    assert_eq!(h.deploy("hello", read(example("hello"))).await.0, StatusCode::CREATED);
+    assert_eq!(
+        h.deploy("hello", read(example("hello"))).await.0,
+        StatusCode::CREATED
+    );
     let request = Request::get("/v1/anything")
         .header("host", "hello.fn.example.com:8080")
         .body(Body::empty())
@@ -276,9 +386,15 @@ async fn openapi_document_matches_the_routes() {
             let routed = status != StatusCode::METHOD_NOT_ALLOWED
                 && body["error"]["code"] != "no_such_route";
             if documented {
-                assert!(routed, "{method} {path} is documented but not routed ({status} {body})");
+                assert!(
+                    routed,
+                    "{method} {path} is documented but not routed ({status} {body})"
+                );
             } else if path.starts_with("/v1/") {
-                assert!(!routed, "{method} {path} is routed but not documented ({status})");
+                assert!(
+                    !routed,
+                    "{method} {path} is routed but not documented ({status})"
+                );
             }
         }
     }

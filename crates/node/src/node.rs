@@ -111,8 +111,12 @@ impl Node {
     /// Loads every function's active version (from the artifact cache when possible) and
     /// marks the node ready. A function that fails to load is reported, not fatal.
     pub async fn load_all(&self) -> Result<(), NodeError> {
-        let referenced: std::collections::HashSet<String> =
-            self.registry.referenced_modules().await?.into_iter().collect();
+        let referenced: std::collections::HashSet<String> = self
+            .registry
+            .referenced_modules()
+            .await?
+            .into_iter()
+            .collect();
         let runtime = self.runtime.clone();
         let removed = blocking(move || runtime.retain_artifacts(&referenced)).await?;
         if removed > 0 {
@@ -134,7 +138,10 @@ impl Node {
                 }
                 Err(err) => {
                     tracing::error!(function = %name, error = %err, "function failed to load");
-                    self.failed.write().expect("failed lock").insert(name, err.to_string());
+                    self.failed
+                        .write()
+                        .expect("failed lock")
+                        .insert(name, err.to_string());
                 }
             }
         }
@@ -199,7 +206,10 @@ impl Node {
         self.registry.store_module(wasm).await?;
 
         if self.failpoint.as_deref() == Some("deploy-before-commit") {
-            tracing::warn!(function = name, "failpoint deploy-before-commit: parking this deploy");
+            tracing::warn!(
+                function = name,
+                "failpoint deploy-before-commit: parking this deploy"
+            );
             std::future::pending::<()>().await;
         }
 

@@ -53,22 +53,37 @@ async fn deploy_redeploy_rollback_delete() {
     let dir = tempfile::tempdir().unwrap();
     let node = open(dir.path()).await;
 
-    let v1 = created(node.deploy("f", wasm(example("hello")), FunctionConfig::default()).await.unwrap());
+    let v1 = created(
+        node.deploy("f", wasm(example("hello")), FunctionConfig::default())
+            .await
+            .unwrap(),
+    );
     assert_eq!(v1.version.version, 1);
     assert_eq!(call(&node, "f", "/").await.1, "Hello from Kindling!\n");
 
     // The same bytes and config again: nothing new.
-    let again = node.deploy("f", wasm(example("hello")), FunctionConfig::default()).await.unwrap();
+    let again = node
+        .deploy("f", wasm(example("hello")), FunctionConfig::default())
+        .await
+        .unwrap();
     assert!(matches!(again, DeployOutcome::Unchanged(_)));
 
-    let v2 = created(node.deploy("f", wasm(example("wagi-hello")), FunctionConfig::default()).await.unwrap());
+    let v2 = created(
+        node.deploy("f", wasm(example("wagi-hello")), FunctionConfig::default())
+            .await
+            .unwrap(),
+    );
     assert_eq!(v2.version.version, 2);
     assert_eq!(v2.version.kind, "wagi");
     assert!(call(&node, "f", "/").await.1.contains("WAGI"));
 
     let back = node.rollback("f", None).await.unwrap();
     assert_eq!(back.version.version, 1);
-    assert_eq!(back.source, LoadSource::Cache, "rollback maps the cached artifact");
+    assert_eq!(
+        back.source,
+        LoadSource::Cache,
+        "rollback maps the cached artifact"
+    );
     assert_eq!(call(&node, "f", "/").await.1, "Hello from Kindling!\n");
     let forward = node.rollback("f", Some(2)).await.unwrap();
     assert_eq!(forward.version.version, 2);
@@ -80,7 +95,9 @@ async fn deploy_redeploy_rollback_delete() {
     assert!(node.lookup("f").is_none());
     let err = node.delete("f").await.unwrap_err();
     assert_eq!(err.fault(), Fault::NotFound);
-    let artifacts = std::fs::read_dir(dir.path().join("artifacts")).unwrap().count();
+    let artifacts = std::fs::read_dir(dir.path().join("artifacts"))
+        .unwrap()
+        .count();
     assert_eq!(artifacts, 0, "artifacts of deleted modules are removed");
 }
 
@@ -88,7 +105,9 @@ async fn deploy_redeploy_rollback_delete() {
 async fn a_failed_deploy_leaves_the_previous_version_serving() {
     let dir = tempfile::tempdir().unwrap();
     let node = open(dir.path()).await;
-    node.deploy("f", wasm(example("hello")), FunctionConfig::default()).await.unwrap();
+    node.deploy("f", wasm(example("hello")), FunctionConfig::default())
+        .await
+        .unwrap();
 
     for bad in [
         Bytes::from_static(b"not wasm"),
@@ -96,15 +115,28 @@ async fn a_failed_deploy_leaves_the_previous_version_serving() {
         wasm(test_program("core-library")),
         Bytes::new(),
     ] {
-        let err = node.deploy("f", bad, FunctionConfig::default()).await.unwrap_err();
+        let err = node
+            .deploy("f", bad, FunctionConfig::default())
+            .await
+            .unwrap_err();
         assert_eq!(err.fault(), Fault::Client, "{err}");
         assert_eq!(call(&node, "f", "/").await.1, "Hello from Kindling!\n");
     }
     assert_eq!(node.registry().versions("f").await.unwrap().len(), 1);
 
-    let err = node.deploy("Bad Name", wasm(example("hello")), FunctionConfig::default()).await.unwrap_err();
+    let err = node
+        .deploy(
+            "Bad Name",
+            wasm(example("hello")),
+            FunctionConfig::default(),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.fault(), Fault::Client);
-    let err = node.deploy("v1", wasm(example("hello")), FunctionConfig::default()).await.unwrap_err();
+    let err = node
+        .deploy("v1", wasm(example("hello")), FunctionConfig::default())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("reserved"), "{err}");
 }
 
@@ -115,14 +147,25 @@ async fn a_restarted_node_serves_from_the_artifact_cache() {
         let node = open(dir.path()).await;
         let mut config = FunctionConfig::default();
         config.env.insert("GREETING".into(), "hallo".into());
-        node.deploy("env", wasm(test_program("http-wasip2")), config).await.unwrap();
-        node.deploy("c", wasm(example("c-hello")), FunctionConfig::default()).await.unwrap();
+        node.deploy("env", wasm(test_program("http-wasip2")), config)
+            .await
+            .unwrap();
+        node.deploy("c", wasm(example("c-hello")), FunctionConfig::default())
+            .await
+            .unwrap();
     }
     let node = open(dir.path()).await;
     assert!(node.is_ready());
     assert_eq!(node.serving_count(), 2);
     for name in ["env", "c"] {
-        assert_eq!(node.lookup(name).unwrap().source, LoadSource::Cache, "{name}");
+        assert_eq!(
+            node.lookup(name).unwrap().source,
+            LoadSource::Cache,
+            "{name}"
+        );
     }
-    assert_eq!(call(&node, "env", "/env/GREETING").await, (200, "hallo".into()));
+    assert_eq!(
+        call(&node, "env", "/env/GREETING").await,
+        (200, "hallo".into())
+    );
 }

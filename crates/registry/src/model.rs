@@ -131,7 +131,17 @@ mod tests {
         for good in ["hello", "a", "fn-2", "0x", &"a".repeat(63)] {
             validate_name(good).unwrap();
         }
-        for bad in ["", "Hello", "-a", "a-", "a_b", "a.b", "a/b", "ünï", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Hello",
+            "-a",
+            "a-",
+            "a_b",
+            "a.b",
+            "a/b",
+            "ünï",
+            &"a".repeat(64),
+        ] {
             let err = validate_name(bad).unwrap_err().to_string();
             assert!(err.contains("invalid function name"), "{bad}: {err}");
         }
@@ -141,8 +151,7 @@ mod tests {
     fn config_refuses_unknown_fields_and_bad_env() {
         let err = serde_json::from_str::<FunctionConfig>(r#"{"evn": {}}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `evn`"), "{err}");
-        let config: FunctionConfig =
-            serde_json::from_str(r#"{"env": {"A=B": "x"}}"#).unwrap();
+        let config: FunctionConfig = serde_json::from_str(r#"{"env": {"A=B": "x"}}"#).unwrap();
         assert!(config.validate().is_err());
         let config: FunctionConfig =
             serde_json::from_str(r#"{"limits": {"timeout_ms": 0}}"#).unwrap();

@@ -295,8 +295,9 @@ impl Registry {
                 )
                 .optional()?
                 .ok_or_else(|| RegistryError::FunctionNotFound(name.clone()))?;
-            version_row(conn, &name, active)?
-                .ok_or_else(|| RegistryError::Corrupt(format!("{name:?} has no active version row")))
+            version_row(conn, &name, active)?.ok_or_else(|| {
+                RegistryError::Corrupt(format!("{name:?} has no active version row"))
+            })
         })
         .await
     }
@@ -401,7 +402,9 @@ fn version_row(
     .transpose()
 }
 
-fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<VersionRecord, RegistryError>> {
+fn version_from_row(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<VersionRecord, RegistryError>> {
     let config: String = row.get(5)?;
     let record = VersionRecord {
         function: row.get(0)?,
@@ -439,7 +442,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
     tmp.write_all(bytes).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|err| io(err.error))?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
 }
 
 async fn blocking<T, F>(work: F) -> Result<T, RegistryError>

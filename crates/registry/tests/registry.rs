@@ -18,13 +18,25 @@ async fn versions_count_up_and_rollback_goes_back() {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::open(dir.path()).await.unwrap();
 
-    let a = registry.store_module(Bytes::from_static(b"module a")).await.unwrap();
-    let b = registry.store_module(Bytes::from_static(b"module b")).await.unwrap();
+    let a = registry
+        .store_module(Bytes::from_static(b"module a"))
+        .await
+        .unwrap();
+    let b = registry
+        .store_module(Bytes::from_static(b"module b"))
+        .await
+        .unwrap();
     assert_ne!(a, b);
     assert!(registry.module_path(&a).exists());
 
-    let v1 = registry.commit_version("hello", new_version(a.clone(), 8)).await.unwrap();
-    let v2 = registry.commit_version("hello", new_version(b.clone(), 8)).await.unwrap();
+    let v1 = registry
+        .commit_version("hello", new_version(a.clone(), 8))
+        .await
+        .unwrap();
+    let v2 = registry
+        .commit_version("hello", new_version(b.clone(), 8))
+        .await
+        .unwrap();
     assert_eq!((v1.version, v2.version), (1, 2));
     assert_eq!(registry.active_version("hello").await.unwrap().sha256, b);
 
@@ -45,7 +57,10 @@ async fn versions_count_up_and_rollback_goes_back() {
     ));
 
     let versions = registry.versions("hello").await.unwrap();
-    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2, 1]);
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
     let functions = registry.functions().await.unwrap();
     assert_eq!(functions.len(), 1);
     assert_eq!(functions[0].active_version, 1);
@@ -59,10 +74,19 @@ async fn state_survives_reopen_and_unreferenced_modules_are_collected() {
     let orphan;
     {
         let registry = Registry::open(dir.path()).await.unwrap();
-        kept = registry.store_module(Bytes::from_static(b"kept")).await.unwrap();
-        registry.commit_version("keep", new_version(kept.clone(), 4)).await.unwrap();
+        kept = registry
+            .store_module(Bytes::from_static(b"kept"))
+            .await
+            .unwrap();
+        registry
+            .commit_version("keep", new_version(kept.clone(), 4))
+            .await
+            .unwrap();
         // A deploy killed after writing its module but before committing leaves this behind.
-        orphan = registry.store_module(Bytes::from_static(b"orphan")).await.unwrap();
+        orphan = registry
+            .store_module(Bytes::from_static(b"orphan"))
+            .await
+            .unwrap();
         assert!(registry.module_path(&orphan).exists());
     }
     let registry = Registry::open(dir.path()).await.unwrap();
@@ -75,15 +99,37 @@ async fn state_survives_reopen_and_unreferenced_modules_are_collected() {
 async fn delete_removes_versions_and_their_modules() {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::open(dir.path()).await.unwrap();
-    let shared = registry.store_module(Bytes::from_static(b"shared")).await.unwrap();
-    let own = registry.store_module(Bytes::from_static(b"own")).await.unwrap();
-    registry.commit_version("one", new_version(shared.clone(), 6)).await.unwrap();
-    registry.commit_version("two", new_version(shared.clone(), 6)).await.unwrap();
-    registry.commit_version("two", new_version(own.clone(), 3)).await.unwrap();
+    let shared = registry
+        .store_module(Bytes::from_static(b"shared"))
+        .await
+        .unwrap();
+    let own = registry
+        .store_module(Bytes::from_static(b"own"))
+        .await
+        .unwrap();
+    registry
+        .commit_version("one", new_version(shared.clone(), 6))
+        .await
+        .unwrap();
+    registry
+        .commit_version("two", new_version(shared.clone(), 6))
+        .await
+        .unwrap();
+    registry
+        .commit_version("two", new_version(own.clone(), 3))
+        .await
+        .unwrap();
 
     let unreferenced = registry.delete_function("two").await.unwrap();
-    assert_eq!(unreferenced, vec![own.clone()], "`shared` is still used by `one`");
-    assert!(registry.module_path(&shared).exists(), "still used by `one`");
+    assert_eq!(
+        unreferenced,
+        vec![own.clone()],
+        "`shared` is still used by `one`"
+    );
+    assert!(
+        registry.module_path(&shared).exists(),
+        "still used by `one`"
+    );
     assert!(!registry.module_path(&own).exists());
     assert!(registry.function("two").await.unwrap().is_none());
     assert!(matches!(
@@ -100,7 +146,10 @@ async fn delete_removes_versions_and_their_modules() {
 async fn bad_names_and_configs_are_refused_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::open(dir.path()).await.unwrap();
-    let sha = registry.store_module(Bytes::from_static(b"m")).await.unwrap();
+    let sha = registry
+        .store_module(Bytes::from_static(b"m"))
+        .await
+        .unwrap();
     let err = registry
         .commit_version("Bad_Name", new_version(sha.clone(), 1))
         .await

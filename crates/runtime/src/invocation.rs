@@ -38,7 +38,10 @@ pub(crate) fn classify(err: &wasmtime::Error, timeout: std::time::Duration) -> I
     if let Some(wasmtime::Trap::Interrupt) = err.downcast_ref::<wasmtime::Trap>() {
         return InvokeError::Timeout(timeout);
     }
-    if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+    if err
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
         return InvokeError::AtCapacity;
     }
     InvokeError::Guest(chain(err))

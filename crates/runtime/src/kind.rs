@@ -82,7 +82,11 @@ fn describe_prefix(bytes: &[u8]) -> String {
     let head = &bytes[..bytes.len().min(8)];
     match std::str::from_utf8(head) {
         Ok(text) if text.chars().all(|c| !c.is_control()) => text.to_string(),
-        _ => head.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "),
+        _ => head
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 
@@ -92,8 +96,14 @@ mod tests {
 
     #[test]
     fn preamble_decides_the_encoding() {
-        assert_eq!(encoding(b"\0asm\x01\0\0\0rest").unwrap(), Encoding::CoreModule);
-        assert_eq!(encoding(b"\0asm\x0d\0\x01\0rest").unwrap(), Encoding::Component);
+        assert_eq!(
+            encoding(b"\0asm\x01\0\0\0rest").unwrap(),
+            Encoding::CoreModule
+        );
+        assert_eq!(
+            encoding(b"\0asm\x0d\0\x01\0rest").unwrap(),
+            Encoding::Component
+        );
     }
 
     #[test]

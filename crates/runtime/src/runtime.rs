@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{
-    Config, Engine, Enabled, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig,
+    Config, Enabled, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig,
     Precompiled,
 };
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -76,8 +76,8 @@ pub struct Loaded {
 impl Runtime {
     /// Builds the engine, the linkers and the artifact cache in `artifact_dir`.
     pub fn new(config: &RuntimeConfig, artifact_dir: PathBuf) -> Result<Self, PrepareError> {
-        let engine = Engine::new(&engine_config(config))
-            .map_err(|err| PrepareError::Engine(chain(&err)))?;
+        let engine =
+            Engine::new(&engine_config(config)).map_err(|err| PrepareError::Engine(chain(&err)))?;
 
         let mut http_linker = ComponentLinker::new(&engine);
         // Rust guests import `wasi:cli/environment` and friends even for HTTP, so link all
@@ -224,7 +224,10 @@ impl Runtime {
             .exports(engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        if !exports.iter().any(|name| name.starts_with(INCOMING_HANDLER)) {
+        if !exports
+            .iter()
+            .any(|name| name.starts_with(INCOMING_HANDLER))
+        {
             let found = if exports.is_empty() {
                 "it exports nothing".to_string()
             } else {

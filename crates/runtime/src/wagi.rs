@@ -122,12 +122,17 @@ fn cgi_environment(
         }
         _ => (
             host.to_string(),
-            info.local_addr.map(|a| a.port().to_string()).unwrap_or_default(),
+            info.local_addr
+                .map(|a| a.port().to_string())
+                .unwrap_or_default(),
         ),
     };
 
     set("GATEWAY_INTERFACE", "CGI/1.1".into());
-    set("SERVER_SOFTWARE", concat!("Kindling/", env!("CARGO_PKG_VERSION")).into());
+    set(
+        "SERVER_SOFTWARE",
+        concat!("Kindling/", env!("CARGO_PKG_VERSION")).into(),
+    );
     set("SERVER_PROTOCOL", format!("{:?}", parts.version));
     set("SERVER_NAME", server_name);
     set("SERVER_PORT", server_port);
@@ -141,7 +146,11 @@ fn cgi_environment(
         format!(
             "http://{host}{}{}",
             info.script_name,
-            parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+            parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
         ),
     );
     set("X_MATCHED_ROUTE", info.script_name.clone());
@@ -156,7 +165,10 @@ fn cgi_environment(
         set("CONTENT_LENGTH", content_length.to_string());
     }
     if let Some(content_type) = parts.headers.get(http::header::CONTENT_TYPE) {
-        set("CONTENT_TYPE", String::from_utf8_lossy(content_type.as_bytes()).into_owned());
+        set(
+            "CONTENT_TYPE",
+            String::from_utf8_lossy(content_type.as_bytes()).into_owned(),
+        );
     }
 
     // Each header becomes HTTP_<NAME>; repeated headers are joined with ", " (RFC 9110).
@@ -171,7 +183,10 @@ fn cgi_environment(
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             .collect::<Vec<_>>()
             .join(", ");
-        let var = format!("HTTP_{}", name.as_str().to_ascii_uppercase().replace('-', "_"));
+        let var = format!(
+            "HTTP_{}",
+            name.as_str().to_ascii_uppercase().replace('-', "_")
+        );
         set(&var, value);
     }
     env
@@ -213,9 +228,8 @@ fn parse_cgi_response(output: Bytes) -> Result<http::Response<ResponseBody>, Inv
         let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
             InvokeError::BadCgiResponse(format!("invalid header name {:?}", name.trim()))
         })?;
-        let value = HeaderValue::from_str(value).map_err(|_| {
-            InvokeError::BadCgiResponse(format!("invalid value for header {name}"))
-        })?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| InvokeError::BadCgiResponse(format!("invalid value for header {name}")))?;
         has_location |= name == http::header::LOCATION;
         response = response.header(name, value);
     }
@@ -263,7 +277,9 @@ mod tests {
     #[tokio::test]
     async fn headers_then_body() {
         let (status, headers, body) =
-            parse("Content-Type: text/plain\r\nX-A: 1\r\n\r\nhello\r\n\r\nworld").await.unwrap();
+            parse("Content-Type: text/plain\r\nX-A: 1\r\n\r\nhello\r\n\r\nworld")
+                .await
+                .unwrap();
         assert_eq!(status, 200);
         assert_eq!(headers["content-type"], "text/plain");
         assert_eq!(headers["x-a"], "1");
@@ -311,8 +327,9 @@ mod tests {
             ("GREETING".to_string(), "hi".to_string()),
             ("PATH_INFO".to_string(), "/spoofed".to_string()),
         ];
-        let env: std::collections::HashMap<_, _> =
-            cgi_environment(&parts, 3, &info, &function_env).into_iter().collect();
+        let env: std::collections::HashMap<_, _> = cgi_environment(&parts, 3, &info, &function_env)
+            .into_iter()
+            .collect();
         assert_eq!(env["REQUEST_METHOD"], "POST");
         assert_eq!(env["SCRIPT_NAME"], "/hello");
         assert_eq!(env["PATH_INFO"], "/path/more");
@@ -324,7 +341,10 @@ mod tests {
         assert_eq!(env["HTTP_X_TRACE"], "a, b");
         assert_eq!(env["REMOTE_ADDR"], "10.1.2.3");
         assert_eq!(env["GREETING"], "hi");
-        assert_eq!(env["X_FULL_URL"], "http://example.com:8080/hello/path/more?x=1&y=2");
+        assert_eq!(
+            env["X_FULL_URL"],
+            "http://example.com:8080/hello/path/more?x=1&y=2"
+        );
         assert!(!env.contains_key("HTTP_CONTENT_TYPE"));
     }
 }

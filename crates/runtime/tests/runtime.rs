@@ -41,7 +41,11 @@ async fn text(response: http::Response<kindling_runtime::ResponseBody>) -> (u16,
     (status, String::from_utf8(body.to_vec()).unwrap())
 }
 
-fn prepare(runtime: &Runtime, wasm: &[u8], settings: FunctionSettings) -> Result<kindling_runtime::Loaded, PrepareError> {
+fn prepare(
+    runtime: &Runtime,
+    wasm: &[u8],
+    settings: FunctionSettings,
+) -> Result<kindling_runtime::Loaded, PrepareError> {
     let sha = format!("{:x}", wasm.len()) + "-test";
     runtime.prepare(wasm, &sha, settings)
 }
@@ -55,7 +59,14 @@ async fn components_and_wagi_modules_are_told_apart_and_served() {
     let loaded = prepare(&runtime, &hello, FunctionSettings::default()).unwrap();
     assert_eq!(loaded.function.kind(), FunctionKind::WasiHttp);
     assert_eq!(loaded.source, LoadSource::Compiled);
-    let (status, body) = text(loaded.function.invoke(get("/"), &info("/hello")).await.unwrap()).await;
+    let (status, body) = text(
+        loaded
+            .function
+            .invoke(get("/"), &info("/hello"))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, body.as_str()), (200, "Hello from Kindling!\n"));
 
     let wagi = std::fs::read(example("wagi-hello")).unwrap();
@@ -65,7 +76,14 @@ async fn components_and_wagi_modules_are_told_apart_and_served() {
         .header("host", "localhost:3000")
         .body(Full::new(Bytes::from_static(b"payload")))
         .unwrap();
-    let (status, body) = text(loaded.function.invoke(request, &info("/wagi")).await.unwrap()).await;
+    let (status, body) = text(
+        loaded
+            .function
+            .invoke(request, &info("/wagi"))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(body.contains("method: POST"), "{body}");
     assert!(body.contains("path: /some/path"), "{body}");
@@ -75,7 +93,11 @@ async fn components_and_wagi_modules_are_told_apart_and_served() {
     let c = std::fs::read(example("c-hello")).unwrap();
     let loaded = prepare(&runtime, &c, FunctionSettings::default()).unwrap();
     assert_eq!(loaded.function.kind(), FunctionKind::Wagi);
-    let response = loaded.function.invoke(get("/x"), &info("/c")).await.unwrap();
+    let response = loaded
+        .function
+        .invoke(get("/x"), &info("/c"))
+        .await
+        .unwrap();
     assert_eq!(response.headers()["x-written-in"], "C");
     let (_, body) = text(response).await;
     assert!(body.contains("Hello from C on Kindling!"), "{body}");
@@ -94,7 +116,9 @@ async fn wrong_kinds_are_refused_with_what_is_missing() {
     assert!(message.contains("wasi:cli command"), "{message}");
 
     let library = std::fs::read(test_program("core-library")).unwrap();
-    let message = prepare(&runtime, &library, FunctionSettings::default()).unwrap_err().to_string();
+    let message = prepare(&runtime, &library, FunctionSettings::default())
+        .unwrap_err()
+        .to_string();
     assert!(message.contains("no `_start`"), "{message}");
 
     let hello = std::fs::read(example("hello")).unwrap();
@@ -102,8 +126,16 @@ async fn wrong_kinds_are_refused_with_what_is_missing() {
     let err = prepare(&runtime, truncated, FunctionSettings::default()).unwrap_err();
     assert!(matches!(err, PrepareError::Invalid(_)), "{err}");
 
-    let err = prepare(&runtime, b"<html>not wasm</html>", FunctionSettings::default()).unwrap_err();
-    assert!(err.to_string().contains("not a WebAssembly binary"), "{err}");
+    let err = prepare(
+        &runtime,
+        b"<html>not wasm</html>",
+        FunctionSettings::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("not a WebAssembly binary"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -113,11 +145,15 @@ async fn a_second_runtime_loads_from_the_artifact_cache() {
     let wasm = std::fs::read(&wasm_path).unwrap();
     {
         let runtime = runtime(dir.path());
-        runtime.prepare(&wasm, "hello-sha", FunctionSettings::default()).unwrap();
+        runtime
+            .prepare(&wasm, "hello-sha", FunctionSettings::default())
+            .unwrap();
         assert!(runtime.is_cached("hello-sha"));
     }
     let runtime = runtime(dir.path());
-    let loaded = runtime.load("hello-sha", &wasm_path, FunctionSettings::default()).unwrap();
+    let loaded = runtime
+        .load("hello-sha", &wasm_path, FunctionSettings::default())
+        .unwrap();
     assert_eq!(loaded.source, LoadSource::Cache);
     let (status, _) = text(loaded.function.invoke(get("/"), &info("")).await.unwrap()).await;
     assert_eq!(status, 200);
@@ -132,7 +168,9 @@ async fn a_second_runtime_loads_from_the_artifact_cache() {
     // mapped file would fault the process (the runtime itself always writes by rename).
     std::fs::remove_file(&artifact).unwrap();
     std::fs::write(&artifact, b"garbage").unwrap();
-    let loaded = runtime.load("hello-sha", &wasm_path, FunctionSettings::default()).unwrap();
+    let loaded = runtime
+        .load("hello-sha", &wasm_path, FunctionSettings::default())
+        .unwrap();
     assert_eq!(loaded.source, LoadSource::Compiled);
 }
 
@@ -150,7 +188,13 @@ async fn environment_and_request_body_limits_apply() {
     };
     let function = prepare(&runtime, &wasm, settings).unwrap().function;
 
-    let (status, body) = text(function.invoke(get("/env/GREETING"), &info("")).await.unwrap()).await;
+    let (status, body) = text(
+        function
+            .invoke(get("/env/GREETING"), &info(""))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, body.as_str()), (200, "hej"));
     let (status, _) = text(function.invoke(get("/env/HOME"), &info("")).await.unwrap()).await;
     assert_eq!(status, 404, "the host's environment must not leak in");
@@ -160,7 +204,10 @@ async fn environment_and_request_body_limits_apply() {
         .body(Full::new(Bytes::from(vec![b'x'; 11])))
         .unwrap();
     let err = function.invoke(big, &info("")).await.unwrap_err();
-    assert!(matches!(err, InvokeError::RequestBodyTooLarge { limit: 10 }), "{err}");
+    assert!(
+        matches!(err, InvokeError::RequestBodyTooLarge { limit: 10 }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -178,6 +225,9 @@ async fn a_sleeping_guest_does_not_hold_a_thread_and_deadlines_fire() {
     let function = prepare(&runtime, &wasm, settings).unwrap().function;
     let (status, body) = text(function.invoke(get("/sleep/10"), &info("")).await.unwrap()).await;
     assert_eq!((status, body.as_str()), (200, "slept 10 ms\n"));
-    let err = function.invoke(get("/sleep/60000"), &info("")).await.unwrap_err();
+    let err = function
+        .invoke(get("/sleep/60000"), &info(""))
+        .await
+        .unwrap_err();
     assert!(matches!(err, InvokeError::Timeout(_)), "{err}");
 }

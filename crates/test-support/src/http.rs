@@ -14,7 +14,9 @@ pub type TestBody = BoxBody<Bytes, std::io::Error>;
 /// Opens a connection, sends one request and returns the response as soon as its head
 /// arrives; the body streams from then on.
 pub async fn send(addr: SocketAddr, request: http::Request<TestBody>) -> http::Response<Incoming> {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect to kindling");
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to kindling");
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("HTTP/1.1 handshake");

@@ -63,7 +63,10 @@ impl Server {
                 }
             };
             if let Some(url) = line.strip_prefix("kindling: listening on http://") {
-                break url.trim().parse().expect("a socket address after `listening on`");
+                break url
+                    .trim()
+                    .parse()
+                    .expect("a socket address after `listening on`");
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -172,14 +175,20 @@ impl Drop for Server {
 }
 
 fn signal(pid: u32, name: &str) {
-    let _ = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// A plain HTTP/1.1 GET that returns the status code.
 pub fn get_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     response

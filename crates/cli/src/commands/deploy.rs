@@ -45,9 +45,8 @@ pub(crate) struct DeployCommand {
 impl DeployCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         let config = self.config()?;
-        let module = std::fs::read(&self.file).map_err(|err| {
-            UsageError(format!("cannot read {}: {err}", self.file.display()))
-        })?;
+        let module = std::fs::read(&self.file)
+            .map_err(|err| UsageError(format!("cannot read {}: {err}", self.file.display())))?;
         let client = self.server.client()?;
         let deployed = client
             .deploy(&self.name, module, &config)
@@ -85,15 +84,18 @@ impl DeployCommand {
                     UsageError(format!("cannot read --config {}: {err}", path.display()))
                 })?;
                 serde_json::from_str(&text).map_err(|err| {
-                    UsageError(format!("--config {} is not a valid configuration: {err}", path.display()))
+                    UsageError(format!(
+                        "--config {} is not a valid configuration: {err}",
+                        path.display()
+                    ))
                 })?
             }
             None => FunctionConfig::default(),
         };
         for pair in &self.env {
-            let (key, value) = pair.split_once('=').ok_or_else(|| {
-                UsageError(format!("--env {pair:?} must be KEY=VALUE"))
-            })?;
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| UsageError(format!("--env {pair:?} must be KEY=VALUE")))?;
             config.env.insert(key.to_string(), value.to_string());
         }
         if let Some(timeout) = self.timeout {
@@ -105,7 +107,9 @@ impl DeployCommand {
         if let Some(bytes) = self.max_response_body {
             config.limits.max_response_body_bytes = Some(bytes);
         }
-        config.validate().map_err(|err| UsageError(err.to_string()))?;
+        config
+            .validate()
+            .map_err(|err| UsageError(err.to_string()))?;
         Ok(config)
     }
 }

@@ -29,11 +29,17 @@ impl InspectCommand {
             ("name", f.name.clone()),
             ("url", format!("{}/{}/", client.base(), f.name)),
             ("state", f.state.clone()),
-            ("version", format!("{} of {}", f.active_version, f.version_count)),
+            (
+                "version",
+                format!("{} of {}", f.active_version, f.version_count),
+            ),
             ("kind", f.kind.clone()),
             ("sha256", f.sha256.clone()),
             ("size", format_size(f.size_bytes)),
-            ("timeout", or_default(limits.timeout_ms.map(|ms| format!("{ms} ms")))),
+            (
+                "timeout",
+                or_default(limits.timeout_ms.map(|ms| format!("{ms} ms"))),
+            ),
             (
                 "max request body",
                 or_default(limits.max_request_body_bytes.map(format_size)),
@@ -55,7 +61,10 @@ impl InspectCommand {
         };
         fields.push(("env", env));
         if let Some(load) = &f.load {
-            fields.push(("loaded", format!("from {} in {:.2} ms", load.source, load.millis)));
+            fields.push((
+                "loaded",
+                format!("from {} in {:.2} ms", load.source, load.millis),
+            ));
         }
         if let Some(error) = &f.error {
             fields.push(("error", error.clone()));

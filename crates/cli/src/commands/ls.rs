@@ -37,7 +37,10 @@ impl LsCommand {
                 ]
             })
             .collect();
-        print_table(&["NAME", "VERSION", "KIND", "STATE", "SIZE", "UPDATED"], &rows);
+        print_table(
+            &["NAME", "VERSION", "KIND", "STATE", "SIZE", "UPDATED"],
+            &rows,
+        );
         Ok(())
     }
 }

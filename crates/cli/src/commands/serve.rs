@@ -70,15 +70,23 @@ impl ServeCommand {
         })?;
 
         let data_dir = node_config.data_dir.clone();
-        let node = Node::open(node_config).await.context("cannot open the node")?;
+        let node = Node::open(node_config)
+            .await
+            .context("cannot open the node")?;
         let listener = TcpListener::bind(self.listen).await.with_context(|| {
-            format!("cannot listen on {}; pass --listen with a free address", self.listen)
+            format!(
+                "cannot listen on {}; pass --listen with a free address",
+                self.listen
+            )
         })?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
         gateway_config.local_addr = Some(local_addr);
 
         println!("kindling: listening on http://{local_addr}");
-        println!("kindling: admin API http://{local_addr}/v1/functions, data in {}", data_dir.display());
+        println!(
+            "kindling: admin API http://{local_addr}/v1/functions, data in {}",
+            data_dir.display()
+        );
 
         let loader = node.clone();
         tokio::spawn(async move {
@@ -109,7 +117,9 @@ impl ServeCommand {
             )));
         }
         if self.default_timeout.is_zero() {
-            return Err(UsageError("--default-timeout must be longer than zero".into()));
+            return Err(UsageError(
+                "--default-timeout must be longer than zero".into(),
+            ));
         }
         let mut node = NodeConfig::new(self.data_dir.clone());
         node.runtime.max_instances = self.max_instances;

@@ -29,7 +29,11 @@ impl VersionsCommand {
             .map(|v| {
                 vec![
                     v.version.to_string(),
-                    if v.version == active { "*".into() } else { String::new() },
+                    if v.version == active {
+                        "*".into()
+                    } else {
+                        String::new()
+                    },
                     v.kind.clone(),
                     v.sha256[..12].to_string(),
                     format_size(v.size_bytes),
@@ -37,7 +41,10 @@ impl VersionsCommand {
                 ]
             })
             .collect();
-        print_table(&["VERSION", "ACTIVE", "KIND", "SHA256", "SIZE", "DEPLOYED"], &rows);
+        print_table(
+            &["VERSION", "ACTIVE", "KIND", "SHA256", "SIZE", "DEPLOYED"],
+            &rows,
+        );
         Ok(())
     }
 }

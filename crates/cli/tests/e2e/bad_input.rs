@@ -8,7 +8,9 @@ use crate::{fresh_server, path_str};
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_deploys_say_why_and_change_nothing() {
     let (dir, server) = fresh_server(&[]);
-    server.cli(&["deploy", "keep", path_str(&example("hello"))]).ok();
+    server
+        .cli(&["deploy", "keep", path_str(&example("hello"))])
+        .ok();
 
     let not_wasm = dir.path().join("notes.txt");
     std::fs::write(&not_wasm, "these are not the bytes you are looking for").unwrap();
@@ -24,15 +26,27 @@ async fn refused_deploys_say_why_and_change_nothing() {
         (path_str(&not_wasm), "not a WebAssembly binary"),
         (path_str(&truncated), "invalid WebAssembly"),
         (path_str(&empty), "empty"),
-        (path_str(&command), "does not export wasi:http/incoming-handler"),
+        (
+            path_str(&command),
+            "does not export wasi:http/incoming-handler",
+        ),
         (path_str(&library), "no `_start` function"),
     ];
     for (file, needle) in cases {
         let out = server.cli(&["deploy", "keep", file]);
         assert_eq!(out.code, 1, "{out:?}");
-        assert!(out.stderr.contains(needle), "{needle:?} not in {:?}", out.stderr);
+        assert!(
+            out.stderr.contains(needle),
+            "{needle:?} not in {:?}",
+            out.stderr
+        );
         assert!(out.stderr.contains("400"), "{:?}", out.stderr);
-        let body = reqwest::get(server.url("/keep/")).await.unwrap().text().await.unwrap();
+        let body = reqwest::get(server.url("/keep/"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert_eq!(body, "Hello from Kindling!\n");
     }
     let versions = server.cli(&["versions", "keep", "--json"]).json();
@@ -51,10 +65,25 @@ async fn refused_deploys_say_why_and_change_nothing() {
     // Usage errors exit with 2, before touching the server.
     let out = server.cli(&["deploy", "x", "/no/such/file.wasm"]);
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("cannot read /no/such/file.wasm"), "{out:?}");
-    let out = server.cli(&["deploy", "x", path_str(&example("hello")), "--env", "NOEQUALS"]);
+    assert!(
+        out.stderr.contains("cannot read /no/such/file.wasm"),
+        "{out:?}"
+    );
+    let out = server.cli(&[
+        "deploy",
+        "x",
+        path_str(&example("hello")),
+        "--env",
+        "NOEQUALS",
+    ]);
     assert_eq!(out.code, 2, "{out:?}");
-    let out = server.cli(&["deploy", "x", path_str(&example("hello")), "--timeout", "soon"]);
+    let out = server.cli(&[
+        "deploy",
+        "x",
+        path_str(&example("hello")),
+        "--timeout",
+        "soon",
+    ]);
     assert_eq!(out.code, 2, "{out:?}");
 }
 
@@ -66,16 +95,26 @@ async fn unknown_functions_and_versions_are_404_with_a_hint() {
     assert!(response.headers().contains_key("content-type"));
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "function_not_found");
-    assert!(body["error"]["message"].as_str().unwrap().contains("kindling deploy ghost"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("kindling deploy ghost")
+    );
 
-    server.cli(&["deploy", "one", path_str(&example("hello"))]).ok();
+    server
+        .cli(&["deploy", "one", path_str(&example("hello"))])
+        .ok();
     let out = server.cli(&["rollback", "one", "--to", "42"]);
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("has no version 42"), "{out:?}");
     let out = server.cli(&["rollback", "one"]);
     assert!(out.stderr.contains("no earlier version"), "{out:?}");
     let out = server.cli(&["rollback", "ghost"]);
-    assert!(out.stderr.contains("no function named \"ghost\""), "{out:?}");
+    assert!(
+        out.stderr.contains("no function named \"ghost\""),
+        "{out:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -85,10 +124,19 @@ async fn huge_uploads_and_bodies_are_refused_with_413() {
     std::fs::write(&huge, vec![0u8; 2 << 20]).unwrap();
     let out = server.cli(&["deploy", "huge", path_str(&huge)]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("larger than this server's limit"), "{out:?}");
+    assert!(
+        out.stderr.contains("larger than this server's limit"),
+        "{out:?}"
+    );
 
     server
-        .cli(&["deploy", "echo", path_str(&test_program("http-wasip2")), "--max-request-body", "1KiB"])
+        .cli(&[
+            "deploy",
+            "echo",
+            path_str(&test_program("http-wasip2")),
+            "--max-request-body",
+            "1KiB",
+        ])
         .ok();
     let response = reqwest::Client::new()
         .post(server.url("/echo/echo"))
@@ -98,7 +146,12 @@ async fn huge_uploads_and_bodies_are_refused_with_413() {
         .unwrap();
     assert_eq!(response.status(), 413);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("limit of 1024 bytes"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 1024 bytes")
+    );
 }
 
 #[test]
@@ -109,7 +162,14 @@ fn serve_refuses_bad_configuration_before_binding() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = std::process::Command::new(crate::kindling())
-        .args(["serve", "--listen", "127.0.0.1:0", "--domain", ".bad", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            ".bad",
+            "--data-dir",
+        ])
         .arg(std::env::temp_dir().join("kindling-never-created"))
         .output()
         .unwrap();

@@ -11,7 +11,9 @@ async fn killed_mid_deploy_the_previous_version_serves_after_restart() {
     let data = dir.path().join("data");
 
     let server = Server::start(&kindling(), &data, &[], &[]);
-    server.cli(&["deploy", "hello", path_str(&example("hello"))]).ok();
+    server
+        .cli(&["deploy", "hello", path_str(&example("hello"))])
+        .ok();
     // Restart as a node whose deploys park after storing the module, before the commit.
     let mut server = server.restart(&[], &[("KINDLING_FAILPOINT", "deploy-before-commit")]);
 
@@ -32,14 +34,26 @@ async fn killed_mid_deploy_the_previous_version_serves_after_restart() {
     wait_for(|| modules.join(format!("{wagi_sha}.wasm")).exists());
     server.kill();
     let output = deploy.join().unwrap();
-    assert!(!output.status.success(), "the interrupted deploy must not report success");
+    assert!(
+        !output.status.success(),
+        "the interrupted deploy must not report success"
+    );
 
     let server = Server::start(&kindling(), &data, &[], &[]);
     assert_eq!(get_status(server.addr(), "/hello/").unwrap(), 200);
-    let body = reqwest::get(server.url("/hello/")).await.unwrap().text().await.unwrap();
+    let body = reqwest::get(server.url("/hello/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(body, "Hello from Kindling!\n", "version 1 still serves");
     let versions = server.cli(&["versions", "hello", "--json"]).json();
-    assert_eq!(versions.as_array().unwrap().len(), 1, "no trace of version 2: {versions}");
+    assert_eq!(
+        versions.as_array().unwrap().len(),
+        1,
+        "no trace of version 2: {versions}"
+    );
     assert!(
         !modules.join(format!("{wagi_sha}.wasm")).exists(),
         "the orphaned module file is collected at start-up"
@@ -73,7 +87,10 @@ async fn kills_at_random_moments_never_corrupt_the_registry() {
 
         server = Server::start(&kindling(), &data, &[], &[]);
         let status = get_status(server.addr(), "/f/").unwrap();
-        assert_eq!(status, 200, "round {round}: the function must serve after a crash");
+        assert_eq!(
+            status, 200,
+            "round {round}: the function must serve after a crash"
+        );
         let versions = server.cli(&["versions", "f", "--json"]).json();
         let numbers: Vec<u64> = versions
             .as_array()
@@ -89,7 +106,10 @@ async fn kills_at_random_moments_never_corrupt_the_registry() {
 fn wait_for(condition: impl Fn() -> bool) {
     let started = std::time::Instant::now();
     while !condition() {
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "condition never held");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "condition never held"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }

@@ -15,8 +15,15 @@ async fn examples_deploy_invoke_redeploy_roll_back_delete() {
 
     let hello = example("hello");
     let out = server.cli(&["deploy", "hello", path_str(&hello)]);
-    assert!(out.ok().contains("deployed hello version 1 (wasi-http"), "{out:?}");
-    let body = http.get(server.url("/hello/anything?x=1")).send().await.unwrap();
+    assert!(
+        out.ok().contains("deployed hello version 1 (wasi-http"),
+        "{out:?}"
+    );
+    let body = http
+        .get(server.url("/hello/anything?x=1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(body.status(), 200);
     let text = body.text().await.unwrap();
     assert!(text.contains("path: /anything?x=1"), "{text}");
@@ -31,13 +38,22 @@ async fn examples_deploy_invoke_redeploy_roll_back_delete() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
-    assert!(text.contains("query: name=kindling") && text.contains("body: ping"), "{text}");
+    assert!(
+        text.contains("query: name=kindling") && text.contains("body: ping"),
+        "{text}"
+    );
 
     let c = example("c-hello");
     server.cli(&["deploy", "c", path_str(&c)]).ok();
     let response = http.get(server.url("/c/")).send().await.unwrap();
     assert_eq!(response.headers()["x-written-in"], "C");
-    assert!(response.text().await.unwrap().contains("Hello from C on Kindling!"));
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("Hello from C on Kindling!")
+    );
 
     // ls and inspect, as tables and as JSON.
     let table = server.cli(&["ls"]).ok().to_string();
@@ -52,15 +68,44 @@ async fn examples_deploy_invoke_redeploy_roll_back_delete() {
     assert_eq!(inspect["state"], "serving");
 
     // Redeploy `hello` as the WAGI module, then roll back.
-    server.cli(&["deploy", "hello", path_str(&wagi), "--env", "MODE=two"]).ok();
-    let text = http.get(server.url("/hello/")).send().await.unwrap().text().await.unwrap();
+    server
+        .cli(&["deploy", "hello", path_str(&wagi), "--env", "MODE=two"])
+        .ok();
+    let text = http
+        .get(server.url("/hello/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("WAGI"), "{text}");
     let versions = server.cli(&["versions", "hello"]).ok().to_string();
-    assert!(versions.lines().count() == 3 && versions.contains('*'), "{versions}");
-    assert!(server.cli(&["rollback", "hello"]).ok().contains("now serves version 1"));
-    let text = http.get(server.url("/hello/")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        versions.lines().count() == 3 && versions.contains('*'),
+        "{versions}"
+    );
+    assert!(
+        server
+            .cli(&["rollback", "hello"])
+            .ok()
+            .contains("now serves version 1")
+    );
+    let text = http
+        .get(server.url("/hello/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(text, "Hello from Kindling!\n");
-    assert!(server.cli(&["rollback", "hello", "--to", "2"]).ok().contains("version 2"));
+    assert!(
+        server
+            .cli(&["rollback", "hello", "--to", "2"])
+            .ok()
+            .contains("version 2")
+    );
 
     // invoke through the CLI.
     let out = server.cli(&["invoke", "wagi", "/x", "--data", "hi there"]);
@@ -94,10 +139,15 @@ async fn a_restart_serves_at_once_from_the_artifact_cache() {
     for name in ["hello", "c"] {
         let function = server.cli(&["inspect", name, "--json"]).json();
         assert_eq!(function["load"]["source"], "cache", "{name}: {function}");
-        let status = kindling_test_support::get_status(server.addr(), &format!("/{name}/")).unwrap();
+        let status =
+            kindling_test_support::get_status(server.addr(), &format!("/{name}/")).unwrap();
         assert_eq!(status, 200);
     }
-    assert_eq!(modification_times(&artifacts), before, "no artifact was rewritten");
+    assert_eq!(
+        modification_times(&artifacts),
+        before,
+        "no artifact was rewritten"
+    );
     assert!(server.log().contains("source=\"cache\"") || server.log().contains("source=cache"));
 }
 
@@ -130,7 +180,12 @@ async fn shutdown_lets_in_flight_requests_finish() {
     chunks.send(Bytes::from_static(b"second")).await.unwrap();
     assert_eq!(crate::wasi_http::next_data(&mut response).await, "second");
     drop(chunks);
-    assert!(crate::wasi_http::next_data_opt(&mut response).await.is_none(), "body ends cleanly");
+    assert!(
+        crate::wasi_http::next_data_opt(&mut response)
+            .await
+            .is_none(),
+        "body ends cleanly"
+    );
 
     let status = server.wait().unwrap();
     assert!(status.success(), "{status:?}");

@@ -51,7 +51,9 @@ pub(crate) async fn next_data_opt(response: &mut http::Response<Incoming>) -> Op
 }
 
 fn empty() -> TestBody {
-    Empty::new().map_err(|never: Infallible| match never {}).boxed()
+    Empty::new()
+        .map_err(|never: Infallible| match never {})
+        .boxed()
 }
 
 async fn get(addr: SocketAddr, path: &str) -> http::Response<Incoming> {
@@ -65,7 +67,9 @@ async fn get(addr: SocketAddr, path: &str) -> http::Response<Incoming> {
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_stream_both_ways_at_once() {
     let (_dir, server) = fresh_server(&[]);
-    server.cli(&["deploy", "p2", path_str(&test_program("http-wasip2"))]).ok();
+    server
+        .cli(&["deploy", "p2", path_str(&test_program("http-wasip2"))])
+        .ok();
 
     let (mut chunks, mut response) = duplex(server.addr(), "/p2/echo").await;
     for i in 0..5 {
@@ -87,7 +91,9 @@ async fn bodies_stream_both_ways_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn trailers_status_codes_and_headers_pass_through() {
     let (_dir, server) = fresh_server(&[]);
-    server.cli(&["deploy", "p2", path_str(&test_program("http-wasip2"))]).ok();
+    server
+        .cli(&["deploy", "p2", path_str(&test_program("http-wasip2"))])
+        .ok();
     let addr = server.addr();
 
     // Response trailers (HTTP/1.1 sends them only to clients that accept them).
@@ -115,7 +121,13 @@ async fn trailers_status_codes_and_headers_pass_through() {
         .header("trailer", "x-digest")
         .body(BodyExt::boxed(StreamBody::new(frames)))
         .unwrap();
-    let body = send(addr, request).await.into_body().collect().await.unwrap().to_bytes();
+    let body = send(addr, request)
+        .await
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("body bytes: 5"), "{text}");
     assert!(text.contains("trailer x-digest: d1g3st"), "{text}");
@@ -130,9 +142,19 @@ async fn trailers_status_codes_and_headers_pass_through() {
     // relative to the function's mount are what the guest sees.
     let request = http::Request::put("/p2/request?a=1")
         .header("host", addr.to_string())
-        .body(Full::new(Bytes::new()).map_err(|never: Infallible| match never {}).boxed())
+        .body(
+            Full::new(Bytes::new())
+                .map_err(|never: Infallible| match never {})
+                .boxed(),
+        )
         .unwrap();
-    let body = send(addr, request).await.into_body().collect().await.unwrap().to_bytes();
+    let body = send(addr, request)
+        .await
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("method: Method::Put"), "{text}");
     assert!(text.contains("path: /request?a=1"), "{text}");
@@ -145,10 +167,19 @@ async fn trailers_status_codes_and_headers_pass_through() {
         .header("x-many", "b")
         .body(empty())
         .unwrap();
-    let body = send(addr, request).await.into_body().collect().await.unwrap().to_bytes();
+    let body = send(addr, request)
+        .await
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("x-one: 1"), "{text}");
-    assert!(text.contains("x-many: a") && text.contains("x-many: b"), "{text}");
+    assert!(
+        text.contains("x-many: a") && text.contains("x-many: b"),
+        "{text}"
+    );
 }
 
 /// A guest sleeping on `wasi:clocks` must not hold a thread: 100 requests that each sleep
@@ -157,8 +188,13 @@ async fn trailers_status_codes_and_headers_pass_through() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sleeping_guests_do_not_block_each_other() {
     let (_dir, server) = fresh_server(&[]);
-    server.cli(&["deploy", "wstd", path_str(&test_program("http-wstd"))]).ok();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    server
+        .cli(&["deploy", "wstd", path_str(&test_program("http-wstd"))])
+        .ok();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
 
     let started = Instant::now();
     let requests = (0..100).map(|_| {

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what building and testing Kindling needs on a Debian machine with rustup:
+#   - the wasm32-wasip1 and wasm32-wasip2 Rust targets (guest builds)
+#   - clang, lld, wasi-libc and compiler-rt for wasm32 (the C example)
+#   - curl (readiness checks in scripts)
+# Safe to run repeatedly: it installs only what is missing.
+set -euo pipefail
+
+if ! command -v cargo >/dev/null || ! command -v rustup >/dev/null; then
+  echo "setup: Kindling needs Rust through rustup (https://rustup.rs); install it first" >&2
+  exit 1
+fi
+
+missing_targets=()
+installed_targets=$(rustup target list --installed)
+for target in wasm32-wasip1 wasm32-wasip2; do
+  grep -qx "$target" <<<"$installed_targets" || missing_targets+=("$target")
+done
+if [ ${#missing_targets[@]} -gt 0 ]; then
+  echo "setup: adding Rust targets ${missing_targets[*]}"
+  rustup target add "${missing_targets[@]}"
+fi
+
+packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 curl)
+missing_packages=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+    || missing_packages+=("$package")
+done
+if [ ${#missing_packages[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages ${missing_packages[*]}"
+  if [ "$(id -u)" -eq 0 ]; then
+    sudo=()
+  elif command -v sudo >/dev/null; then
+    sudo=(sudo)
+  else
+    echo "setup: run as root or install sudo to install: ${missing_packages[*]}" >&2
+    exit 1
+  fi
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing_packages[@]}"
+fi

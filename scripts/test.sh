@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: set up, build the guests from source, check formatting and lints,
+# run every test. This is the README's test command; .ci/run calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+scripts/build-guests.sh
+
+# Benchmarks and production run without it; tests should see the same Wasmtime behaviour.
+unset RUST_BACKTRACE
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
