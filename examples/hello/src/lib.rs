@@ -6,10 +6,25 @@
 use std::io::Write as _;
 
 use wasip2::http::types::{
-    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 
 struct Hello;
+
+fn method_name(method: &Method) -> String {
+    match method {
+        Method::Get => "GET".into(),
+        Method::Head => "HEAD".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Other(other) => other.clone(),
+    }
+}
 
 wasip2::http::proxy::export!(Hello);
 
@@ -19,7 +34,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
         let text = if path == "/" || path.is_empty() {
             "Hello from Kindling!\n".to_string()
         } else {
-            let method = format!("{:?}", request.method());
+            let method = method_name(&request.method());
             let mut text = format!("Hello from Kindling!\nmethod: {method}\npath: {path}\n");
             for (name, value) in request.headers().entries() {
                 if name.starts_with("x-") {
