@@ -10,6 +10,20 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// jemalloc hands freed pages back to the system on a timer (its background thread purges
+// dirty pages after a second); with the system allocator a node keeps the memory of a burst of
+// connections long after they are gone.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read by jemalloc itself at start-up from this symbol.
+#[allow(
+    non_upper_case_globals,
+    reason = "the symbol name jemalloc reads its options from"
+)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000\0";
+
 /// An error in what the user asked for (flags, configuration): exit status 2.
 #[derive(Debug)]
 pub(crate) struct UsageError(pub(crate) String);

@@ -12,6 +12,10 @@ pub struct GatewayConfig {
     pub max_module_bytes: usize,
     /// How long a client may take to send its request headers.
     pub header_read_timeout: Duration,
+    /// Most request headers a client may send (more is answered 431).
+    pub max_headers: usize,
+    /// Largest request head (request line and headers) in bytes (more is answered 431).
+    pub max_header_bytes: usize,
     /// How long in-flight requests get to finish after shutdown is asked for.
     pub shutdown_grace: Duration,
     /// The address the server listens on, reported to WAGI functions as the server port.
@@ -24,6 +28,8 @@ impl Default for GatewayConfig {
             domain: None,
             max_module_bytes: 64 << 20,
             header_read_timeout: Duration::from_secs(10),
+            max_headers: 100,
+            max_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(30),
             local_addr: None,
         }

@@ -81,7 +81,16 @@ impl ApiError {
             InvokeError::ResponseTooLarge { .. } => (StatusCode::BAD_GATEWAY, "response_too_large"),
             InvokeError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
             InvokeError::AtCapacity => (StatusCode::SERVICE_UNAVAILABLE, "at_capacity"),
-            InvokeError::Guest(_) => (StatusCode::INTERNAL_SERVER_ERROR, "function_failed"),
+            InvokeError::FunctionBusy { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "concurrency_limit")
+            }
+            InvokeError::MemoryLimit { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "memory_limit_exceeded")
+            }
+            InvokeError::CpuBudget { .. } => (StatusCode::GATEWAY_TIMEOUT, "cpu_budget_exceeded"),
+            InvokeError::Guest(_) | InvokeError::Trap(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "function_failed")
+            }
             InvokeError::NoResponse => (StatusCode::INTERNAL_SERVER_ERROR, "no_response"),
             InvokeError::BadCgiResponse(_) => (StatusCode::BAD_GATEWAY, "bad_cgi_response"),
             InvokeError::RequestBody(_) => (StatusCode::BAD_REQUEST, "bad_request_body"),
@@ -93,7 +102,10 @@ impl ApiError {
         tracing::warn!(function, request_id, error = %err, "invocation failed");
         let mut error = Self::new(status, code, format!("function {function:?}: {err}"))
             .with_request_id(Some(request_id));
-        if matches!(err, InvokeError::AtCapacity) {
+        if matches!(
+            err,
+            InvokeError::AtCapacity | InvokeError::FunctionBusy { .. }
+        ) {
             error.retry_after = Some(1);
         }
         error

@@ -29,7 +29,14 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout);
+        .header_read_timeout(config.header_read_timeout)
+        .max_headers(config.max_headers)
+        .max_buf_size(config.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
 
@@ -50,12 +57,23 @@ pub async fn serve(
                     request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
                     request
                 });
-                let connection = builder
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                    .into_owned();
-                let connection = graceful.watch(connection);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let first_byte_timeout = config.header_read_timeout;
                 tokio::spawn(async move {
-                    if let Err(err) = connection.await {
+                    // hyper's header timer starts with the first byte, and protocol detection
+                    // waits for it with no timer at all: a client that connects and says
+                    // nothing would hold its descriptor forever. Require that first byte within
+                    // the header read timeout.
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return,
+                    }
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                        .into_owned();
+                    if let Err(err) = watcher.watch(connection).await {
                         tracing::debug!(%remote, error = %err, "connection ended with an error");
                     }
                 });

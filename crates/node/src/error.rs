@@ -18,6 +18,9 @@ pub enum NodeError {
         /// Why it could not be prepared.
         source: PrepareError,
     },
+    /// The configuration cannot be honoured by this node.
+    #[error("invalid function configuration: {0}")]
+    Config(String),
     /// The name is reserved for the node's own routes.
     #[error("function name {0:?} is reserved for Kindling's own routes; choose another")]
     ReservedName(String),
@@ -49,7 +52,8 @@ impl NodeError {
             ) => Fault::NotFound,
             Self::Registry(RegistryError::NothingToRollBack(_)) => Fault::Conflict,
             Self::Registry(RegistryError::InvalidName { .. } | RegistryError::InvalidConfig(_))
-            | Self::ReservedName(_) => Fault::Client,
+            | Self::ReservedName(_)
+            | Self::Config(_) => Fault::Client,
             Self::Prepare { source, .. } if source.is_client_error() => Fault::Client,
             _ => Fault::Server,
         }

@@ -13,9 +13,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kindling_registry::{FunctionConfig, NewVersion, Registry, RegistryError, VersionRecord};
+use kindling_registry::{
+    FunctionConfig, MountConfig, NewVersion, Registry, RegistryError, VersionRecord,
+};
 use kindling_runtime::{
-    Function, FunctionSettings, Limits, LoadSource, Loaded, Runtime, RuntimeConfig,
+    Function, FunctionSettings, Limits, LoadSource, Loaded, Mount, OutboundPolicy, Runtime,
+    RuntimeConfig,
 };
 
 use crate::error::NodeError;
@@ -32,6 +35,9 @@ pub struct NodeConfig {
     pub runtime: RuntimeConfig,
     /// Limits for functions that do not set their own.
     pub default_limits: Limits,
+    /// The directory under which functions may mount subdirectories read-only; without it,
+    /// mounts are refused.
+    pub mount_root: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -41,6 +47,7 @@ impl NodeConfig {
             data_dir,
             runtime: RuntimeConfig::default(),
             default_limits: Limits::default(),
+            mount_root: None,
         }
     }
 }
@@ -79,6 +86,7 @@ pub struct Node {
     control: tokio::sync::Mutex<()>,
     ready: AtomicBool,
     default_limits: Limits,
+    mount_root: Option<PathBuf>,
     failpoint: Option<String>,
 }
 
@@ -102,6 +110,7 @@ impl Node {
             control: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
             default_limits: config.default_limits,
+            mount_root: config.mount_root,
             // Fault injection for crash tests: `deploy-before-commit` parks every deploy
             // after its module is stored and before the registry transaction.
             failpoint: std::env::var("KINDLING_FAILPOINT").ok(),
@@ -193,7 +202,7 @@ impl Node {
             return Ok(DeployOutcome::Unchanged(active));
         }
 
-        let settings = self.settings(&config);
+        let settings = self.settings(&config)?;
         let runtime = self.runtime.clone();
         let (prepare_wasm, prepare_sha) = (wasm.clone(), sha256.clone());
         let loaded = blocking(move || runtime.prepare(&prepare_wasm, &prepare_sha, settings))
@@ -307,7 +316,7 @@ impl Node {
         let runtime = self.runtime.clone();
         let sha256 = record.sha256.clone();
         let path = self.registry.module_path(&sha256);
-        let settings = self.settings(&record.config);
+        let settings = self.settings(&record.config)?;
         blocking(move || runtime.load(&sha256, &path, settings))
             .await?
             .map_err(|source| NodeError::Prepare {
@@ -316,17 +325,39 @@ impl Node {
             })
     }
 
-    /// The settings a version runs with: its own limits over the node's defaults.
-    fn settings(&self, config: &FunctionConfig) -> FunctionSettings {
+    /// The settings a version runs with: its own limits over the node's defaults, its
+    /// allow-list parsed, its mounts resolved under the node's mount root. Refuses what this
+    /// node cannot honour.
+    fn settings(&self, config: &FunctionConfig) -> Result<FunctionSettings, NodeError> {
         let defaults = self.default_limits;
         let limits = &config.limits;
-        FunctionSettings {
+        let memory_bytes = limits.memory_bytes.unwrap_or(defaults.memory_bytes);
+        let max_memory = self.runtime.max_memory_bytes();
+        if memory_bytes > max_memory {
+            return Err(NodeError::Config(format!(
+                "limits.memory_bytes {memory_bytes} is above this node's maximum of {max_memory}"
+            )));
+        }
+        if limits.cpu_fuel.is_some() && !self.runtime.meters_fuel() {
+            return Err(NodeError::Config(
+                "limits.cpu_fuel needs a node that meters fuel; start it with --fuel".into(),
+            ));
+        }
+        let outbound =
+            OutboundPolicy::parse(&config.allowed_outbound_hosts).map_err(NodeError::Config)?;
+        let mounts = config
+            .mounts
+            .iter()
+            .map(|mount| self.resolve_mount(mount))
+            .collect::<Result<_, _>>()?;
+        Ok(FunctionSettings {
             env: config
                 .env
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             limits: Limits {
+                memory_bytes,
                 timeout: limits
                     .timeout_ms
                     .map(Duration::from_millis)
@@ -337,8 +368,41 @@ impl Node {
                 max_response_body_bytes: limits
                     .max_response_body_bytes
                     .unwrap_or(defaults.max_response_body_bytes),
+                cpu_fuel: limits.cpu_fuel.or(defaults.cpu_fuel),
+                max_concurrency: limits.max_concurrency.or(defaults.max_concurrency),
             },
+            outbound: Arc::new(outbound),
+            mounts,
+        })
+    }
+
+    /// Resolves a mount under the mount root; symbolic links may not lead out of it.
+    fn resolve_mount(&self, mount: &MountConfig) -> Result<Mount, NodeError> {
+        let root = self.mount_root.as_ref().ok_or_else(|| {
+            NodeError::Config(format!(
+                "this node allows no directory mounts (mount {:?}); start it with --mount-root DIR",
+                mount.source
+            ))
+        })?;
+        let root = root.canonicalize().map_err(|err| {
+            NodeError::Config(format!("the node's mount root {}: {err}", root.display()))
+        })?;
+        let host = root.join(&mount.source).canonicalize().map_err(|err| {
+            NodeError::Config(format!(
+                "mount source {:?} under the mount root: {err}",
+                mount.source
+            ))
+        })?;
+        if !host.starts_with(&root) || !host.is_dir() {
+            return Err(NodeError::Config(format!(
+                "mount source {:?} must be a directory inside the node's mount root",
+                mount.source
+            )));
         }
+        Ok(Mount {
+            host,
+            guest: mount.path.clone(),
+        })
     }
 }
 

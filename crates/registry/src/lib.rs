@@ -10,5 +10,7 @@ mod registry;
 mod schema;
 
 pub use error::RegistryError;
-pub use model::{FunctionConfig, FunctionRecord, LimitsConfig, VersionRecord, validate_name};
+pub use model::{
+    FunctionConfig, FunctionRecord, LimitsConfig, MountConfig, VersionRecord, validate_name,
+};
 pub use registry::{NewVersion, Registry, sha256_hex};

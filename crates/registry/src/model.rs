@@ -52,15 +52,43 @@ pub struct FunctionConfig {
     /// Limits; any left out take the node's defaults.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Hosts the function may call over outgoing HTTP, in Spin's form: `https://api.example.com`,
+    /// `http://*.internal:8080`, `*://example.com:*`. Empty: no outgoing HTTP at all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Directories the function may read, mounted read-only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountConfig>,
+}
+
+/// A read-only directory mount: `source`, relative to the node's mount root, appears to the
+/// guest at `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountConfig {
+    /// Directory under the node's `--mount-root`.
+    pub source: String,
+    /// Where the guest sees it, an absolute path such as `/data`.
+    pub path: String,
 }
 
 /// Per-function limits as deployed; `None` means the node default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
+    /// Linear memory and tables the function may grow to, in bytes, across all its memories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
     /// Wall-clock deadline per request, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// CPU budget per request in fuel units (about one per WebAssembly instruction); needs a
+    /// node started with fuel metering on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_fuel: Option<u64>,
+    /// Most instances of this function running at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
     /// Largest accepted request body, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_body_bytes: Option<u64>,
@@ -85,10 +113,38 @@ impl FunctionConfig {
             }
         }
         let limits = &self.limits;
-        if limits.timeout_ms == Some(0) {
-            return Err(RegistryError::InvalidConfig(
-                "limits.timeout_ms must be at least 1".into(),
-            ));
+        let positive = [
+            ("timeout_ms", limits.timeout_ms),
+            ("memory_bytes", limits.memory_bytes),
+            ("cpu_fuel", limits.cpu_fuel),
+            ("max_concurrency", limits.max_concurrency.map(u64::from)),
+        ];
+        for (name, value) in positive {
+            if value == Some(0) {
+                return Err(RegistryError::InvalidConfig(format!(
+                    "limits.{name} must be at least 1"
+                )));
+            }
+        }
+        for mount in &self.mounts {
+            let source = std::path::Path::new(&mount.source);
+            if source.is_absolute()
+                || source
+                    .components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(RegistryError::InvalidConfig(format!(
+                    "mount source {:?} must be a relative path inside the node's mount root, \
+                     without `..`",
+                    mount.source
+                )));
+            }
+            if !mount.path.starts_with('/') || mount.path.contains('\0') {
+                return Err(RegistryError::InvalidConfig(format!(
+                    "mount path {:?} must be an absolute guest path such as /data",
+                    mount.path
+                )));
+            }
         }
         Ok(())
     }

@@ -1,7 +1,11 @@
 //! Node-wide runtime settings (the Wasmtime engine and its instance pool) and per-function
 //! settings (environment and limits) that travel with each deployed version.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::outbound::OutboundPolicy;
 
 /// How the node's Wasmtime engine and pooling allocator are sized.
 ///
@@ -23,6 +27,9 @@ pub struct RuntimeConfig {
     /// Period of the epoch ticker: the granularity of deadlines, and how often a busy guest
     /// yields its thread to other requests.
     pub epoch_tick: Duration,
+    /// Meter fuel so that functions can have CPU budgets. Costs some speed for every
+    /// function, so it is off unless asked for.
+    pub fuel: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -33,36 +40,60 @@ impl Default for RuntimeConfig {
             keep_resident_bytes: 2 << 20,
             max_unused_warm_slots: 32,
             epoch_tick: Duration::from_millis(10),
+            fuel: false,
         }
     }
 }
 
-/// What a deployed function version runs with: its environment and its limits.
+/// What a deployed function version runs with: its environment, its limits and what it may
+/// reach outside the sandbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FunctionSettings {
     /// Environment variables the guest sees; nothing of the host's environment leaks in.
     pub env: Vec<(String, String)>,
     /// Resource limits for each invocation.
     pub limits: Limits,
+    /// Hosts it may call over outgoing HTTP.
+    pub outbound: Arc<OutboundPolicy>,
+    /// Host directories it may read.
+    pub mounts: Vec<Mount>,
+}
+
+/// A host directory made visible to the guest, read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Where the guest sees it.
+    pub guest: String,
 }
 
 /// Per-invocation resource limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// Linear memory the function may grow to, across all its memories.
+    pub memory_bytes: u64,
     /// Largest request body the function accepts; larger requests are answered 413.
     pub max_request_body_bytes: u64,
-    /// Largest response a WAGI function may write (CGI output is buffered); larger is a 502.
+    /// Largest response body; larger is a 502 (or a cut stream once the head is sent).
     pub max_response_body_bytes: u64,
     /// Wall-clock time an invocation may take before it is stopped and answered 504.
     pub timeout: Duration,
+    /// CPU budget in fuel units; needs a runtime with `fuel` on.
+    pub cpu_fuel: Option<u64>,
+    /// Most instances of the function running at once; `None` leaves only the node's cap.
+    pub max_concurrency: Option<u32>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            memory_bytes: 128 << 20,
             max_request_body_bytes: 16 << 20,
             max_response_body_bytes: 16 << 20,
             timeout: Duration::from_secs(30),
+            cpu_fuel: None,
+            max_concurrency: None,
         }
     }
 }

@@ -48,7 +48,7 @@ impl PrepareError {
 }
 
 /// An invocation failed. Each variant maps to one HTTP status in the gateway.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvokeError {
     /// The request body was larger than the function's limit (413).
@@ -64,19 +64,41 @@ pub enum InvokeError {
         limit: u64,
     },
     /// The function did not answer within its deadline (504).
-    #[error("function did not answer within its deadline of {0:?}")]
+    #[error("the function exceeded its deadline of {0:?}")]
     Timeout(Duration),
     /// The node has no free instance slot (503).
-    #[error("node is at its limit of concurrent instances")]
+    #[error("the node is at its limit of concurrent instances; retry shortly")]
     AtCapacity,
-    /// The guest trapped or failed before producing a response (500).
-    #[error("function failed: {0}")]
+    /// The function already runs its maximum number of instances (429).
+    #[error("the function is at its concurrency limit of {limit} instances; retry shortly")]
+    FunctionBusy {
+        /// The limit.
+        limit: u32,
+    },
+    /// The guest tried to grow its memory past its limit and failed (500).
+    #[error("the function exceeded its memory limit of {} MiB", limit / (1 << 20))]
+    MemoryLimit {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The guest used up its CPU budget (504).
+    #[error("the function used up its CPU budget of {fuel} fuel units")]
+    CpuBudget {
+        /// The budget.
+        fuel: u64,
+    },
+    /// The guest trapped: `unreachable`, a panic, a stack overflow, an out-of-bounds access
+    /// (500). Holds Wasmtime's one-line description of the trap.
+    #[error("the function trapped: {0}")]
+    Trap(String),
+    /// The guest failed before producing a response, other than by trapping (500).
+    #[error("the function failed: {0}")]
     Guest(String),
     /// The guest returned without ever setting a response (500).
-    #[error("function returned without sending a response")]
+    #[error("the function returned without sending a response")]
     NoResponse,
     /// A WAGI guest wrote output that is not a CGI response (502).
-    #[error("function wrote an invalid CGI response: {0}")]
+    #[error("the function wrote an invalid CGI response: {0}")]
     BadCgiResponse(String),
     /// Reading the request body failed (the client went away or sent a broken body) (400).
     #[error("could not read the request body: {0}")]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body::Body;
+use tokio::sync::Semaphore;
 use wasmtime::InstancePre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -24,6 +25,10 @@ struct Inner {
     sha256: String,
     settings: FunctionSettings,
     pre: Pre,
+    /// Whether the engine meters fuel: every store then needs a budget.
+    meters_fuel: bool,
+    /// Permits for the function's concurrency limit, when it has one.
+    concurrency: Option<Arc<Semaphore>>,
 }
 
 pub(crate) enum Pre {
@@ -32,14 +37,32 @@ pub(crate) enum Pre {
 }
 
 impl Function {
-    pub(crate) fn new(sha256: String, settings: FunctionSettings, pre: Pre) -> Self {
+    pub(crate) fn new(
+        sha256: String,
+        settings: FunctionSettings,
+        pre: Pre,
+        meters_fuel: bool,
+    ) -> Self {
+        let concurrency = settings
+            .limits
+            .max_concurrency
+            .map(|limit| Arc::new(Semaphore::new(limit as usize)));
         Self {
             inner: Arc::new(Inner {
                 sha256,
                 settings,
                 pre,
+                meters_fuel,
+                concurrency,
             }),
         }
+    }
+
+    /// Instances of this function running now (counted only when it has a concurrency limit).
+    pub fn in_flight(&self) -> Option<u32> {
+        let limit = self.inner.settings.limits.max_concurrency?;
+        let free = self.inner.concurrency.as_ref()?.available_permits() as u32;
+        Some(limit.saturating_sub(free))
     }
 
     /// The kind of binary this function is.
@@ -67,7 +90,12 @@ impl Function {
             Pre::Http(pre) => Pre::Http(pre.clone()),
             Pre::Wagi(pre) => Pre::Wagi(pre.clone()),
         };
-        Self::new(self.inner.sha256.clone(), settings, pre)
+        Self::new(
+            self.inner.sha256.clone(),
+            settings,
+            pre,
+            self.inner.meters_fuel,
+        )
     }
 
     /// Runs one request through a fresh instance and returns the function's response, whose
@@ -90,9 +118,30 @@ impl Function {
         if declared.is_some_and(|len| len > limit) {
             return Err(InvokeError::RequestBodyTooLarge { limit });
         }
+        let permit = match &self.inner.concurrency {
+            Some(semaphore) => Some(semaphore.clone().try_acquire_owned().map_err(|_| {
+                InvokeError::FunctionBusy {
+                    limit: self
+                        .inner
+                        .settings
+                        .limits
+                        .max_concurrency
+                        .unwrap_or_default(),
+                }
+            })?),
+            None => None,
+        };
+        let settings = &self.inner.settings;
+        let fuel = self
+            .inner
+            .meters_fuel
+            .then(|| settings.limits.cpu_fuel.unwrap_or(u64::MAX));
         match &self.inner.pre {
-            Pre::Http(pre) => crate::http::invoke(pre, &self.inner.settings, request, info).await,
-            Pre::Wagi(pre) => crate::wagi::invoke(pre, &self.inner.settings, request, info).await,
+            Pre::Http(pre) => crate::http::invoke(pre, settings, fuel, permit, request, info).await,
+            Pre::Wagi(pre) => {
+                let _permit = permit;
+                crate::wagi::invoke(pre, settings, fuel, request, info).await
+            }
         }
     }
 }

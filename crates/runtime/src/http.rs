@@ -1,30 +1,35 @@
 //! Invoking a `wasi:http/proxy` component: a fresh instance per request from the pre-linked
-//! `ProxyPre`, request and response bodies streamed both ways.
+//! `ProxyPre`, request and response bodies streamed both ways, every limit applied.
 //!
 //! The guest runs in its own task so that it can keep writing the response body after it has
-//! sent the response head; the task owns the store and ends, dropping the instance, when the
-//! guest returns or the deadline passes.
+//! sent the response head; the task owns the store (and the function's concurrency permit)
+//! and ends, dropping the instance, when the guest returns or the deadline passes.
 
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::Body;
+use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Limited};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tracing::Instrument;
 use wasmtime::Store;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::config::FunctionSettings;
 use crate::error::{InvokeError, chain};
-use crate::invocation::{BoxError, RequestInfo, ResponseBody, classify, log_guest_output};
+use crate::invocation::{
+    BoxError, RequestInfo, ResponseBody, classify, log_guest_output, wasi_builder,
+};
+use crate::outbound::OutboundHooks;
 use crate::output::{OutputCapture, WhenFull};
-use crate::store::{HttpState, arm_deadline};
+use crate::store::{GuestLimiter, HttpState, arm};
 
 /// How much of a guest's stdout and stderr is kept per request.
 pub(crate) const LOG_CAPTURE_BYTES: usize = 64 * 1024;
@@ -32,6 +37,8 @@ pub(crate) const LOG_CAPTURE_BYTES: usize = 64 * 1024;
 pub(crate) async fn invoke<B>(
     pre: &ProxyPre<HttpState>,
     settings: &FunctionSettings,
+    fuel: Option<u64>,
+    permit: Option<OwnedSemaphorePermit>,
     request: http::Request<B>,
     info: &RequestInfo,
 ) -> Result<http::Response<ResponseBody>, InvokeError>
@@ -49,21 +56,25 @@ where
         let flag = body_too_large.clone();
         let limit = limits.max_request_body_bytes;
         request.map(move |body| {
-            Limited::new(body, limit as usize).map_err(move |err: BoxError| {
-                if err.is::<http_body_util::LengthLimitError>() {
-                    flag.store(true, Ordering::Relaxed);
-                    wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit))
-                } else {
-                    wasmtime_wasi_http::Error::InternalError(Some(err.to_string()))
-                }
-            })
+            Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(
+                move |err: BoxError| {
+                    if err.is::<http_body_util::LengthLimitError>() {
+                        flag.store(true, Ordering::Relaxed);
+                        wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit))
+                    } else {
+                        wasmtime_wasi_http::Error::InternalError(Some(err.to_string()))
+                    }
+                },
+            )
         })
+    };
+    let too_large = || InvokeError::RequestBodyTooLarge {
+        limit: limits.max_request_body_bytes,
     };
 
     let stdout = OutputCapture::new(LOG_CAPTURE_BYTES, WhenFull::Truncate);
     let stderr = OutputCapture::new(LOG_CAPTURE_BYTES, WhenFull::Truncate);
-    let wasi = WasiCtxBuilder::new()
-        .envs(&settings.env)
+    let wasi = wasi_builder(settings, &settings.env)?
         .stdout(stdout.clone())
         .stderr(stderr.clone())
         .build();
@@ -73,9 +84,15 @@ where
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            hooks: OutboundHooks {
+                policy: settings.outbound.clone(),
+                function: info.function.clone(),
+                request_id: info.request_id.clone(),
+            },
+            limiter: GuestLimiter::new(limits.memory_bytes),
         },
     );
-    arm_deadline(&mut store, deadline);
+    arm(&mut store, deadline, fuel);
 
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let incoming = store
@@ -89,10 +106,16 @@ where
         .new_response_outparam(sender)
         .map_err(|err| InvokeError::Internal(chain(&err)))?;
 
+    // Set by the guest task, before it drops the store, when the guest fails. Dropping the
+    // store ends the response body as if the guest had finished it; the body wrapper checks
+    // this at the end so that a cut-off response ends in an error, not a clean end.
+    let failure: Arc<OnceLock<InvokeError>> = Arc::default();
+    let task_failure = failure.clone();
     let pre = pre.clone();
     let task_info = info.clone();
     let guest = tokio::spawn(
         async move {
+            let _permit = permit;
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy
@@ -105,11 +128,20 @@ where
             let (err, err_dropped) = stderr.take();
             log_guest_output(&task_info, "stdout", &out, out_dropped);
             log_guest_output(&task_info, "stderr", &err, err_dropped);
-            match result {
+            let outcome = match result {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(err)) => Err(classify(&err, limits.timeout)),
+                Ok(Err(err)) => Err(classify(
+                    &err,
+                    &limits,
+                    store.data().limiter.memory_refused(),
+                )),
                 Err(_elapsed) => Err(InvokeError::Timeout(limits.timeout)),
+            };
+            if let Err(err) = &outcome {
+                let _ = task_failure.set(err.clone());
             }
+            drop(store);
+            outcome
         }
         .in_current_span(),
     );
@@ -117,17 +149,31 @@ where
     match receiver.await {
         Ok(Ok(response)) => {
             if body_too_large.load(Ordering::Relaxed) {
-                return Err(InvokeError::RequestBodyTooLarge {
-                    limit: limits.max_request_body_bytes,
-                });
+                return Err(too_large());
             }
-            Ok(response.map(|body| body.map_err(|err| Box::new(err) as BoxError).boxed_unsync()))
+            let limit = limits.max_response_body_bytes;
+            let declared = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|len| len > limit) {
+                return Err(InvokeError::ResponseTooLarge { limit });
+            }
+            Ok(response.map(|body| {
+                GuardedBody {
+                    inner: body.map_err(|err| Box::new(err) as BoxError).boxed_unsync(),
+                    remaining: limit,
+                    limit,
+                    failure,
+                    info: info.clone(),
+                }
+                .boxed_unsync()
+            }))
         }
         Ok(Err(code)) => {
             if body_too_large.load(Ordering::Relaxed) {
-                return Err(InvokeError::RequestBodyTooLarge {
-                    limit: limits.max_request_body_bytes,
-                });
+                return Err(too_large());
             }
             Err(InvokeError::Guest(format!(
                 "the function answered with error code {code:?}"
@@ -142,11 +188,71 @@ where
                 Err(join) => Err(InvokeError::Internal(format!("guest task failed: {join}"))),
             };
             if body_too_large.load(Ordering::Relaxed) {
-                return Err(InvokeError::RequestBodyTooLarge {
-                    limit: limits.max_request_body_bytes,
-                });
+                return Err(too_large());
             }
             outcome
         }
+    }
+}
+
+/// The response body as the client sees it. The head is already on its way when the body
+/// streams, so a limit that fires now (the response limit, the deadline, memory, a trap) can
+/// only end the stream with an error: the client sees an incomplete response rather than a
+/// truncated one that looks whole, and the host logs which limit fired.
+struct GuardedBody {
+    inner: ResponseBody,
+    remaining: u64,
+    limit: u64,
+    failure: Arc<OnceLock<InvokeError>>,
+    info: RequestInfo,
+}
+
+impl GuardedBody {
+    fn fail(&mut self, err: InvokeError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        tracing::warn!(
+            function = %self.info.function,
+            request_id = %self.info.request_id,
+            "{err}; the response was cut off"
+        );
+        self.remaining = 0;
+        Poll::Ready(Some(Err(Box::new(err))))
+    }
+}
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(None) => {
+                return match self.failure.get().cloned() {
+                    Some(err) => self.fail(err),
+                    None => Poll::Ready(None),
+                };
+            }
+            other => return other,
+        };
+        if let Some(data) = frame.data_ref() {
+            let len = data.len() as u64;
+            if len > self.remaining {
+                let limit = self.limit;
+                return self.fail(InvokeError::ResponseTooLarge { limit });
+            }
+            self.remaining -= len;
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

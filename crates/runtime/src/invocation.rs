@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 
+use crate::config::{FunctionSettings, Limits};
 use crate::error::{InvokeError, chain};
 
 /// The error type of response bodies: a body can fail mid-stream when a guest traps after it
@@ -33,10 +34,21 @@ pub struct RequestInfo {
     pub request_id: Arc<str>,
 }
 
-/// Classifies an error returned by instantiating or calling a guest.
-pub(crate) fn classify(err: &wasmtime::Error, timeout: std::time::Duration) -> InvokeError {
-    if let Some(wasmtime::Trap::Interrupt) = err.downcast_ref::<wasmtime::Trap>() {
-        return InvokeError::Timeout(timeout);
+/// Classifies an error returned by instantiating or calling a guest, naming the limit that
+/// fired when one did.
+pub(crate) fn classify(
+    err: &wasmtime::Error,
+    limits: &Limits,
+    memory_refused: bool,
+) -> InvokeError {
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => return InvokeError::Timeout(limits.timeout),
+        Some(wasmtime::Trap::OutOfFuel) => {
+            return InvokeError::CpuBudget {
+                fuel: limits.cpu_fuel.unwrap_or_default(),
+            };
+        }
+        _ => {}
     }
     if err
         .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
@@ -44,7 +56,43 @@ pub(crate) fn classify(err: &wasmtime::Error, timeout: std::time::Duration) -> I
     {
         return InvokeError::AtCapacity;
     }
-    InvokeError::Guest(chain(err))
+    if memory_refused {
+        return InvokeError::MemoryLimit {
+            limit: limits.memory_bytes,
+        };
+    }
+    // The full chain carries the wasm backtrace: for the log, not for the client.
+    tracing::debug!(error = %chain(err), "guest failure");
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => {
+            let text = trap.to_string();
+            let text = text.strip_prefix("wasm trap: ").unwrap_or(&text);
+            InvokeError::Trap(text.to_string())
+        }
+        None => InvokeError::Guest(err.root_cause().to_string()),
+    }
+}
+
+/// The WASI context both kinds start from: exactly `env` and the function's read-only mounts,
+/// nothing of the host's.
+pub(crate) fn wasi_builder(
+    settings: &FunctionSettings,
+    env: &[(String, String)],
+) -> Result<wasmtime_wasi::WasiCtxBuilder, InvokeError> {
+    let mut builder = wasmtime_wasi::WasiCtxBuilder::new();
+    builder.envs(env);
+    for mount in &settings.mounts {
+        builder
+            .preopened_dir(&mount.host, &mount.guest, wasmtime_wasi::FsPerms::ReadOnly)
+            .map_err(|err| {
+                InvokeError::Internal(format!(
+                    "cannot open mount {} for the guest at {}: {err}",
+                    mount.host.display(),
+                    mount.guest
+                ))
+            })?;
+    }
+    Ok(builder)
 }
 
 /// Writes what a guest printed to the host log, one event per line, tagged with the function

@@ -13,14 +13,16 @@ mod function;
 mod http;
 mod invocation;
 mod kind;
+mod outbound;
 mod output;
 mod runtime;
 mod store;
 mod wagi;
 
-pub use config::{FunctionSettings, Limits, RuntimeConfig};
+pub use config::{FunctionSettings, Limits, Mount, RuntimeConfig};
 pub use error::{InvokeError, PrepareError};
 pub use function::Function;
 pub use invocation::{BoxError, RequestInfo, ResponseBody};
 pub use kind::FunctionKind;
+pub use outbound::OutboundPolicy;
 pub use runtime::{LoadSource, Loaded, Runtime};

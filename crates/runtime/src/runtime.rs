@@ -36,6 +36,8 @@ pub struct Runtime {
 
 struct Inner {
     engine: Engine,
+    meters_fuel: bool,
+    max_memory_bytes: u64,
     http_linker: ComponentLinker<HttpState>,
     wagi_linker: Linker<WagiState>,
     artifacts: ArtifactCache,
@@ -97,6 +99,8 @@ impl Runtime {
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
+                meters_fuel: config.fuel,
+                max_memory_bytes: config.max_memory_bytes,
                 http_linker,
                 wagi_linker,
                 artifacts,
@@ -136,7 +140,7 @@ impl Runtime {
         };
         self.inner.artifacts.store(sha256, &artifact)?;
         Ok(Loaded {
-            function: Function::new(sha256.to_string(), settings, pre),
+            function: Function::new(sha256.to_string(), settings, pre, self.inner.meters_fuel),
             source: LoadSource::Compiled,
             elapsed: started.elapsed(),
         })
@@ -156,7 +160,12 @@ impl Runtime {
             match self.load_artifact(&artifact) {
                 Ok(pre) => {
                     return Ok(Loaded {
-                        function: Function::new(sha256.to_string(), settings, pre),
+                        function: Function::new(
+                            sha256.to_string(),
+                            settings,
+                            pre,
+                            self.inner.meters_fuel,
+                        ),
                         source: LoadSource::Cache,
                         elapsed: started.elapsed(),
                     });
@@ -175,6 +184,16 @@ impl Runtime {
         let mut loaded = self.prepare(&wasm, sha256, settings)?;
         loaded.elapsed = started.elapsed();
         Ok(loaded)
+    }
+
+    /// True when the engine meters fuel, so that functions can have CPU budgets.
+    pub fn meters_fuel(&self) -> bool {
+        self.inner.meters_fuel
+    }
+
+    /// The largest memory limit a function may have: the pool's slot size.
+    pub fn max_memory_bytes(&self) -> u64 {
+        self.inner.max_memory_bytes
     }
 
     /// True when a compiled artifact for this module is in the cache.
@@ -295,7 +314,8 @@ fn engine_config(config: &RuntimeConfig) -> Config {
     engine
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true)
-        .epoch_interruption(true);
+        .epoch_interruption(true)
+        .consume_fuel(config.fuel);
     engine
 }
 

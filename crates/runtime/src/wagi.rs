@@ -11,19 +11,21 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
 use tokio::time::Instant;
 use wasmtime::{InstancePre, Store};
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
 use crate::config::FunctionSettings;
 use crate::error::InvokeError;
 use crate::http::LOG_CAPTURE_BYTES;
-use crate::invocation::{BoxError, RequestInfo, ResponseBody, classify, log_guest_output};
+use crate::invocation::{
+    BoxError, RequestInfo, ResponseBody, classify, log_guest_output, wasi_builder,
+};
 use crate::output::{OutputCapture, WhenFull};
-use crate::store::{WagiState, arm_deadline};
+use crate::store::{GuestLimiter, WagiState, arm};
 
 pub(crate) async fn invoke<B>(
     pre: &InstancePre<WagiState>,
     settings: &FunctionSettings,
+    fuel: Option<u64>,
     request: http::Request<B>,
     info: &RequestInfo,
 ) -> Result<http::Response<ResponseBody>, InvokeError>
@@ -55,15 +57,21 @@ where
     let env = cgi_environment(&parts, body.len(), info, &settings.env);
     let stdout = OutputCapture::new(limits.max_response_body_bytes as usize, WhenFull::Refuse);
     let stderr = OutputCapture::new(LOG_CAPTURE_BYTES, WhenFull::Truncate);
-    let wasi = WasiCtxBuilder::new()
+    let mut builder = wasi_builder(settings, &env)?;
+    let wasi = builder
         .args(&[info.script_name.as_str()])
-        .envs(&env)
         .stdin(MemoryInputPipe::new(body))
         .stdout(stdout.clone())
         .stderr(stderr.clone())
         .build_p1();
-    let mut store = Store::new(pre.module().engine(), WagiState { wasi });
-    arm_deadline(&mut store, deadline);
+    let mut store = Store::new(
+        pre.module().engine(),
+        WagiState {
+            wasi,
+            limiter: GuestLimiter::new(limits.memory_bytes),
+        },
+    );
+    arm(&mut store, deadline, fuel);
 
     let run = async {
         let instance = pre.instantiate_async(&mut store).await?;
@@ -80,7 +88,10 @@ where
         Ok(Ok(())) => 0,
         Ok(Err(err)) => match err.downcast_ref::<wasmtime_wasi::I32Exit>() {
             Some(exit) => exit.0,
-            None => return Err(classify(&err, limits.timeout)),
+            None => {
+                let refused = store.data().limiter.memory_refused();
+                return Err(classify(&err, &limits, refused));
+            }
         },
     };
     if output_dropped > 0 {

@@ -185,6 +185,7 @@ async fn environment_and_request_body_limits_apply() {
             max_request_body_bytes: 10,
             ..Limits::default()
         },
+        ..FunctionSettings::default()
     };
     let function = prepare(&runtime, &wasm, settings).unwrap().function;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use kindling_registry::FunctionConfig;
+use kindling_registry::{FunctionConfig, MountConfig};
 
 use super::{OutputArgs, ServerArgs};
 use crate::UsageError;
@@ -24,9 +24,25 @@ pub(crate) struct DeployCommand {
     /// An environment variable for the function, KEY=VALUE (repeatable)
     #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
     env: Vec<String>,
-    /// Deadline per request, such as 2s
+    /// Deadline per request, such as 2s (node default 30s)
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
+    /// Memory the function may grow to, such as 64MiB (node default 128MiB)
+    #[arg(long, value_parser = parse_size)]
+    memory: Option<u64>,
+    /// CPU budget per request in fuel units, about one per instruction (node needs --fuel)
+    #[arg(long)]
+    cpu_fuel: Option<u64>,
+    /// Most instances of the function running at once; more requests get 429
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// A host the function may call over HTTP, such as https://api.example.com (repeatable)
+    #[arg(long = "allow-outbound", value_name = "URL")]
+    allow_outbound: Vec<String>,
+    /// A read-only directory, SOURCE:/guest/path with SOURCE under the node's --mount-root
+    /// (repeatable)
+    #[arg(long = "mount", value_name = "SOURCE:PATH")]
+    mounts: Vec<String>,
     /// Largest request body the function accepts, such as 1MiB
     #[arg(long, value_parser = parse_size)]
     max_request_body: Option<u64>,
@@ -100,6 +116,27 @@ impl DeployCommand {
         }
         if let Some(timeout) = self.timeout {
             config.limits.timeout_ms = Some(timeout.as_millis().max(1) as u64);
+        }
+        if let Some(bytes) = self.memory {
+            config.limits.memory_bytes = Some(bytes);
+        }
+        if let Some(fuel) = self.cpu_fuel {
+            config.limits.cpu_fuel = Some(fuel);
+        }
+        if let Some(limit) = self.concurrency {
+            config.limits.max_concurrency = Some(limit);
+        }
+        config
+            .allowed_outbound_hosts
+            .extend(self.allow_outbound.iter().cloned());
+        for mount in &self.mounts {
+            let (source, path) = mount.split_once(':').ok_or_else(|| {
+                UsageError(format!("--mount {mount:?} must be SOURCE:/guest/path"))
+            })?;
+            config.mounts.push(MountConfig {
+                source: source.to_string(),
+                path: path.to_string(),
+            });
         }
         if let Some(bytes) = self.max_request_body {
             config.limits.max_request_body_bytes = Some(bytes);

@@ -40,6 +40,21 @@ impl InspectCommand {
                 "timeout",
                 or_default(limits.timeout_ms.map(|ms| format!("{ms} ms"))),
             ),
+            ("memory", or_default(limits.memory_bytes.map(format_size))),
+            (
+                "cpu budget",
+                limits
+                    .cpu_fuel
+                    .map(|fuel| format!("{fuel} fuel"))
+                    .unwrap_or_else(|| "none".into()),
+            ),
+            (
+                "concurrency",
+                limits
+                    .max_concurrency
+                    .map(|n| format!("{n} instances"))
+                    .unwrap_or_else(|| "node limit".into()),
+            ),
             (
                 "max request body",
                 or_default(limits.max_request_body_bytes.map(format_size)),
@@ -60,6 +75,22 @@ impl InspectCommand {
                 .join(" ")
         };
         fields.push(("env", env));
+        let outbound = if f.config.allowed_outbound_hosts.is_empty() {
+            "(none: outgoing HTTP is denied)".to_string()
+        } else {
+            f.config.allowed_outbound_hosts.join(" ")
+        };
+        fields.push(("outbound", outbound));
+        if !f.config.mounts.is_empty() {
+            let mounts = f
+                .config
+                .mounts
+                .iter()
+                .map(|m| format!("{}:{} (read-only)", m.source, m.path))
+                .collect::<Vec<_>>()
+                .join(" ");
+            fields.push(("mounts", mounts));
+        }
         if let Some(load) = &f.load {
             fields.push((
                 "loaded",

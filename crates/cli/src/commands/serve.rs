@@ -30,6 +30,18 @@ pub(crate) struct ServeCommand {
     /// Most function instances running at once on this node
     #[arg(long, env = "KINDLING_MAX_INSTANCES", default_value_t = 1000)]
     max_instances: u32,
+    /// Largest memory any function may have; sizes the instance pool's slots
+    #[arg(long, env = "KINDLING_MAX_MEMORY", default_value = "4GiB", value_parser = parse_size)]
+    max_memory: u64,
+    /// Memory limit for functions that set none
+    #[arg(long, env = "KINDLING_DEFAULT_MEMORY", default_value = "128MiB", value_parser = parse_size)]
+    default_memory: u64,
+    /// Meter fuel so that functions can have CPU budgets (--cpu-fuel); costs some speed
+    #[arg(long, env = "KINDLING_FUEL")]
+    fuel: bool,
+    /// Directory whose subdirectories functions may mount read-only; none without it
+    #[arg(long, env = "KINDLING_MOUNT_ROOT")]
+    mount_root: Option<PathBuf>,
     /// Largest module a deploy may upload
     #[arg(long, env = "KINDLING_MAX_MODULE_SIZE", default_value = "64MiB", value_parser = parse_size)]
     max_module_size: u64,
@@ -42,6 +54,9 @@ pub(crate) struct ServeCommand {
     /// Largest WAGI response for functions that set none
     #[arg(long, env = "KINDLING_DEFAULT_MAX_RESPONSE_BODY", default_value = "16MiB", value_parser = parse_size)]
     default_max_response_body: u64,
+    /// How long a client may take to send its request headers (slow clients are cut off)
+    #[arg(long, env = "KINDLING_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
     /// How long in-flight requests may take to finish at shutdown
     #[arg(long, env = "KINDLING_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
@@ -62,6 +77,7 @@ impl ServeCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         init_tracing(self.log_format);
         let (node_config, mut gateway_config) = self.validate()?;
+        raise_open_file_limit();
         std::fs::create_dir_all(&node_config.data_dir).map_err(|err| {
             UsageError(format!(
                 "cannot create the data directory {:?}: {err}; pass --data-dir with a writable path",
@@ -121,22 +137,60 @@ impl ServeCommand {
                 "--default-timeout must be longer than zero".into(),
             ));
         }
+        if self.default_memory > self.max_memory {
+            return Err(UsageError(format!(
+                "--default-memory ({}) is above --max-memory ({})",
+                self.default_memory, self.max_memory
+            )));
+        }
+        if self.max_memory > 64 << 30 {
+            return Err(UsageError("--max-memory is at most 64GiB".into()));
+        }
+        if let Some(root) = &self.mount_root
+            && !root.is_dir()
+        {
+            return Err(UsageError(format!(
+                "--mount-root {} is not a directory",
+                root.display()
+            )));
+        }
         let mut node = NodeConfig::new(self.data_dir.clone());
         node.runtime.max_instances = self.max_instances;
+        node.runtime.max_memory_bytes = self.max_memory;
+        node.runtime.fuel = self.fuel;
+        node.mount_root = self.mount_root.clone();
         node.default_limits = Limits {
+            memory_bytes: self.default_memory,
             timeout: self.default_timeout,
             max_request_body_bytes: self.default_max_request_body,
             max_response_body_bytes: self.default_max_response_body,
+            cpu_fuel: None,
+            max_concurrency: None,
         };
         let gateway = GatewayConfig {
             domain: self.domain.clone(),
             max_module_bytes: usize::try_from(self.max_module_size)
                 .map_err(|_| UsageError("--max-module-size is too large".into()))?,
             shutdown_grace: self.shutdown_grace,
+            header_read_timeout: self.header_read_timeout,
             ..GatewayConfig::default()
         };
         Ok((node, gateway))
     }
+}
+
+/// Every connection is a file descriptor: lift the soft limit to the hard one so that many
+/// idle clients cannot starve the node of descriptors at the default of 1024.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(err) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(error = %err, "cannot raise the open-file limit");
+        }
+    }
+    tracing::debug!(open_files = ?getrlimit(Resource::Nofile).current, "open-file limit");
 }
 
 fn init_tracing(format: LogFormat) {

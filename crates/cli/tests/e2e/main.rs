@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod crash;
+mod hostile;
 mod lifecycle;
 mod wasi_http;
 
