@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand, shared flags flattened in.
 
+mod bench;
 mod deploy;
 mod inspect;
 mod invoke;
@@ -41,6 +42,8 @@ enum Command {
     Rm(rm::RmCommand),
     /// Call a function through the gateway and print the response
     Invoke(invoke::InvokeCommand),
+    /// Load a URL and report throughput and latency percentiles
+    Bench(bench::BenchCommand),
 }
 
 impl Cli {
@@ -54,6 +57,7 @@ impl Cli {
             Command::Rollback(command) => command.execute().await,
             Command::Rm(command) => command.execute().await,
             Command::Invoke(command) => command.execute().await,
+            Command::Bench(command) => command.execute().await,
         }
     }
 }

@@ -375,6 +375,17 @@ async fn hostile_guests_and_clients_are_contained() {
         answer.starts_with("HTTP/1.1 400"),
         "malformed HTTP: {answer:?}"
     );
+    let many_headers: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let huge_header = format!("X-Big: {}\r\n", "a".repeat(70_000));
+    for extra in [many_headers, huge_header] {
+        let head = format!("GET /good/ HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
+        let answer = raw_exchange(server.addr(), head.as_bytes()).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 431"),
+            "oversized head: {answer:?}"
+        );
+    }
+    case.good_still_answers("oversized heads").await;
     idle_connections(&server, &case, 10_000).await;
 
     let (ok, bad) = prober.finish().await;
@@ -401,6 +412,15 @@ async fn hostile_guests_and_clients_are_contained() {
         rss_after as f64 <= bound,
         "RSS grew from {rss_before} KiB to {rss_after} KiB and did not come back"
     );
+}
+
+/// Sends raw bytes and returns the first chunk of the answer.
+async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(bytes).await;
+    let mut answer = vec![0u8; 1024];
+    let n = stream.read(&mut answer).await.unwrap_or(0);
+    String::from_utf8_lossy(&answer[..n]).into_owned()
 }
 
 /// Sends the request head one header at a time, slower than the header read timeout allows.
