@@ -8,11 +8,11 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use bytes::Bytes;
 use http::StatusCode;
-use kindling_node::{Active, DeployOutcome};
+use kindling_node::{Code, DeployOutcome, Entry};
 use kindling_registry::{FunctionConfig, FunctionRecord, VersionRecord};
 use serde_json::json;
 
-use crate::api::{DeployResponse, FunctionInfo, LoadInfo, RollbackRequest};
+use crate::api::{DeployResponse, FunctionInfo, FunctionStats, LoadInfo, RollbackRequest};
 use crate::error::ApiError;
 use crate::router::AppState;
 
@@ -96,6 +96,10 @@ async fn deploy(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit + 64 * 1024) {
+        // Refuse from the declared length, but read and discard what the client is sending
+        // first (bounded): a client still writing its upload would otherwise see a broken
+        // connection instead of this answer.
+        drain(request.into_body(), (limit as u64).saturating_mul(4)).await;
         return Err(too_large());
     }
     let is_multipart = request
@@ -117,16 +121,32 @@ async fn deploy(
     }
 
     let outcome = state.node.deploy(&name, module, config).await?;
-    let (status, active, unchanged) = match outcome {
-        DeployOutcome::Created(active) => (StatusCode::CREATED, active, false),
-        DeployOutcome::Unchanged(active) => (StatusCode::OK, active, true),
+    let (status, entry, unchanged) = match outcome {
+        DeployOutcome::Created(entry) => (StatusCode::CREATED, entry, false),
+        DeployOutcome::Unchanged(entry) => (StatusCode::OK, entry, true),
     };
     let response = DeployResponse {
-        version: active.version.clone(),
+        version: entry.version.clone(),
         unchanged,
-        load: load_info(&active),
+        load: entry.code().as_ref().map(load_info),
     };
     Ok((status, Json(response)))
+}
+
+/// Reads and discards up to `max` bytes of a body, for at most ten seconds.
+async fn drain(body: axum::body::Body, max: u64) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut seen: u64 = 0;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > max {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn read_multipart(
@@ -240,20 +260,24 @@ async fn describe(state: &AppState, name: &str) -> Result<FunctionInfo, ApiError
 }
 
 fn function_info(state: &AppState, record: FunctionRecord, version: VersionRecord) -> FunctionInfo {
-    let active = state
+    let entry = state
         .node
         .lookup(&record.name)
-        .filter(|active| active.version.version == record.active_version);
-    let error = state.node.load_failure(&record.name);
+        .filter(|entry| entry.version.version == record.active_version);
+    let code = entry.as_ref().and_then(|entry| entry.code());
+    let error = entry.as_ref().and_then(|entry| entry.failure());
+    let stats = entry.as_ref().map(|entry| stats(entry)).unwrap_or_default();
     FunctionInfo {
-        state: match (&active, &error) {
-            (Some(_), _) => "serving",
+        state: match (&code, &error) {
+            (Some(_), _) => "warm",
             (None, Some(_)) => "failed",
-            (None, None) => "loading",
+            (None, None) => "cold",
         }
         .to_string(),
-        load: active.as_deref().map(load_info),
+        load: code.as_ref().map(load_info),
         error,
+        stats,
+        autoscale: entry.as_ref().and_then(|entry| entry.scale()),
         name: record.name,
         active_version: record.active_version,
         version_count: record.version_count,
@@ -266,9 +290,22 @@ fn function_info(state: &AppState, record: FunctionRecord, version: VersionRecor
     }
 }
 
-fn load_info(active: &Active) -> LoadInfo {
+fn stats(entry: &Entry) -> FunctionStats {
+    use std::sync::atomic::Ordering::Relaxed;
+    let usage = &entry.usage;
+    FunctionStats {
+        invocations: usage.invocations.load(Relaxed),
+        rejected: entry.lane.counts().1,
+        cold_starts: usage.cold_starts.load(Relaxed),
+        last_cold_start_ms: usage.last_cold_start_us.load(Relaxed) as f64 / 1e3,
+        in_flight: entry.lane.in_flight(),
+        queued: entry.lane.queued(),
+    }
+}
+
+fn load_info(code: &Code) -> LoadInfo {
     LoadInfo {
-        source: active.source.as_str().to_string(),
-        millis: (active.load_time.as_secs_f64() * 1e6).round() / 1e3,
+        source: code.source.as_str().to_string(),
+        millis: (code.load_time.as_secs_f64() * 1e6).round() / 1e3,
     }
 }

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 pub struct FunctionInfo {
     /// The name, also the route `/{name}/`.
     pub name: String,
-    /// Whether the function serves: `serving`, or `failed` when its code could not be loaded.
+    /// `warm` (code resident), `cold` (loaded on the next request from the compiled-artifact
+    /// cache) or `failed` (its code could not be loaded).
     pub state: String,
     /// The active version's number.
     pub active_version: u32,
@@ -27,12 +28,34 @@ pub struct FunctionInfo {
     pub created_at: String,
     /// When its active version last changed.
     pub updated_at: String,
-    /// How the serving code was loaded, when it is serving.
+    /// How the resident code was loaded, when it is warm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<LoadInfo>,
     /// Why it is not serving, when it failed to load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Counters and current load.
+    pub stats: FunctionStats,
+    /// The autoscaler's latest decision, once it has ticked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<kindling_scheduler::ScaleDecision>,
+}
+
+/// A function's counters since the node started, and its load now.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FunctionStats {
+    /// Requests admitted.
+    pub invocations: u64,
+    /// Requests turned away by admission control.
+    pub rejected: u64,
+    /// Requests that found the code unloaded and loaded it.
+    pub cold_starts: u64,
+    /// Milliseconds the latest cold start took.
+    pub last_cold_start_ms: f64,
+    /// Requests running now.
+    pub in_flight: u32,
+    /// Requests waiting in the function's queue now.
+    pub queued: usize,
 }
 
 /// How a function's code was made ready.
@@ -51,8 +74,9 @@ pub struct DeployResponse {
     pub version: VersionRecord,
     /// True when the same module and configuration were already active: nothing changed.
     pub unchanged: bool,
-    /// How the code was loaded.
-    pub load: LoadInfo,
+    /// How the code was loaded (absent when an unchanged function is cold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadInfo>,
 }
 
 /// The optional body of a rollback.

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use kindling_node::{Fault, NodeError};
 use kindling_runtime::InvokeError;
+use kindling_scheduler::Rejection;
 use serde::{Deserialize, Serialize};
 
 /// An error answered to a client.
@@ -81,9 +82,6 @@ impl ApiError {
             InvokeError::ResponseTooLarge { .. } => (StatusCode::BAD_GATEWAY, "response_too_large"),
             InvokeError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
             InvokeError::AtCapacity => (StatusCode::SERVICE_UNAVAILABLE, "at_capacity"),
-            InvokeError::FunctionBusy { .. } => {
-                (StatusCode::TOO_MANY_REQUESTS, "concurrency_limit")
-            }
             InvokeError::MemoryLimit { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "memory_limit_exceeded")
             }
@@ -102,12 +100,26 @@ impl ApiError {
         tracing::warn!(function, request_id, error = %err, "invocation failed");
         let mut error = Self::new(status, code, format!("function {function:?}: {err}"))
             .with_request_id(Some(request_id));
-        if matches!(
-            err,
-            InvokeError::AtCapacity | InvokeError::FunctionBusy { .. }
-        ) {
+        if matches!(err, InvokeError::AtCapacity) {
             error.retry_after = Some(1);
         }
+        error
+    }
+}
+
+impl ApiError {
+    /// A request the scheduler turned away: 503 when the node is overloaded, 429 when the
+    /// function or its namespace is at a limit; always with `Retry-After`.
+    pub fn from_rejection(function: &str, rejection: &Rejection, request_id: &str) -> Self {
+        let status =
+            StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut error = Self::new(
+            status,
+            rejection.code(),
+            format!("function {function:?}: {rejection}; retry shortly"),
+        )
+        .with_request_id(Some(request_id));
+        error.retry_after = Some(1);
         error
     }
 }

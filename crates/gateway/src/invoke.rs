@@ -67,30 +67,40 @@ async fn invoke(
     mut request: Request,
 ) -> Response {
     let request_id = request_id(request.headers());
-    let Some(active) = state.node.lookup(&name) else {
-        let error = match state.node.load_failure(&name) {
-            Some(reason) => {
-                tracing::error!(function = %name, %reason, "invoked a function that failed to load");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "function_unavailable",
-                    format!(
-                        "function {name:?} is deployed but its code failed to load; \
-                         redeploy it or roll it back (the server log says why)"
-                    ),
-                )
-            }
-            None => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "function_not_found",
-                format!(
-                    "no function named {name:?} is deployed; deploy one with \
-                     `kindling deploy {name} FILE.wasm`, list them with `kindling ls` or \
-                     GET /v1/functions"
-                ),
+    let Some(entry) = state.node.lookup(&name) else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "function_not_found",
+            format!(
+                "no function named {name:?} is deployed; deploy one with \
+                 `kindling deploy {name} FILE.wasm`, list them with `kindling ls` or \
+                 GET /v1/functions"
             ),
-        };
-        return error.with_request_id(Some(&request_id)).into_response();
+        )
+        .with_request_id(Some(&request_id))
+        .into_response();
+    };
+    let permit = match state.node.admit(&entry).await {
+        Ok(permit) => permit,
+        Err(rejection) => {
+            return ApiError::from_rejection(&name, &rejection, &request_id).into_response();
+        }
+    };
+    let function = match state.node.warm(&entry, true).await {
+        Ok(function) => function,
+        Err(err) => {
+            tracing::error!(function = %name, request_id = %request_id, error = %err, "cold start failed");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "function_unavailable",
+                format!(
+                    "function {name:?} is deployed but its code failed to load; redeploy it or \
+                     roll it back (the server log says why)"
+                ),
+            )
+            .with_request_id(Some(&request_id))
+            .into_response();
+        }
     };
 
     match Uri::builder().path_and_query(path_and_query).build() {
@@ -109,7 +119,7 @@ async fn invoke(
     }
 
     let info = RequestInfo {
-        function: active.name.clone(),
+        function: entry.name.clone(),
         script_name,
         remote_addr: request
             .extensions()
@@ -121,12 +131,11 @@ async fn invoke(
     let span = tracing::debug_span!(
         "kindling_gateway.handle",
         function = %name,
-        version = active.version.version,
+        version = entry.version.version,
         request_id = %request_id
     );
-    let result = active
-        .function
-        .invoke(request, &info)
+    let result = function
+        .invoke(request, &info, permit)
         .instrument(span)
         .await;
     match result {

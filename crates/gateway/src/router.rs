@@ -48,7 +48,7 @@ async fn index(State(state): State<AppState>) -> impl IntoResponse {
     Json(json!({
         "name": "kindling",
         "version": env!("CARGO_PKG_VERSION"),
-        "functions_serving": state.node.serving_count(),
+        "functions": state.node.entries().len(),
         "invoke": "/{function}/{path...}",
         "admin_api": "/v1/functions",
         "openapi": "/v1/openapi.json",
@@ -59,10 +59,14 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Ready when the registry answers: the node found its functions before it bound its port,
+/// and loads their code on demand.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    if state.node.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "loading functions\n")
+    match state.node.registry().functions().await {
+        Ok(_) => (StatusCode::OK, "ready\n"),
+        Err(err) => {
+            tracing::error!(error = %err, "readiness: the registry does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "registry unavailable\n")
+        }
     }
 }

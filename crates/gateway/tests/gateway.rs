@@ -23,8 +23,8 @@ async fn harness(config: GatewayConfig) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let mut node_config = NodeConfig::new(dir.path().to_path_buf());
     node_config.runtime.max_instances = 16;
+    node_config.admission.max_in_flight = 16;
     let node: Arc<Node> = Node::open(node_config).await.unwrap();
-    node.load_all().await.unwrap();
     Harness {
         _dir: dir,
         app: app(node, config),
@@ -105,7 +105,8 @@ async fn deploy_invoke_inspect_roll_back_delete() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["active_version"], 2);
-    assert_eq!(body["state"], "serving");
+    assert_eq!(body["state"], "warm");
+    assert_eq!(body["stats"]["invocations"], 3, "counters span versions");
     assert_eq!(body["kind"], "wagi");
 
     let (status, body) = h

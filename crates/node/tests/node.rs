@@ -1,21 +1,23 @@
 //! The node's control plane against real guests and a real registry: deploy, redeploy,
-//! rollback, delete, restart from the artifact cache, and failed deploys that change nothing.
+//! rollback, delete, restart from the artifact cache, failed deploys that change nothing, and
+//! the warm/cold lifecycle (idle unload, counted cold reload, memory budget).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use kindling_node::{DeployOutcome, Fault, Node, NodeConfig};
+use kindling_node::{DeployOutcome, Entry, Fault, Node, NodeConfig};
 use kindling_registry::FunctionConfig;
 use kindling_runtime::{LoadSource, RequestInfo};
 use kindling_test_support::{example, test_program};
 
-async fn open(dir: &std::path::Path) -> Arc<Node> {
+fn config(dir: &std::path::Path) -> NodeConfig {
     let mut config = NodeConfig::new(dir.to_path_buf());
     config.runtime.max_instances = 16;
-    let node = Node::open(config).await.unwrap();
-    node.load_all().await.unwrap();
-    node
+    config.admission.max_in_flight = 16;
+    config
 }
 
 fn wasm(path: std::path::PathBuf) -> Bytes {
@@ -23,7 +25,9 @@ fn wasm(path: std::path::PathBuf) -> Bytes {
 }
 
 async fn call(node: &Node, name: &str, path: &str) -> (u16, String) {
-    let active = node.lookup(name).expect("function is serving");
+    let entry = node.lookup(name).expect("function is deployed");
+    let permit = node.admit(&entry).await.unwrap();
+    let function = node.warm(&entry, true).await.unwrap();
     let request = http::Request::get(path)
         .header("host", "localhost")
         .body(Full::new(Bytes::new()))
@@ -35,15 +39,15 @@ async fn call(node: &Node, name: &str, path: &str) -> (u16, String) {
         local_addr: None,
         request_id: "t".into(),
     };
-    let response = active.function.invoke(request, &info).await.unwrap();
+    let response = function.invoke(request, &info, permit).await.unwrap();
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-fn created(outcome: DeployOutcome) -> Arc<kindling_node::Active> {
+fn created(outcome: DeployOutcome) -> Arc<Entry> {
     match outcome {
-        DeployOutcome::Created(active) => active,
+        DeployOutcome::Created(entry) => entry,
         other => panic!("expected a new version, got {other:?}"),
     }
 }
@@ -51,7 +55,7 @@ fn created(outcome: DeployOutcome) -> Arc<kindling_node::Active> {
 #[tokio::test]
 async fn deploy_redeploy_rollback_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let node = open(dir.path()).await;
+    let node = Node::open(config(dir.path())).await.unwrap();
 
     let v1 = created(
         node.deploy("f", wasm(example("hello")), FunctionConfig::default())
@@ -61,7 +65,6 @@ async fn deploy_redeploy_rollback_delete() {
     assert_eq!(v1.version.version, 1);
     assert_eq!(call(&node, "f", "/").await.1, "Hello from Kindling!\n");
 
-    // The same bytes and config again: nothing new.
     let again = node
         .deploy("f", wasm(example("hello")), FunctionConfig::default())
         .await
@@ -80,11 +83,16 @@ async fn deploy_redeploy_rollback_delete() {
     let back = node.rollback("f", None).await.unwrap();
     assert_eq!(back.version.version, 1);
     assert_eq!(
-        back.source,
+        back.code().unwrap().source,
         LoadSource::Cache,
         "rollback maps the cached artifact"
     );
     assert_eq!(call(&node, "f", "/").await.1, "Hello from Kindling!\n");
+    assert_eq!(
+        back.usage.invocations.load(Ordering::Relaxed),
+        3,
+        "counters span versions"
+    );
     let forward = node.rollback("f", Some(2)).await.unwrap();
     assert_eq!(forward.version.version, 2);
 
@@ -104,7 +112,7 @@ async fn deploy_redeploy_rollback_delete() {
 #[tokio::test]
 async fn a_failed_deploy_leaves_the_previous_version_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let node = open(dir.path()).await;
+    let node = Node::open(config(dir.path())).await.unwrap();
     node.deploy("f", wasm(example("hello")), FunctionConfig::default())
         .await
         .unwrap();
@@ -144,7 +152,7 @@ async fn a_failed_deploy_leaves_the_previous_version_serving() {
 async fn a_restarted_node_serves_from_the_artifact_cache() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let node = open(dir.path()).await;
+        let node = Node::open(config(dir.path())).await.unwrap();
         let mut config = FunctionConfig::default();
         config.env.insert("GREETING".into(), "hallo".into());
         node.deploy("env", wasm(test_program("http-wasip2")), config)
@@ -154,18 +162,103 @@ async fn a_restarted_node_serves_from_the_artifact_cache() {
             .await
             .unwrap();
     }
-    let node = open(dir.path()).await;
-    assert!(node.is_ready());
-    assert_eq!(node.serving_count(), 2);
+    let node = Node::open(config(dir.path())).await.unwrap();
     for name in ["env", "c"] {
-        assert_eq!(
-            node.lookup(name).unwrap().source,
-            LoadSource::Cache,
-            "{name}"
+        let entry = node.lookup(name).unwrap();
+        assert!(
+            entry.code().is_none(),
+            "{name} is cold until its first request"
         );
     }
     assert_eq!(
         call(&node, "env", "/env/GREETING").await,
         (200, "hallo".into())
     );
+    let entry = node.lookup("env").unwrap();
+    assert_eq!(entry.code().unwrap().source, LoadSource::Cache);
+    assert_eq!(entry.usage.cold_starts.load(Ordering::Relaxed), 1);
+
+    // With preload, everything is warm before the first request.
+    let mut preload = config(dir.path());
+    preload.preload = true;
+    drop(node);
+    let node = Node::open(preload).await.unwrap();
+    assert!(node.lookup("c").unwrap().code().is_some());
+}
+
+/// Waits, polling, until `condition` holds; the bound is generous and never the assertion.
+async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what} never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn idle_functions_are_unloaded_and_come_back_cold() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.keep_alive = Some(Duration::from_millis(200));
+    config.tick = Duration::from_millis(50);
+    let node = Node::open(config).await.unwrap();
+    node.deploy("f", wasm(example("hello")), FunctionConfig::default())
+        .await
+        .unwrap();
+    let entry = node.lookup("f").unwrap();
+    assert!(entry.code().is_some(), "a fresh deploy is warm");
+    assert_eq!(call(&node, "f", "/").await.0, 200);
+
+    eventually("the idle function is unloaded", || entry.code().is_none()).await;
+    assert_eq!(
+        call(&node, "f", "/").await,
+        (200, "Hello from Kindling!\n".into())
+    );
+    assert_eq!(entry.usage.cold_starts.load(Ordering::Relaxed), 1);
+    assert_eq!(entry.usage.invocations.load(Ordering::Relaxed), 2);
+    let code = entry.code().unwrap();
+    assert_eq!(
+        code.source,
+        LoadSource::Cache,
+        "a cold start maps the artifact, never compiles"
+    );
+    assert!(entry.usage.last_cold_start_us.load(Ordering::Relaxed) > 0);
+}
+
+#[tokio::test]
+async fn the_code_budget_keeps_the_most_recently_used() {
+    let dir = tempfile::tempdir().unwrap();
+    // Learn how much code each function holds.
+    let sizes = {
+        let node = Node::open(config(dir.path())).await.unwrap();
+        node.deploy("a", wasm(example("hello")), FunctionConfig::default())
+            .await
+            .unwrap();
+        node.deploy("b", wasm(example("wagi-hello")), FunctionConfig::default())
+            .await
+            .unwrap();
+        let size = |name| node.lookup(name).unwrap().code().unwrap().code_bytes;
+        (size("a"), size("b"))
+    };
+    // A budget with room for the bigger of the two but not for both.
+    let mut config = config(dir.path());
+    config.keep_alive = None;
+    config.tick = Duration::from_millis(50);
+    config.code_memory_budget = Some(sizes.0.max(sizes.1));
+    let node = Node::open(config).await.unwrap();
+    call(&node, "a", "/").await;
+    call(&node, "b", "/").await;
+    let (a, b) = (node.lookup("a").unwrap(), node.lookup("b").unwrap());
+    eventually("the least recently used is unloaded", || a.code().is_none()).await;
+    assert!(
+        b.code().is_some(),
+        "the most recently used stays within the budget"
+    );
+    // Using `a` again brings it back and pushes `b` out.
+    call(&node, "a", "/").await;
+    eventually("now `b` is the least recently used", || b.code().is_none()).await;
+    assert!(a.code().is_some());
 }

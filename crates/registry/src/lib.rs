@@ -11,6 +11,7 @@ mod schema;
 
 pub use error::RegistryError;
 pub use model::{
-    FunctionConfig, FunctionRecord, LimitsConfig, MountConfig, VersionRecord, validate_name,
+    FunctionConfig, FunctionRecord, LimitsConfig, MountConfig, Priority, VersionRecord,
+    validate_name,
 };
 pub use registry::{NewVersion, Registry, sha256_hex};

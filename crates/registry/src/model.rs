@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+pub use kindling_scheduler::Priority;
 use serde::{Deserialize, Serialize};
 
 use crate::error::RegistryError;
@@ -59,6 +60,19 @@ pub struct FunctionConfig {
     /// Directories the function may read, mounted read-only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountConfig>,
+    /// Priority class under overload: `critical`, `normal` (default) or `batch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// The tenant namespace its requests are accounted to (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl FunctionConfig {
+    /// The namespace, `default` when none was given.
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("default")
+    }
 }
 
 /// A read-only directory mount: `source`, relative to the node's mount root, appears to the
@@ -89,6 +103,12 @@ pub struct LimitsConfig {
     /// Most instances of this function running at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// Requests that may wait when the function is at its concurrency limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_len: Option<u32>,
+    /// How long a request may wait in that queue, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_timeout_ms: Option<u64>,
     /// Largest accepted request body, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_body_bytes: Option<u64>,
@@ -125,6 +145,13 @@ impl FunctionConfig {
                     "limits.{name} must be at least 1"
                 )));
             }
+        }
+        if let Some(namespace) = &self.namespace {
+            validate_name(namespace).map_err(|_| {
+                RegistryError::InvalidConfig(format!(
+                    "namespace {namespace:?} must be 1-63 lowercase letters, digits and `-`"
+                ))
+            })?;
         }
         for mount in &self.mounts {
             let source = std::path::Path::new(&mount.source);

@@ -81,8 +81,6 @@ pub struct Limits {
     pub timeout: Duration,
     /// CPU budget in fuel units; needs a runtime with `fuel` on.
     pub cpu_fuel: Option<u64>,
-    /// Most instances of the function running at once; `None` leaves only the node's cap.
-    pub max_concurrency: Option<u32>,
 }
 
 impl Default for Limits {
@@ -93,7 +91,6 @@ impl Default for Limits {
             max_response_body_bytes: 16 << 20,
             timeout: Duration::from_secs(30),
             cpu_fuel: None,
-            max_concurrency: None,
         }
     }
 }

@@ -69,12 +69,6 @@ pub enum InvokeError {
     /// The node has no free instance slot (503).
     #[error("the node is at its limit of concurrent instances; retry shortly")]
     AtCapacity,
-    /// The function already runs its maximum number of instances (429).
-    #[error("the function is at its concurrency limit of {limit} instances; retry shortly")]
-    FunctionBusy {
-        /// The limit.
-        limit: u32,
-    },
     /// The guest tried to grow its memory past its limit and failed (500).
     #[error("the function exceeded its memory limit of {} MiB", limit / (1 << 20))]
     MemoryLimit {

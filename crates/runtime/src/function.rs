@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body::Body;
-use tokio::sync::Semaphore;
 use wasmtime::InstancePre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -27,8 +26,6 @@ struct Inner {
     pre: Pre,
     /// Whether the engine meters fuel: every store then needs a budget.
     meters_fuel: bool,
-    /// Permits for the function's concurrency limit, when it has one.
-    concurrency: Option<Arc<Semaphore>>,
 }
 
 pub(crate) enum Pre {
@@ -43,26 +40,14 @@ impl Function {
         pre: Pre,
         meters_fuel: bool,
     ) -> Self {
-        let concurrency = settings
-            .limits
-            .max_concurrency
-            .map(|limit| Arc::new(Semaphore::new(limit as usize)));
         Self {
             inner: Arc::new(Inner {
                 sha256,
                 settings,
                 pre,
                 meters_fuel,
-                concurrency,
             }),
         }
-    }
-
-    /// Instances of this function running now (counted only when it has a concurrency limit).
-    pub fn in_flight(&self) -> Option<u32> {
-        let limit = self.inner.settings.limits.max_concurrency?;
-        let free = self.inner.concurrency.as_ref()?.available_permits() as u32;
-        Some(limit.saturating_sub(free))
     }
 
     /// The kind of binary this function is.
@@ -99,11 +84,13 @@ impl Function {
     }
 
     /// Runs one request through a fresh instance and returns the function's response, whose
-    /// body streams as the guest writes it.
+    /// body streams as the guest writes it. `hold` is kept until the instance is gone, which
+    /// can be after the response head has been returned: pass the admission permit.
     pub async fn invoke<B>(
         &self,
         request: http::Request<B>,
         info: &RequestInfo,
+        hold: impl Send + 'static,
     ) -> Result<http::Response<ResponseBody>, InvokeError>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -118,28 +105,15 @@ impl Function {
         if declared.is_some_and(|len| len > limit) {
             return Err(InvokeError::RequestBodyTooLarge { limit });
         }
-        let permit = match &self.inner.concurrency {
-            Some(semaphore) => Some(semaphore.clone().try_acquire_owned().map_err(|_| {
-                InvokeError::FunctionBusy {
-                    limit: self
-                        .inner
-                        .settings
-                        .limits
-                        .max_concurrency
-                        .unwrap_or_default(),
-                }
-            })?),
-            None => None,
-        };
         let settings = &self.inner.settings;
         let fuel = self
             .inner
             .meters_fuel
             .then(|| settings.limits.cpu_fuel.unwrap_or(u64::MAX));
         match &self.inner.pre {
-            Pre::Http(pre) => crate::http::invoke(pre, settings, fuel, permit, request, info).await,
+            Pre::Http(pre) => crate::http::invoke(pre, settings, fuel, hold, request, info).await,
             Pre::Wagi(pre) => {
-                let _permit = permit;
+                let _hold = hold;
                 crate::wagi::invoke(pre, settings, fuel, request, info).await
             }
         }

@@ -13,7 +13,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Limited};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tracing::Instrument;
 use wasmtime::Store;
@@ -38,7 +37,7 @@ pub(crate) async fn invoke<B>(
     pre: &ProxyPre<HttpState>,
     settings: &FunctionSettings,
     fuel: Option<u64>,
-    permit: Option<OwnedSemaphorePermit>,
+    hold: impl Send + 'static,
     request: http::Request<B>,
     info: &RequestInfo,
 ) -> Result<http::Response<ResponseBody>, InvokeError>
@@ -115,7 +114,7 @@ where
     let task_info = info.clone();
     let guest = tokio::spawn(
         async move {
-            let _permit = permit;
+            let _hold = hold;
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy

@@ -73,6 +73,8 @@ pub struct Loaded {
     pub source: LoadSource,
     /// Time spent compiling or mapping, linking and pre-instantiating.
     pub elapsed: Duration,
+    /// Size of the compiled code kept resident while the function is loaded.
+    pub code_bytes: u64,
 }
 
 impl Runtime {
@@ -143,6 +145,7 @@ impl Runtime {
             function: Function::new(sha256.to_string(), settings, pre, self.inner.meters_fuel),
             source: LoadSource::Compiled,
             elapsed: started.elapsed(),
+            code_bytes: artifact.len() as u64,
         })
     }
 
@@ -159,6 +162,7 @@ impl Runtime {
         if artifact.exists() {
             match self.load_artifact(&artifact) {
                 Ok(pre) => {
+                    let code_bytes = std::fs::metadata(&artifact).map_or(0, |m| m.len());
                     return Ok(Loaded {
                         function: Function::new(
                             sha256.to_string(),
@@ -168,6 +172,7 @@ impl Runtime {
                         ),
                         source: LoadSource::Cache,
                         elapsed: started.elapsed(),
+                        code_bytes,
                     });
                 }
                 Err(err) => tracing::warn!(

@@ -62,7 +62,7 @@ async fn components_and_wagi_modules_are_told_apart_and_served() {
     let (status, body) = text(
         loaded
             .function
-            .invoke(get("/"), &info("/hello"))
+            .invoke(get("/"), &info("/hello"), ())
             .await
             .unwrap(),
     )
@@ -79,7 +79,7 @@ async fn components_and_wagi_modules_are_told_apart_and_served() {
     let (status, body) = text(
         loaded
             .function
-            .invoke(request, &info("/wagi"))
+            .invoke(request, &info("/wagi"), ())
             .await
             .unwrap(),
     )
@@ -95,7 +95,7 @@ async fn components_and_wagi_modules_are_told_apart_and_served() {
     assert_eq!(loaded.function.kind(), FunctionKind::Wagi);
     let response = loaded
         .function
-        .invoke(get("/x"), &info("/c"))
+        .invoke(get("/x"), &info("/c"), ())
         .await
         .unwrap();
     assert_eq!(response.headers()["x-written-in"], "C");
@@ -155,7 +155,14 @@ async fn a_second_runtime_loads_from_the_artifact_cache() {
         .load("hello-sha", &wasm_path, FunctionSettings::default())
         .unwrap();
     assert_eq!(loaded.source, LoadSource::Cache);
-    let (status, _) = text(loaded.function.invoke(get("/"), &info("")).await.unwrap()).await;
+    let (status, _) = text(
+        loaded
+            .function
+            .invoke(get("/"), &info(""), ())
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
 
     // A corrupt artifact is not trusted: the module is recompiled from its bytes.
@@ -191,20 +198,26 @@ async fn environment_and_request_body_limits_apply() {
 
     let (status, body) = text(
         function
-            .invoke(get("/env/GREETING"), &info(""))
+            .invoke(get("/env/GREETING"), &info(""), ())
             .await
             .unwrap(),
     )
     .await;
     assert_eq!((status, body.as_str()), (200, "hej"));
-    let (status, _) = text(function.invoke(get("/env/HOME"), &info("")).await.unwrap()).await;
+    let (status, _) = text(
+        function
+            .invoke(get("/env/HOME"), &info(""), ())
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 404, "the host's environment must not leak in");
 
     let big = http::Request::post("/echo")
         .header("host", "localhost")
         .body(Full::new(Bytes::from(vec![b'x'; 11])))
         .unwrap();
-    let err = function.invoke(big, &info("")).await.unwrap_err();
+    let err = function.invoke(big, &info(""), ()).await.unwrap_err();
     assert!(
         matches!(err, InvokeError::RequestBodyTooLarge { limit: 10 }),
         "{err}"
@@ -224,10 +237,16 @@ async fn a_sleeping_guest_does_not_hold_a_thread_and_deadlines_fire() {
         ..FunctionSettings::default()
     };
     let function = prepare(&runtime, &wasm, settings).unwrap().function;
-    let (status, body) = text(function.invoke(get("/sleep/10"), &info("")).await.unwrap()).await;
+    let (status, body) = text(
+        function
+            .invoke(get("/sleep/10"), &info(""), ())
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, body.as_str()), (200, "slept 10 ms\n"));
     let err = function
-        .invoke(get("/sleep/60000"), &info(""))
+        .invoke(get("/sleep/60000"), &info(""), ())
         .await
         .unwrap_err();
     assert!(matches!(err, InvokeError::Timeout(_)), "{err}");

@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::keepalive::Millis;
 
@@ -53,7 +53,7 @@ impl Default for AutoscalerConfig {
 }
 
 /// What the autoscaler decided at one tick.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ScaleDecision {
     /// Instances wanted.
     pub desired: u32,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use kindling_registry::{FunctionConfig, MountConfig};
+use kindling_registry::{FunctionConfig, MountConfig, Priority};
 
 use super::{OutputArgs, ServerArgs};
 use crate::UsageError;
@@ -33,9 +33,21 @@ pub(crate) struct DeployCommand {
     /// CPU budget per request in fuel units, about one per instruction (node needs --fuel)
     #[arg(long)]
     cpu_fuel: Option<u64>,
-    /// Most instances of the function running at once; more requests get 429
+    /// Most instances of the function running at once; more requests wait in its queue
     #[arg(long)]
     concurrency: Option<u32>,
+    /// Requests that may wait when the function is at its concurrency limit; more get 429
+    #[arg(long)]
+    queue: Option<u32>,
+    /// How long a request may wait in the queue, such as 2s
+    #[arg(long, value_parser = parse_duration)]
+    queue_timeout: Option<Duration>,
+    /// Priority under overload: critical, normal or batch (lower classes are shed first)
+    #[arg(long)]
+    priority: Option<Priority>,
+    /// The tenant namespace its requests are accounted to
+    #[arg(long)]
+    namespace: Option<String>,
     /// A host the function may call over HTTP, such as https://api.example.com (repeatable)
     #[arg(long = "allow-outbound", value_name = "URL")]
     allow_outbound: Vec<String>,
@@ -78,15 +90,18 @@ impl DeployCommand {
                 self.name, version.version
             );
         } else {
+            let load = deployed
+                .load
+                .as_ref()
+                .map(|load| format!(", {} in {:.1} ms", load.source, load.millis))
+                .unwrap_or_default();
             println!(
-                "deployed {} version {} ({}, {}, sha256 {}), {} in {:.1} ms",
+                "deployed {} version {} ({}, {}, sha256 {}){load}",
                 self.name,
                 version.version,
                 version.kind,
                 format_size(version.size_bytes),
                 &version.sha256[..12],
-                deployed.load.source,
-                deployed.load.millis,
             );
         }
         println!("  try: curl {}/{}/", client.base(), self.name);
@@ -125,6 +140,18 @@ impl DeployCommand {
         }
         if let Some(limit) = self.concurrency {
             config.limits.max_concurrency = Some(limit);
+        }
+        if let Some(queue) = self.queue {
+            config.limits.queue_len = Some(queue);
+        }
+        if let Some(timeout) = self.queue_timeout {
+            config.limits.queue_timeout_ms = Some(timeout.as_millis() as u64);
+        }
+        if let Some(priority) = self.priority {
+            config.priority = Some(priority);
+        }
+        if let Some(namespace) = &self.namespace {
+            config.namespace = Some(namespace.clone());
         }
         config
             .allowed_outbound_hosts

@@ -52,9 +52,24 @@ impl InspectCommand {
                 "concurrency",
                 limits
                     .max_concurrency
-                    .map(|n| format!("{n} instances"))
+                    .map(|n| {
+                        let queue = limits
+                            .queue_len
+                            .map_or("node default".into(), |q| q.to_string());
+                        let wait = limits
+                            .queue_timeout_ms
+                            .map_or("node default".into(), |ms| format!("{ms} ms"));
+                        format!("{n} instances, queue {queue}, wait {wait}")
+                    })
                     .unwrap_or_else(|| "node limit".into()),
             ),
+            (
+                "priority",
+                f.config
+                    .priority
+                    .map_or("normal".into(), |p| p.as_str().to_string()),
+            ),
+            ("namespace", f.config.namespace().to_string()),
             (
                 "max request body",
                 or_default(limits.max_request_body_bytes.map(format_size)),
@@ -95,6 +110,31 @@ impl InspectCommand {
             fields.push((
                 "loaded",
                 format!("from {} in {:.2} ms", load.source, load.millis),
+            ));
+        }
+        let stats = &f.stats;
+        fields.push((
+            "requests",
+            format!(
+                "{} admitted, {} rejected, {} cold starts (last {:.2} ms), {} in flight, {} queued",
+                stats.invocations,
+                stats.rejected,
+                stats.cold_starts,
+                stats.last_cold_start_ms,
+                stats.in_flight,
+                stats.queued
+            ),
+        ));
+        if let Some(scale) = &f.autoscale {
+            fields.push((
+                "autoscale",
+                format!(
+                    "desired {} (stable {:.2}, panic {:.2}{})",
+                    scale.desired,
+                    scale.stable_concurrency,
+                    scale.panic_concurrency,
+                    if scale.panicking { ", panicking" } else { "" }
+                ),
             ));
         }
         if let Some(error) = &f.error {

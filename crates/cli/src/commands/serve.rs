@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use kindling_gateway::GatewayConfig;
 use kindling_node::{Node, NodeConfig};
 use kindling_runtime::Limits;
+use kindling_scheduler::{AdmissionConfig, AutoscalerConfig, LaneConfig};
 use tokio::net::TcpListener;
 
 use crate::UsageError;
@@ -42,6 +43,66 @@ pub(crate) struct ServeCommand {
     /// Directory whose subdirectories functions may mount read-only; none without it
     #[arg(long, env = "KINDLING_MOUNT_ROOT")]
     mount_root: Option<PathBuf>,
+    /// Requests running at once on the node, across functions; more are refused with 503
+    #[arg(long, env = "KINDLING_MAX_IN_FLIGHT", default_value_t = 512)]
+    max_in_flight: u32,
+    /// Share of the in-flight limit normal-priority functions may fill (critical: all of it)
+    #[arg(long, env = "KINDLING_NORMAL_SHARE", default_value_t = 0.8)]
+    normal_share: f64,
+    /// Share of the in-flight limit batch-priority functions may fill
+    #[arg(long, env = "KINDLING_BATCH_SHARE", default_value_t = 0.5)]
+    batch_share: f64,
+    /// Queue length for functions with a concurrency limit that set none
+    #[arg(long, env = "KINDLING_DEFAULT_QUEUE", default_value_t = 64)]
+    default_queue: u32,
+    /// How long a queued request may wait, for functions that set none
+    #[arg(long, env = "KINDLING_DEFAULT_QUEUE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    default_queue_timeout: Duration,
+    /// A namespace's limit of requests in flight, NAMESPACE=N (repeatable); others are unlimited
+    #[arg(
+        long = "namespace-limit",
+        env = "KINDLING_NAMESPACE_LIMITS",
+        value_delimiter = ',',
+        value_name = "NAMESPACE=N"
+    )]
+    namespace_limits: Vec<String>,
+    /// How long an idle function's code stays resident ("none": only the budget unloads)
+    #[arg(long, env = "KINDLING_KEEP_ALIVE", default_value = "10m")]
+    keep_alive: String,
+    /// Most compiled code resident at once; least recently used functions are unloaded first
+    #[arg(long, env = "KINDLING_CODE_MEMORY_BUDGET", value_parser = parse_size)]
+    code_memory_budget: Option<u64>,
+    /// Load every function at start-up instead of on its first request
+    #[arg(long, env = "KINDLING_PRELOAD")]
+    preload: bool,
+    /// Autoscaler: concurrent requests one instance is meant to take
+    #[arg(long, env = "KINDLING_AUTOSCALE_TARGET", default_value_t = 100.0)]
+    autoscale_target: f64,
+    /// Autoscaler: fraction of the target to aim for
+    #[arg(long, env = "KINDLING_AUTOSCALE_UTILIZATION", default_value_t = 0.7)]
+    autoscale_utilization: f64,
+    /// Autoscaler: the stable averaging window
+    #[arg(long, env = "KINDLING_AUTOSCALE_STABLE_WINDOW", default_value = "60s", value_parser = parse_duration)]
+    autoscale_stable_window: Duration,
+    /// Autoscaler: the panic averaging window
+    #[arg(long, env = "KINDLING_AUTOSCALE_PANIC_WINDOW", default_value = "6s", value_parser = parse_duration)]
+    autoscale_panic_window: Duration,
+    /// Autoscaler: panic when short-window demand reaches this multiple of the supply
+    #[arg(
+        long,
+        env = "KINDLING_AUTOSCALE_PANIC_THRESHOLD",
+        default_value_t = 2.0
+    )]
+    autoscale_panic_threshold: f64,
+    /// Autoscaler: how long a lower count must hold before it takes effect
+    #[arg(long, env = "KINDLING_AUTOSCALE_SCALE_DOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    autoscale_scale_down_delay: Duration,
+    /// Autoscaler: how long demand must be zero before the count drops to zero
+    #[arg(long, env = "KINDLING_AUTOSCALE_ZERO_GRACE", default_value = "30s", value_parser = parse_duration)]
+    autoscale_zero_grace: Duration,
+    /// How often the keep-alive policy and the autoscalers run
+    #[arg(long, env = "KINDLING_TICK", default_value = "1s", value_parser = parse_duration)]
+    tick: Duration,
     /// Largest module a deploy may upload
     #[arg(long, env = "KINDLING_MAX_MODULE_SIZE", default_value = "64MiB", value_parser = parse_size)]
     max_module_size: u64,
@@ -104,14 +165,6 @@ impl ServeCommand {
             data_dir.display()
         );
 
-        let loader = node.clone();
-        tokio::spawn(async move {
-            match loader.load_all().await {
-                Ok(()) => tracing::info!(functions = loader.serving_count(), "ready"),
-                Err(err) => tracing::error!(error = %err, "loading functions failed"),
-            }
-        });
-
         let app = kindling_gateway::app(Arc::clone(&node), gateway_config.clone());
         kindling_gateway::serve(listener, app, &gateway_config, shutdown_signal())
             .await
@@ -154,8 +207,71 @@ impl ServeCommand {
                 root.display()
             )));
         }
+        if self.max_in_flight == 0 || self.max_in_flight > self.max_instances {
+            return Err(UsageError(format!(
+                "--max-in-flight ({}) must be between 1 and --max-instances ({})",
+                self.max_in_flight, self.max_instances
+            )));
+        }
+        for (flag, share) in [
+            ("--normal-share", self.normal_share),
+            ("--batch-share", self.batch_share),
+        ] {
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(UsageError(format!("{flag} must be in (0, 1], got {share}")));
+            }
+        }
+        if self.tick.is_zero() {
+            return Err(UsageError("--tick must be longer than zero".into()));
+        }
+        let keep_alive = match self.keep_alive.as_str() {
+            "none" | "never" => None,
+            text => {
+                Some(parse_duration(text).map_err(|e| UsageError(format!("--keep-alive: {e}")))?)
+            }
+        };
+        let namespace_limits = self
+            .namespace_limits
+            .iter()
+            .map(|pair| {
+                let (namespace, limit) = pair.split_once('=').ok_or_else(|| {
+                    UsageError(format!("--namespace-limit {pair:?} must be NAMESPACE=N"))
+                })?;
+                let limit: u32 = limit.parse().map_err(|_| {
+                    UsageError(format!(
+                        "--namespace-limit {pair:?}: {limit:?} is not a number"
+                    ))
+                })?;
+                Ok((namespace.to_string(), limit))
+            })
+            .collect::<Result<Vec<_>, UsageError>>()?;
+        let ms = |d: Duration| d.as_millis() as u64;
         let mut node = NodeConfig::new(self.data_dir.clone());
         node.runtime.max_instances = self.max_instances;
+        node.admission = AdmissionConfig {
+            max_in_flight: self.max_in_flight,
+            normal_share: self.normal_share,
+            batch_share: self.batch_share,
+        };
+        node.default_lane = LaneConfig {
+            queue_len: self.default_queue,
+            queue_timeout: self.default_queue_timeout,
+            ..LaneConfig::default()
+        };
+        node.namespace_limits = namespace_limits;
+        node.keep_alive = keep_alive;
+        node.code_memory_budget = self.code_memory_budget;
+        node.preload = self.preload;
+        node.tick = self.tick;
+        node.autoscaler = AutoscalerConfig {
+            target_concurrency: self.autoscale_target,
+            target_utilization: self.autoscale_utilization,
+            stable_window: ms(self.autoscale_stable_window),
+            panic_window: ms(self.autoscale_panic_window),
+            panic_threshold: self.autoscale_panic_threshold,
+            scale_down_delay: ms(self.autoscale_scale_down_delay),
+            scale_to_zero_grace: ms(self.autoscale_zero_grace),
+        };
         node.runtime.max_memory_bytes = self.max_memory;
         node.runtime.fuel = self.fuel;
         node.mount_root = self.mount_root.clone();
@@ -165,7 +281,6 @@ impl ServeCommand {
             max_request_body_bytes: self.default_max_request_body,
             max_response_body_bytes: self.default_max_response_body,
             cpu_fuel: None,
-            max_concurrency: None,
         };
         let gateway = GatewayConfig {
             domain: self.domain.clone(),

@@ -499,12 +499,20 @@ async fn concurrency_caps_hold_per_function_and_per_node() {
     let server = Server::start(
         &kindling(),
         &dir.path().join("data"),
-        &["--max-instances", "3"],
+        &["--max-in-flight", "3"],
         &[],
     );
     let wstd = test_program("http-wstd");
     server
-        .cli(&["deploy", "capped", path_str(&wstd), "--concurrency", "2"])
+        .cli(&[
+            "deploy",
+            "capped",
+            path_str(&wstd),
+            "--concurrency",
+            "2",
+            "--queue",
+            "0",
+        ])
         .ok();
     server.cli(&["deploy", "free", path_str(&wstd)]).ok();
     let http = reqwest::Client::new();
@@ -521,7 +529,7 @@ async fn concurrency_caps_hold_per_function_and_per_node() {
         response.2
     );
 
-    // The node holds 3 instances in all.
+    // The node runs 3 requests in all.
     let statuses = burst(&http, &server.url("/free/sleep/1000"), 5).await;
     assert_eq!(count(&statuses, 200), 3, "{statuses:?}");
     assert_eq!(count(&statuses, 503), 2, "{statuses:?}");

@@ -65,7 +65,7 @@ async fn examples_deploy_invoke_redeploy_roll_back_delete() {
     assert_eq!(list.as_array().unwrap().len(), 3);
     let inspect = server.cli(&["inspect", "wagi", "--json"]).json();
     assert_eq!(inspect["kind"], "wagi");
-    assert_eq!(inspect["state"], "serving");
+    assert_eq!(inspect["state"], "warm");
 
     // Redeploy `hello` as the WAGI module, then roll back.
     server
@@ -138,17 +138,24 @@ async fn a_restart_serves_at_once_from_the_artifact_cache() {
     let server = server.restart(&[], &[]);
     for name in ["hello", "c"] {
         let function = server.cli(&["inspect", name, "--json"]).json();
-        assert_eq!(function["load"]["source"], "cache", "{name}: {function}");
+        assert_eq!(function["state"], "cold", "loaded on demand: {function}");
         let status =
             kindling_test_support::get_status(server.addr(), &format!("/{name}/")).unwrap();
         assert_eq!(status, 200);
+        let function = server.cli(&["inspect", name, "--json"]).json();
+        assert_eq!(function["state"], "warm", "{name}: {function}");
+        assert_eq!(function["load"]["source"], "cache", "{name}: {function}");
+        assert_eq!(function["stats"]["cold_starts"], 1, "{name}: {function}");
     }
     assert_eq!(
         modification_times(&artifacts),
         before,
         "no artifact was rewritten"
     );
-    assert!(server.log().contains("source=\"cache\"") || server.log().contains("source=cache"));
+    assert!(
+        server.log().contains("cold start"),
+        "cold starts are logged"
+    );
 }
 
 fn modification_times(dir: &std::path::Path) -> Vec<(String, std::time::SystemTime)> {

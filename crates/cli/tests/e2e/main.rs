@@ -5,6 +5,7 @@ mod bad_input;
 mod crash;
 mod hostile;
 mod lifecycle;
+mod scheduling;
 mod wasi_http;
 
 use std::path::PathBuf;

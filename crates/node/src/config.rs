@@ -1,0 +1,57 @@
+//! How a node is set up.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kindling_runtime::{Limits, RuntimeConfig};
+use kindling_scheduler::{AdmissionConfig, AutoscalerConfig, LaneConfig};
+
+/// Everything a node is configured with.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where the registry database, module files and compiled artifacts live.
+    pub data_dir: PathBuf,
+    /// Engine and pool sizing.
+    pub runtime: RuntimeConfig,
+    /// Limits for functions that do not set their own.
+    pub default_limits: Limits,
+    /// Queue length and timeout, and priority, for functions that do not set their own.
+    pub default_lane: LaneConfig,
+    /// The directory under which functions may mount subdirectories read-only; without it,
+    /// mounts are refused.
+    pub mount_root: Option<PathBuf>,
+    /// Node-wide in-flight limit and priority shares.
+    pub admission: AdmissionConfig,
+    /// Per-namespace limits on requests in flight.
+    pub namespace_limits: Vec<(String, u32)>,
+    /// How long an idle function stays resident; `None` keeps it until the budget needs room.
+    pub keep_alive: Option<Duration>,
+    /// Bytes of compiled code that may be resident at once; `None` for no budget.
+    pub code_memory_budget: Option<u64>,
+    /// Autoscaler parameters.
+    pub autoscaler: AutoscalerConfig,
+    /// How often the keep-alive policy and the autoscalers run.
+    pub tick: Duration,
+    /// Load every function at start-up instead of on its first request.
+    pub preload: bool,
+}
+
+impl NodeConfig {
+    /// A configuration with defaults, storing data in `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            runtime: RuntimeConfig::default(),
+            default_limits: Limits::default(),
+            default_lane: LaneConfig::default(),
+            mount_root: None,
+            admission: AdmissionConfig::default(),
+            namespace_limits: Vec::new(),
+            keep_alive: Some(Duration::from_secs(600)),
+            code_memory_budget: None,
+            autoscaler: AutoscalerConfig::default(),
+            tick: Duration::from_secs(1),
+            preload: false,
+        }
+    }
+}
