@@ -148,7 +148,8 @@ pub fn document() -> Value {
                         "404": error("no such function"),
                         "413": error("request body over the function's limit"),
                         "502": error("invalid or oversized function response"),
-                        "503": error("the node is at capacity or the function failed to load"),
+                        "429": error("the function, its queue or its namespace is at a limit (Retry-After)"),
+                        "503": error("the node is overloaded (Retry-After) or the function failed to load"),
                         "504": error("the function did not answer within its deadline")
                     }
                 },
@@ -176,7 +177,12 @@ pub fn document() -> Value {
             "Limits": {
                 "type": "object", "additionalProperties": false,
                 "properties": {
+                    "memory_bytes": { "type": "integer", "minimum": 1 },
                     "timeout_ms": { "type": "integer", "minimum": 1 },
+                    "cpu_fuel": { "type": "integer", "minimum": 1 },
+                    "max_concurrency": { "type": "integer", "minimum": 1 },
+                    "queue_len": { "type": "integer", "minimum": 0 },
+                    "queue_timeout_ms": { "type": "integer", "minimum": 0 },
                     "max_request_body_bytes": { "type": "integer", "minimum": 0 },
                     "max_response_body_bytes": { "type": "integer", "minimum": 0 }
                 }
@@ -185,7 +191,41 @@ pub fn document() -> Value {
                 "type": "object", "additionalProperties": false,
                 "properties": {
                     "env": { "type": "object", "additionalProperties": { "type": "string" } },
-                    "limits": { "$ref": "#/components/schemas/Limits" }
+                    "limits": { "$ref": "#/components/schemas/Limits" },
+                    "allowed_outbound_hosts": {
+                        "type": "array", "items": { "type": "string" },
+                        "description": "https://api.example.com, http://*.internal:8080, *://example.com:*"
+                    },
+                    "mounts": { "type": "array", "items": {
+                        "type": "object", "additionalProperties": false,
+                        "required": ["source", "path"],
+                        "properties": {
+                            "source": { "type": "string", "description": "directory under the node's mount root" },
+                            "path": { "type": "string", "description": "where the guest sees it, read-only" }
+                        }
+                    }},
+                    "priority": { "type": "string", "enum": ["critical", "normal", "batch"] },
+                    "namespace": { "type": "string" }
+                }
+            },
+            "Stats": {
+                "type": "object",
+                "properties": {
+                    "invocations": { "type": "integer" },
+                    "rejected": { "type": "integer" },
+                    "cold_starts": { "type": "integer" },
+                    "last_cold_start_ms": { "type": "number" },
+                    "in_flight": { "type": "integer" },
+                    "queued": { "type": "integer" }
+                }
+            },
+            "Autoscale": {
+                "type": "object",
+                "properties": {
+                    "desired": { "type": "integer" },
+                    "stable_concurrency": { "type": "number" },
+                    "panic_concurrency": { "type": "number" },
+                    "panicking": { "type": "boolean" }
                 }
             },
             "Version": {
@@ -211,10 +251,10 @@ pub fn document() -> Value {
             "Function": {
                 "type": "object",
                 "required": ["name", "state", "active_version", "version_count", "kind", "sha256",
-                             "size_bytes", "config", "created_at", "updated_at"],
+                             "size_bytes", "config", "created_at", "updated_at", "stats"],
                 "properties": {
                     "name": { "type": "string" },
-                    "state": { "type": "string", "enum": ["serving", "failed", "loading"] },
+                    "state": { "type": "string", "enum": ["warm", "cold", "failed"] },
                     "active_version": { "type": "integer" },
                     "version_count": { "type": "integer" },
                     "kind": { "type": "string", "enum": ["wasi-http", "wagi"] },
@@ -224,11 +264,13 @@ pub fn document() -> Value {
                     "created_at": { "type": "string", "format": "date-time" },
                     "updated_at": { "type": "string", "format": "date-time" },
                     "load": { "$ref": "#/components/schemas/Load" },
-                    "error": { "type": "string" }
+                    "error": { "type": "string" },
+                    "stats": { "$ref": "#/components/schemas/Stats" },
+                    "autoscale": { "$ref": "#/components/schemas/Autoscale" }
                 }
             },
             "Deploy": {
-                "type": "object", "required": ["version", "unchanged", "load"],
+                "type": "object", "required": ["version", "unchanged"],
                 "properties": {
                     "version": { "$ref": "#/components/schemas/Version" },
                     "unchanged": { "type": "boolean" },

@@ -400,3 +400,43 @@ async fn openapi_document_matches_the_routes() {
         }
     }
 }
+
+/// Every property the API returns for a function is in the OpenAPI schema, at every level.
+#[tokio::test]
+async fn returned_documents_use_only_documented_properties() {
+    let h = harness(GatewayConfig::default()).await;
+    let boundary = "b";
+    let config = r#"{"env": {"A": "b"}, "priority": "batch", "namespace": "team-a",
+        "limits": {"memory_bytes": 67108864, "timeout_ms": 1000, "max_concurrency": 2,
+                   "queue_len": 3, "queue_timeout_ms": 100, "max_request_body_bytes": 10,
+                   "max_response_body_bytes": 1000},
+        "allowed_outbound_hosts": ["https://api.example.com"]}"#;
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"config\"\r\n\r\n{config}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"module\"\r\n\r\n").into_bytes();
+    body.extend_from_slice(&read(example("hello")));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let request = Request::post("/v1/functions/documented/versions")
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(Body::from(body))
+        .unwrap();
+    let (status, _, deployed) = h.send(request).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let deployed: Value = serde_json::from_slice(&deployed).unwrap();
+    h.get("/documented/").await;
+    let (_, function) = h.json(Method::GET, "/v1/functions/documented", Body::empty()).await;
+
+    let doc = openapi_document();
+    let schemas = &doc["components"]["schemas"];
+    let check = |value: &Value, schema: &str| {
+        let properties = schemas[schema]["properties"].as_object().unwrap();
+        for key in value.as_object().unwrap().keys() {
+            assert!(properties.contains_key(key), "{schema}.{key} is returned but not documented");
+        }
+    };
+    check(&function, "Function");
+    check(&function["config"], "Config");
+    check(&function["config"]["limits"], "Limits");
+    check(&function["stats"], "Stats");
+    check(&function["load"], "Load");
+    check(&deployed, "Deploy");
+    check(&deployed["version"], "Version");
+}
