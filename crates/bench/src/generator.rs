@@ -29,8 +29,8 @@ pub struct Progress {
 struct WorkerStats {
     /// Latency from the scheduled time (open loop) or the send (closed loop), by class.
     latency: BTreeMap<&'static str, Histogram<u64>>,
-    /// Latency from the moment the request was actually sent.
-    service: Histogram<u64>,
+    /// Latency from the moment the request was actually sent, by class.
+    service: BTreeMap<&'static str, Histogram<u64>>,
     statuses: BTreeMap<u16, u64>,
     errors: BTreeMap<String, u64>,
     sent: u64,
@@ -46,7 +46,7 @@ impl WorkerStats {
     fn new() -> Self {
         Self {
             latency: BTreeMap::new(),
-            service: histogram(),
+            service: BTreeMap::new(),
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
             sent: 0,
@@ -61,8 +61,11 @@ impl WorkerStats {
                 .entry(key)
                 .or_insert_with(histogram)
                 .saturating_record(micros(latency));
+            self.service
+                .entry(key)
+                .or_insert_with(histogram)
+                .saturating_record(micros(service));
         }
-        self.service.saturating_record(micros(service));
     }
 
     fn merge(&mut self, other: WorkerStats) {
@@ -73,7 +76,13 @@ impl WorkerStats {
                 .add(&theirs)
                 .expect("histograms with equal bounds merge");
         }
-        self.service.add(&other.service).expect("equal bounds");
+        for (class, theirs) in other.service {
+            self.service
+                .entry(class)
+                .or_insert_with(histogram)
+                .add(&theirs)
+                .expect("histograms with equal bounds merge");
+        }
         for (status, n) in other.statuses {
             *self.statuses.entry(status).or_default() += n;
         }
@@ -157,7 +166,11 @@ pub async fn run_phase(
             .iter()
             .map(|(class, h)| (class.to_string(), Latency::from(h)))
             .collect(),
-        service: Latency::from(&total.service),
+        service: total
+            .service
+            .iter()
+            .map(|(class, h)| (class.to_string(), Latency::from(h)))
+            .collect(),
         server,
     }
 }

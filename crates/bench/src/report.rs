@@ -83,8 +83,9 @@ pub struct PhaseReport {
     /// Latency from the scheduled time (open loop) or the send (closed loop): `all`, and by
     /// status class (`2xx`, `4xx`, `5xx`).
     pub latency: BTreeMap<String, Latency>,
-    /// Latency from the moment each request was actually written.
-    pub service: Latency,
+    /// Latency from the moment each request was actually written, `all` and by status class:
+    /// the server's own answer time, without waiting for a busy connection.
+    pub service: BTreeMap<String, Latency>,
     /// The server's CPU and memory, when its pid was given.
     pub server: Option<ServerUsage>,
 }

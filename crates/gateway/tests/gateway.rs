@@ -415,21 +415,29 @@ async fn returned_documents_use_only_documented_properties() {
     body.extend_from_slice(&read(example("hello")));
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let request = Request::post("/v1/functions/documented/versions")
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .body(Body::from(body))
         .unwrap();
     let (status, _, deployed) = h.send(request).await;
     assert_eq!(status, StatusCode::CREATED);
     let deployed: Value = serde_json::from_slice(&deployed).unwrap();
     h.get("/documented/").await;
-    let (_, function) = h.json(Method::GET, "/v1/functions/documented", Body::empty()).await;
+    let (_, function) = h
+        .json(Method::GET, "/v1/functions/documented", Body::empty())
+        .await;
 
     let doc = openapi_document();
     let schemas = &doc["components"]["schemas"];
     let check = |value: &Value, schema: &str| {
         let properties = schemas[schema]["properties"].as_object().unwrap();
         for key in value.as_object().unwrap().keys() {
-            assert!(properties.contains_key(key), "{schema}.{key} is returned but not documented");
+            assert!(
+                properties.contains_key(key),
+                "{schema}.{key} is returned but not documented"
+            );
         }
     };
     check(&function, "Function");

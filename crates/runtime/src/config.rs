@@ -30,6 +30,9 @@ pub struct RuntimeConfig {
     /// Meter fuel so that functions can have CPU budgets. Costs some speed for every
     /// function, so it is off unless asked for.
     pub fuel: bool,
+    /// Threads of the pool guests run on, apart from the I/O threads; 0 runs guests on the
+    /// caller's runtime.
+    pub guest_threads: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -41,6 +44,7 @@ impl Default for RuntimeConfig {
             max_unused_warm_slots: 32,
             epoch_tick: Duration::from_millis(10),
             fuel: false,
+            guest_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }

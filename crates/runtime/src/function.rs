@@ -10,6 +10,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::config::FunctionSettings;
 use crate::error::InvokeError;
+use crate::executor::{Executor, Weight};
 use crate::invocation::{BoxError, RequestInfo, ResponseBody};
 use crate::kind::FunctionKind;
 use crate::store::{HttpState, WagiState};
@@ -26,6 +27,10 @@ struct Inner {
     pre: Pre,
     /// Whether the engine meters fuel: every store then needs a budget.
     meters_fuel: bool,
+    /// Where guest code runs.
+    executor: Arc<Executor>,
+    /// Whether its guests have lately run long enough to belong on the guest pool.
+    weight: Arc<Weight>,
 }
 
 pub(crate) enum Pre {
@@ -39,6 +44,7 @@ impl Function {
         settings: FunctionSettings,
         pre: Pre,
         meters_fuel: bool,
+        executor: Arc<Executor>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -46,6 +52,8 @@ impl Function {
                 settings,
                 pre,
                 meters_fuel,
+                executor,
+                weight: Arc::default(),
             }),
         }
     }
@@ -80,6 +88,7 @@ impl Function {
             settings,
             pre,
             self.inner.meters_fuel,
+            self.inner.executor.clone(),
         )
     }
 
@@ -110,11 +119,34 @@ impl Function {
             .inner
             .meters_fuel
             .then(|| settings.limits.cpu_fuel.unwrap_or(u64::MAX));
+        let executor = &self.inner.executor;
+        let weight = &self.inner.weight;
         match &self.inner.pre {
-            Pre::Http(pre) => crate::http::invoke(pre, settings, fuel, hold, request, info).await,
-            Pre::Wagi(pre) => {
+            Pre::Http(pre) => {
+                crate::http::invoke(pre, settings, fuel, (executor, weight), hold, request, info)
+                    .await
+            }
+            Pre::Wagi(pre) if !weight.is_heavy() => {
                 let _hold = hold;
-                crate::wagi::invoke(pre, settings, fuel, request, info).await
+                crate::wagi::invoke(pre, settings, fuel, weight, request, info).await
+            }
+            Pre::Wagi(_) => {
+                // A heavy WAGI call runs start to end on the guest pool; this task waits.
+                let function = self.clone();
+                let info = info.clone();
+                let call = async move {
+                    let _hold = hold;
+                    let inner = &function.inner;
+                    let Pre::Wagi(pre) = &inner.pre else {
+                        unreachable!("matched above")
+                    };
+                    crate::wagi::invoke(pre, &inner.settings, fuel, &inner.weight, request, &info)
+                        .await
+                };
+                executor
+                    .spawn(true, call)
+                    .await
+                    .map_err(|err| InvokeError::Internal(format!("guest task failed: {err}")))?
             }
         }
     }

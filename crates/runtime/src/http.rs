@@ -23,6 +23,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::config::FunctionSettings;
 use crate::error::{InvokeError, chain};
+use crate::executor::{Executor, Weight};
 use crate::invocation::{
     BoxError, RequestInfo, ResponseBody, classify, log_guest_output, wasi_builder,
 };
@@ -37,6 +38,7 @@ pub(crate) async fn invoke<B>(
     pre: &ProxyPre<HttpState>,
     settings: &FunctionSettings,
     fuel: Option<u64>,
+    (executor, weight): (&Executor, &Arc<Weight>),
     hold: impl Send + 'static,
     request: http::Request<B>,
     info: &RequestInfo,
@@ -112,7 +114,9 @@ where
     let task_failure = failure.clone();
     let pre = pre.clone();
     let task_info = info.clone();
-    let guest = tokio::spawn(
+    let task_weight = weight.clone();
+    let guest = executor.spawn(
+        weight.is_heavy(),
         async move {
             let _hold = hold;
             let run = async {
@@ -139,6 +143,7 @@ where
             if let Err(err) = &outcome {
                 let _ = task_failure.set(err.clone());
             }
+            task_weight.record(store.data().limiter.yields());
             drop(store);
             outcome
         }

@@ -9,6 +9,7 @@
 mod artifact;
 mod config;
 mod error;
+mod executor;
 mod function;
 mod http;
 mod invocation;

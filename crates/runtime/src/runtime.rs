@@ -21,6 +21,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use crate::artifact::ArtifactCache;
 use crate::config::{FunctionSettings, RuntimeConfig};
 use crate::error::{PrepareError, chain};
+use crate::executor::Executor;
 use crate::function::{Function, Pre};
 use crate::kind::{Encoding, encoding};
 use crate::store::{HttpState, WagiState};
@@ -35,6 +36,7 @@ pub struct Runtime {
 }
 
 struct Inner {
+    executor: Arc<Executor>,
     engine: Engine,
     meters_fuel: bool,
     max_memory_bytes: u64,
@@ -97,9 +99,13 @@ impl Runtime {
         .map_err(|err| PrepareError::Engine(chain(&err)))?;
 
         let artifacts = ArtifactCache::open(artifact_dir, &engine)?;
+        let executor = Executor::new(config.guest_threads).map_err(|err| {
+            PrepareError::Engine(format!("cannot start the guest threads: {err}"))
+        })?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
         Ok(Self {
             inner: Arc::new(Inner {
+                executor: Arc::new(executor),
                 engine,
                 meters_fuel: config.fuel,
                 max_memory_bytes: config.max_memory_bytes,
@@ -142,7 +148,13 @@ impl Runtime {
         };
         self.inner.artifacts.store(sha256, &artifact)?;
         Ok(Loaded {
-            function: Function::new(sha256.to_string(), settings, pre, self.inner.meters_fuel),
+            function: Function::new(
+                sha256.to_string(),
+                settings,
+                pre,
+                self.inner.meters_fuel,
+                self.inner.executor.clone(),
+            ),
             source: LoadSource::Compiled,
             elapsed: started.elapsed(),
             code_bytes: artifact.len() as u64,
@@ -169,6 +181,7 @@ impl Runtime {
                             settings,
                             pre,
                             self.inner.meters_fuel,
+                            self.inner.executor.clone(),
                         ),
                         source: LoadSource::Cache,
                         elapsed: started.elapsed(),

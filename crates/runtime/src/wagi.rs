@@ -15,6 +15,7 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
 use crate::config::FunctionSettings;
 use crate::error::InvokeError;
+use crate::executor::Weight;
 use crate::http::LOG_CAPTURE_BYTES;
 use crate::invocation::{
     BoxError, RequestInfo, ResponseBody, classify, log_guest_output, wasi_builder,
@@ -26,6 +27,7 @@ pub(crate) async fn invoke<B>(
     pre: &InstancePre<WagiState>,
     settings: &FunctionSettings,
     fuel: Option<u64>,
+    weight: &Weight,
     request: http::Request<B>,
     info: &RequestInfo,
 ) -> Result<http::Response<ResponseBody>, InvokeError>
@@ -79,6 +81,7 @@ where
         start.call_async(&mut store, ()).await
     };
     let result = tokio::time::timeout_at(deadline, run).await;
+    weight.record(store.data().limiter.yields());
     let (output, output_dropped) = stdout.take();
     let (errors, errors_dropped) = stderr.take();
     log_guest_output(info, "stderr", &errors, errors_dropped);

@@ -8,6 +8,7 @@
 //! - `/headers`: lists the request headers, one `name: value` per line
 //! - `/env/{NAME}`: the value of an environment variable, 404 when unset
 //! - `/request`: method, path with query, scheme and authority
+//! - `/work/{n}`: burns CPU for `n` thousand rounds of hashing, then answers (load tests)
 
 use std::io::{Read as _, Write as _};
 
@@ -51,6 +52,14 @@ impl wasip2::exports::http::incoming_handler::Guest for Guest {
                 Ok(value) => respond(out, 200, &[], value.as_bytes(), None),
                 Err(_) => respond(out, 404, &[], b"unset", None),
             },
+            ["work", n] => {
+                let rounds: u64 = n.parse::<u64>().unwrap_or(1) * 1000;
+                let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+                for i in 0..rounds {
+                    hash = (hash ^ std::hint::black_box(i)).wrapping_mul(0x0100_0000_01b3);
+                }
+                respond(out, 200, &[], format!("{hash:016x}\n").as_bytes(), None)
+            }
             ["request"] => {
                 let text = format!(
                     "method: {:?}\npath: {}\nscheme: {:?}\nauthority: {}\n",

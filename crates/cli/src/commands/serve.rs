@@ -37,6 +37,10 @@ pub(crate) struct ServeCommand {
     /// Memory limit for functions that set none
     #[arg(long, env = "KINDLING_DEFAULT_MEMORY", default_value = "128MiB", value_parser = parse_size)]
     default_memory: u64,
+    /// Threads running guest code, apart from the I/O threads (default: one per core);
+    /// 0 runs guests on the I/O threads
+    #[arg(long, env = "KINDLING_GUEST_THREADS")]
+    guest_threads: Option<usize>,
     /// Meter fuel so that functions can have CPU budgets (--cpu-fuel); costs some speed
     #[arg(long, env = "KINDLING_FUEL")]
     fuel: bool,
@@ -274,6 +278,9 @@ impl ServeCommand {
         };
         node.runtime.max_memory_bytes = self.max_memory;
         node.runtime.fuel = self.fuel;
+        if let Some(threads) = self.guest_threads {
+            node.runtime.guest_threads = threads;
+        }
         node.mount_root = self.mount_root.clone();
         node.default_limits = Limits {
             memory_bytes: self.default_memory,

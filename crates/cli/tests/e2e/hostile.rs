@@ -12,7 +12,7 @@ use kindling_test_support::{Server, example, test_program};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::{kindling, path_str};
+use crate::{eventually, kindling, path_str};
 
 /// Keeps calling the good function and counts the answers that were not right.
 struct Prober {
@@ -529,7 +529,11 @@ async fn concurrency_caps_hold_per_function_and_per_node() {
         response.2
     );
 
-    // The node runs 3 requests in all.
+    // The node runs 3 requests in all. A request holds its place until its instance is gone,
+    // a moment after the client has the whole response.
+    eventually(&server, "capped", "capped drains", |f| {
+        f["stats"]["in_flight"].as_u64() == Some(0)
+    });
     let statuses = burst(&http, &server.url("/free/sleep/1000"), 5).await;
     assert_eq!(count(&statuses, 200), 3, "{statuses:?}");
     assert_eq!(count(&statuses, 503), 2, "{statuses:?}");

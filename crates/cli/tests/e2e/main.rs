@@ -9,6 +9,7 @@ mod scheduling;
 mod wasi_http;
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use kindling_test_support::Server;
 
@@ -26,4 +27,26 @@ fn fresh_server(args: &[&str]) -> (tempfile::TempDir, Server) {
 
 fn path_str(path: &std::path::Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
+}
+
+/// Polls `inspect --json` until `condition` holds on it; the bound is generous, never asserted
+/// as a timing.
+fn eventually(
+    server: &Server,
+    name: &str,
+    what: &str,
+    condition: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let function = server.cli(&["inspect", name, "--json"]).json();
+        if condition(&function) {
+            return function;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what}: {function}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

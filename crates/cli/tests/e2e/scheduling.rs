@@ -3,38 +3,14 @@
 //! unloaded and come back with a counted cold start, namespaces are held to their quota, and
 //! the autoscaling signal follows the load.
 
-use std::time::{Duration, Instant};
-
 use kindling_test_support::{Server, example, test_program};
 
-use crate::{kindling, path_str};
+use crate::{eventually, kindling, path_str};
 
 fn server(args: &[&str]) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&kindling(), &dir.path().join("data"), args, &[]);
     (dir, server)
-}
-
-/// Polls `inspect --json` until `condition` holds on it; the bound is generous, never asserted
-/// as a timing.
-fn eventually(
-    server: &Server,
-    name: &str,
-    what: &str,
-    condition: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        let function = server.cli(&["inspect", name, "--json"]).json();
-        if condition(&function) {
-            return function;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{what}: {function}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

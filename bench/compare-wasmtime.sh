@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Kindling beside `wasmtime serve` on the same wasi:http hello component and the same load, in
+# one run: servers pinned to one core, load generators (wrk from Debian and kindling bench) to
+# the other, servers taken in turn round after round so that drift hits all of them alike.
+# A plain hyper server without WebAssembly gives the ceiling of the HTTP path.
+# `kindling-shared-threads` runs guests on the I/O threads (--guest-threads 0) to show what the
+# separate guest pool costs a function this small.
+#   bench/compare-wasmtime.sh [ROUNDS]       (default 3; BENCH_DURATION=10s per run)
+source "$(dirname "$0")/lib.sh"
+rounds="${1:-3}"
+duration="${BENCH_DURATION:-10s}"
+wasmtime_version=48.0.8
+tools="${KINDLING_TOOLS:-$HOME/.cache/kindling/tools}"
+wasmtime="$tools/bin/wasmtime"
+
+build_release
+if ! "$wasmtime" --version 2>/dev/null | grep -q "$wasmtime_version"; then
+  echo "compare: installing wasmtime-cli $wasmtime_version (a long build, once)"
+  CARGO_TARGET_DIR="$tools/target" cargo install wasmtime-cli --version "$wasmtime_version" \
+    --locked --root "$tools"
+fi
+component="$ROOT/examples/hello.wasm"
+out="$RESULTS/compare"
+rm -rf "$out" && mkdir -p "$out"
+
+start() {
+  case "$1" in
+    plain-hyper)
+      taskset -c "$SERVER_CORE" "$PLAIN_HELLO" 127.0.0.1:3400 >"$out/$1.log" 2>&1 &
+      SERVER_PID=$!; URL=http://127.0.0.1:3400/ ;;
+    wasmtime-serve)
+      taskset -c "$SERVER_CORE" "$wasmtime" serve -Scli --addr 127.0.0.1:3401 "$component" \
+        >"$out/$1.log" 2>&1 &
+      SERVER_PID=$!; URL=http://127.0.0.1:3401/ ;;
+    wasmtime-serve-keep-resident)
+      taskset -c "$SERVER_CORE" "$wasmtime" serve -Scli --addr 127.0.0.1:3402 \
+        -O pooling-memory-keep-resident=4194304,pooling-table-keep-resident=4194304 \
+        "$component" >"$out/$1.log" 2>&1 &
+      SERVER_PID=$!; URL=http://127.0.0.1:3402/ ;;
+    kindling)
+      start_kindling 3403
+      "$KINDLING" deploy hello "$component" >/dev/null
+      URL="$KINDLING_SERVER/hello/" ;;
+    kindling-shared-threads)
+      start_kindling 3404 --guest-threads 0
+      "$KINDLING" deploy hello "$component" >/dev/null
+      URL="$KINDLING_SERVER/hello/" ;;
+  esac
+  wait_http "$URL"
+}
+
+servers=(plain-hyper wasmtime-serve wasmtime-serve-keep-resident kindling kindling-shared-threads)
+for round in $(seq 1 "$rounds"); do
+  for server in "${servers[@]}"; do
+    echo "round $round: $server"
+    start "$server"
+    # Warm-up, then wrk, then our own generator, both closed loop with 64 connections.
+    taskset -c "$CLIENT_CORE" wrk -t2 -c64 -d2s "$URL" >/dev/null
+    taskset -c "$CLIENT_CORE" wrk -t2 -c64 -d"$duration" --latency "$URL" >"$out/$server-$round.wrk"
+    client_bench "$URL" --connections 64 --duration "$duration" --json >"$out/$server-$round.json"
+    stop_server
+  done
+done
+
+python3 - "$out" "$rounds" "${servers[@]}" <<'PY'
+import json, re, statistics, sys
+out, rounds, servers = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def wrk(path):
+    text = open(path).read()
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    def pct(p):
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", text)
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+    return rate, pct(50), pct(99)
+def ours(path):
+    p = json.load(open(path))[0]; l = p["latency"]["all"]
+    return p["achieved_rate"], l["p50_us"] / 1000, l["p99_us"] / 1000
+rows = {}
+for s in servers:
+    w = [wrk(f"{out}/{s}-{r}.wrk") for r in range(1, rounds + 1)]
+    o = [ours(f"{out}/{s}-{r}.json") for r in range(1, rounds + 1)]
+    rows[s] = (w, o)
+def med(xs): return statistics.median(xs)
+def rng(xs): return f"{med(xs):,.0f} ({min(xs):,.0f}-{max(xs):,.0f})"
+print(f"\n{rounds} rounds of {len(servers)} servers; req/s as median (min-max), latency medians")
+print("| server | wrk req/s | wrk p50 | wrk p99 | kindling bench req/s | p50 | p99 |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for s, (w, o) in rows.items():
+    print(f"| {s} | {rng([x[0] for x in w])} | {med([x[1] for x in w]):.2f} ms | {med([x[2] for x in w]):.2f} ms "
+          f"| {rng([x[0] for x in o])} | {med([x[1] for x in o]):.2f} ms | {med([x[2] for x in o]):.2f} ms |")
+k = med([x[0] for x in rows["kindling"][0]])
+for peer in ["wasmtime-serve", "wasmtime-serve-keep-resident", "plain-hyper"]:
+    p = med([x[0] for x in rows[peer][0]])
+    print(f"kindling / {peer} (wrk req/s): {k/p:.2f}x")
+PY

@@ -1,0 +1,67 @@
+//! In-process microbenchmarks of the runtime, without HTTP: a whole request to the hello
+//! component (new store, instantiate, handle, body, drop), the same for the C WAGI module, and a
+//! cold start from the compiled-artifact cache (map, link, pre-instantiate).
+//!
+//! `cargo bench -p kindling-runtime` (guests built by scripts/build-guests.sh).
+
+// criterion_group! generates a public function without documentation.
+#![allow(missing_docs)]
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::{BodyExt, Full};
+use kindling_runtime::{FunctionSettings, RequestInfo, Runtime, RuntimeConfig};
+use kindling_test_support::example;
+
+fn request() -> http::Request<Full<Bytes>> {
+    http::Request::get("/")
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+fn info() -> RequestInfo {
+    RequestInfo {
+        function: "bench".into(),
+        script_name: "/bench".into(),
+        remote_addr: None,
+        local_addr: None,
+        request_id: "bench".into(),
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(&RuntimeConfig::default(), dir.path().join("artifacts")).unwrap();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    for (name, file) in [("hello component", "hello"), ("c wagi module", "c-hello")] {
+        let wasm = std::fs::read(example(file)).unwrap();
+        let function = runtime
+            .prepare(&wasm, file, FunctionSettings::default())
+            .unwrap()
+            .function;
+        let info = info();
+        c.bench_function(&format!("whole request: {name}"), |b| {
+            b.to_async(&tokio).iter(|| async {
+                let response = function.invoke(request(), &info, ()).await.unwrap();
+                response.into_body().collect().await.unwrap().to_bytes()
+            })
+        });
+    }
+
+    let path = example("hello");
+    c.bench_function("cold start from the artifact cache: hello component", |b| {
+        b.iter(|| {
+            runtime
+                .load("hello", &path, FunctionSettings::default())
+                .unwrap()
+        })
+    });
+}
+
+criterion_group!(runtime, benches);
+criterion_main!(runtime);
