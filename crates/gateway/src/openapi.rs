@@ -205,7 +205,11 @@ pub fn document() -> Value {
                         }
                     }},
                     "priority": { "type": "string", "enum": ["critical", "normal", "batch"] },
-                    "namespace": { "type": "string" }
+                    "namespace": { "type": "string" },
+                    "requirements": {
+                        "type": "object", "additionalProperties": { "type": "string" },
+                        "description": "what the workload needs, such as {\"security\": \"high\", \"startup\": \"ultra-low\"}; dimensions and levels as in `kindling advise`; judged by `kindling advise --function`"
+                    }
                 }
             },
             "Stats": {

@@ -184,6 +184,7 @@ impl Node {
     ) -> Result<DeployOutcome, NodeError> {
         check_name(name)?;
         config.validate()?;
+        check_requirements(&config)?;
         let sha256 = kindling_registry::sha256_hex(&wasm);
         if let Some(entry) = self.lookup(name)
             && entry.version.sha256 == sha256
@@ -377,6 +378,17 @@ fn check_name(name: &str) -> Result<(), NodeError> {
     kindling_registry::validate_name(name)?;
     if RESERVED_NAMES.contains(&name) {
         return Err(NodeError::ReservedName(name.to_string()));
+    }
+    Ok(())
+}
+
+/// Declared requirements must be dimensions and levels the advisor knows, or `kindling advise
+/// --function` could not judge them later.
+fn check_requirements(config: &FunctionConfig) -> Result<(), NodeError> {
+    let kb = kindling_advisor::KnowledgeBase::shared();
+    for (dimension, level) in &config.requirements {
+        kb.check_answer(dimension, level)
+            .map_err(|problem| NodeError::Config(format!("requirements: {problem}")))?;
     }
     Ok(())
 }

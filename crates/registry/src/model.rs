@@ -66,6 +66,10 @@ pub struct FunctionConfig {
     /// The tenant namespace its requests are accounted to (default `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// What the workload needs, by requirement dimension (`security = "high"`,
+    /// `startup = "ultra-low"`); `kindling advise --function` judges them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requirements: BTreeMap<String, String>,
 }
 
 impl FunctionConfig {

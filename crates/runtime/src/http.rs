@@ -126,7 +126,9 @@ where
                     .call_handle(&mut store, incoming, outparam)
                     .await
             };
-            let result = tokio::time::timeout_at(deadline, run).await;
+            let mut cpu = std::time::Duration::ZERO;
+            let result =
+                tokio::time::timeout_at(deadline, crate::executor::busy_timed(run, &mut cpu)).await;
             let (out, out_dropped) = stdout.take();
             let (err, err_dropped) = stderr.take();
             log_guest_output(&task_info, "stdout", &out, out_dropped);
@@ -143,7 +145,7 @@ where
             if let Err(err) = &outcome {
                 let _ = task_failure.set(err.clone());
             }
-            task_weight.record(store.data().limiter.yields());
+            task_weight.record(cpu);
             drop(store);
             outcome
         }

@@ -74,8 +74,6 @@ pub(crate) struct GuestLimiter {
     memory_used: usize,
     table_elements_limit: usize,
     memory_refused: bool,
-    /// Epoch ticks at which the guest was still running and yielded.
-    yields: u32,
 }
 
 /// Table elements any one table may hold; far above what real guests use.
@@ -88,13 +86,7 @@ impl GuestLimiter {
             memory_used: 0,
             table_elements_limit: TABLE_ELEMENTS_LIMIT,
             memory_refused: false,
-            yields: 0,
         }
-    }
-
-    /// How many times the guest ran through an epoch tick.
-    pub(crate) fn yields(&self) -> u32 {
-        self.yields
     }
 
     /// True once a memory growth was refused for exceeding the limit.
@@ -136,11 +128,10 @@ impl ResourceLimiter for GuestLimiter {
 /// Arms a store before the guest runs: deadline and yielding, memory limiter, fuel.
 pub(crate) fn arm<T: Limited>(store: &mut Store<T>, deadline: Instant, fuel: Option<u64>) {
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |mut context| {
+    store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {
             Ok(UpdateDeadline::Interrupt)
         } else {
-            context.data_mut().limiter().yields += 1;
             Ok(UpdateDeadline::Yield(1))
         }
     });

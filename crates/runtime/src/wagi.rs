@@ -80,8 +80,10 @@ where
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         start.call_async(&mut store, ()).await
     };
-    let result = tokio::time::timeout_at(deadline, run).await;
-    weight.record(store.data().limiter.yields());
+    let mut cpu = std::time::Duration::ZERO;
+    let result =
+        tokio::time::timeout_at(deadline, crate::executor::busy_timed(run, &mut cpu)).await;
+    weight.record(cpu);
     let (output, output_dropped) = stdout.take();
     let (errors, errors_dropped) = stderr.take();
     log_guest_output(info, "stderr", &errors, errors_dropped);

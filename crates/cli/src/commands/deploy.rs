@@ -61,6 +61,10 @@ pub(crate) struct DeployCommand {
     /// Largest response a WAGI function may write, such as 1MiB
     #[arg(long, value_parser = parse_size)]
     max_response_body: Option<u64>,
+    /// A requirement the workload declares, such as security=high or startup=ultra-low
+    /// (repeatable); `kindling advise --function NAME` judges them
+    #[arg(long = "require", value_name = "DIMENSION=LEVEL")]
+    require: Vec<String>,
     /// A JSON file with the whole configuration ({"env": {...}, "limits": {...}}); flags override it
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -164,6 +168,16 @@ impl DeployCommand {
                 source: source.to_string(),
                 path: path.to_string(),
             });
+        }
+        for pair in &self.require {
+            let (dimension, level) = pair.split_once('=').ok_or_else(|| {
+                UsageError(format!(
+                    "--require {pair:?} must be DIMENSION=LEVEL, such as security=high"
+                ))
+            })?;
+            config
+                .requirements
+                .insert(dimension.trim().to_string(), level.trim().to_string());
         }
         if let Some(bytes) = self.max_request_body {
             config.limits.max_request_body_bytes = Some(bytes);

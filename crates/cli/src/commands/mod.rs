@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand, shared flags flattened in.
 
+mod advise;
 mod bench;
 mod deploy;
 mod inspect;
@@ -44,6 +45,8 @@ enum Command {
     Invoke(invoke::InvokeCommand),
     /// Load a URL and report throughput and latency percentiles
     Bench(bench::BenchCommand),
+    /// Where a workload belongs: the seeds' decision trees, matrices and technology coordinates
+    Advise(advise::AdviseCommand),
 }
 
 impl Cli {
@@ -58,6 +61,7 @@ impl Cli {
             Command::Rm(command) => command.execute().await,
             Command::Invoke(command) => command.execute().await,
             Command::Bench(command) => command.execute().await,
+            Command::Advise(command) => command.execute().await,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `kindling` binary serving on a real port, driven over HTTP and
 //! through its own CLI, with guests built from source.
 
+mod advise;
 mod bad_input;
 mod crash;
 mod hostile;
