@@ -115,8 +115,13 @@ impl AdviseCommand {
             return emit(format, &path, || kb.evolution_text(&path));
         }
         if self.isolation {
-            let levels = &kb.isolation.levels;
-            return emit(format, levels, || kb.isolation_text());
+            let isolation = serde_json::json!({
+                "levels": kb.isolation.levels,
+                "strength": kb.isolation.strength.get_ref(),
+                "overhead": kb.isolation.overhead.get_ref(),
+                "milestones": kb.milestones,
+            });
+            return emit(format, &isolation, || kb.isolation_text());
         }
         if let Some(name) = &self.function {
             let profile = self.profile(name).await?;

@@ -50,6 +50,10 @@ fn requirements_scenarios_and_formats() {
     let chart = advise(&["--scenario", "edge", "--format", "mermaid"], "");
     assert!(chart.ok().starts_with("flowchart TD"), "{chart:?}");
 
+    let isolation = advise(&["--isolation", "--json"], "").json();
+    assert_eq!(isolation["strength"][0], serde_json::json!(["L-0", "L-4"]));
+    assert_eq!(isolation["levels"].as_array().unwrap().len(), 5);
+
     let near = advise(&["--coordinate", "4,2,3,2025,1,edge,OTLP+eBPF"], "");
     assert!(
         near.ok().starts_with(
