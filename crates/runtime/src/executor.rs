@@ -31,8 +31,8 @@ pub(crate) struct Weight {
 impl Weight {
     const HEAVY_STEP: u32 = 16;
     const MAX: u32 = 256;
-    /// CPU per request from which a guest counts as heavy: ten times what a small handler
-    /// costs to instantiate and run.
+    /// Running time per request from which a guest counts as heavy: ten times what a small
+    /// handler costs to instantiate and run.
     const HEAVY_CPU: Duration = Duration::from_millis(1);
 
     /// Whether the function's requests should run on the guest pool.
