@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kindling_runtime::{Limits, RuntimeConfig};
-use kindling_scheduler::{AdmissionConfig, AutoscalerConfig, LaneConfig};
+use kindling_scheduler::{AdmissionConfig, AutoscalerConfig, LaneConfig, PolicySpec};
 
 /// Everything a node is configured with.
 #[derive(Debug, Clone)]
@@ -24,8 +24,8 @@ pub struct NodeConfig {
     pub admission: AdmissionConfig,
     /// Per-namespace limits on requests in flight.
     pub namespace_limits: Vec<(String, u32)>,
-    /// How long an idle function stays resident; `None` keeps it until the budget needs room.
-    pub keep_alive: Option<Duration>,
+    /// What stays resident and what is loaded ahead of requests.
+    pub keep_alive_policy: PolicySpec,
     /// Bytes of compiled code that may be resident at once; `None` for no budget.
     pub code_memory_budget: Option<u64>,
     /// Autoscaler parameters.
@@ -47,7 +47,7 @@ impl NodeConfig {
             mount_root: None,
             admission: AdmissionConfig::default(),
             namespace_limits: Vec::new(),
-            keep_alive: Some(Duration::from_secs(600)),
+            keep_alive_policy: PolicySpec::default_with(600_000),
             code_memory_budget: None,
             autoscaler: AutoscalerConfig::default(),
             tick: Duration::from_secs(1),

@@ -28,6 +28,7 @@ pub(crate) async fn run(node: Weak<Node>, period: Duration) {
 /// One tick; public to the crate so that tests can drive it.
 pub(crate) async fn tick(node: &Arc<Node>) {
     let now = node.now();
+    let since = node.last_tick.swap(now, Ordering::Relaxed);
     let sampled_at = tokio::time::Instant::now();
     let entries: Vec<Arc<Entry>> = node.entries();
     let mut residents = Vec::new();
@@ -41,6 +42,7 @@ pub(crate) async fn tick(node: &Arc<Node>) {
             if invocations > 0 {
                 policy.record(Usage {
                     function: &entry.name,
+                    since,
                     now,
                     invocations,
                     cold,
@@ -83,7 +85,10 @@ pub(crate) async fn tick(node: &Arc<Node>) {
             && entry.code().is_none()
         {
             match node.warm(&entry, false).await {
-                Ok(_) => tracing::debug!(function = %name, "pre-warmed"),
+                Ok(_) => {
+                    entry.usage.prewarms.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(function = %name, "pre-warmed");
+                }
                 Err(err) => tracing::warn!(function = %name, error = %err, "pre-warm failed"),
             }
         }

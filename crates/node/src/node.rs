@@ -8,7 +8,7 @@
 //! and swap the table entry, so the registry and the table always change in the same order.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -16,8 +16,8 @@ use bytes::Bytes;
 use kindling_registry::{FunctionConfig, NewVersion, Registry, RegistryError, VersionRecord};
 use kindling_runtime::{Function, FunctionSettings, Loaded, Runtime};
 use kindling_scheduler::{
-    Account, Admission, Autoscaler, FixedTtl, KeepAlivePolicy, Lane, LaneConfig, Millis,
-    NamespaceLimits, Permit, Rejection,
+    Account, Admission, Autoscaler, KeepAlivePolicy, Lane, LaneConfig, Millis, NamespaceLimits,
+    Permit, Rejection,
 };
 
 use crate::config::NodeConfig;
@@ -43,6 +43,8 @@ pub struct Node {
     admission: Arc<Admission>,
     pub(crate) config: NodeConfig,
     pub(crate) policy: Mutex<Box<dyn KeepAlivePolicy>>,
+    /// When the keeper last ran, on the node's clock.
+    pub(crate) last_tick: AtomicU64,
     table: RwLock<HashMap<String, Arc<Entry>>>,
     control: tokio::sync::Mutex<()>,
     started: Instant,
@@ -70,14 +72,20 @@ impl Node {
             })?;
         let quota = Arc::new(NamespaceLimits::new(config.namespace_limits.clone()));
         let admission = Admission::new(config.admission, quota);
-        let policy = Box::new(FixedTtl::new(
-            config.keep_alive.map(|ttl| ttl.as_millis() as Millis),
-        ));
+        if config.keep_alive_policy.needs_budget() && config.code_memory_budget.is_none() {
+            return Err(NodeError::Config(format!(
+                "the {:?} keep-alive policy unloads only under a memory budget: set one \
+                 (--code-memory-budget) or choose another policy",
+                config.keep_alive_policy.build().name()
+            )));
+        }
+        let policy = config.keep_alive_policy.build();
         let node = Arc::new(Self {
             registry,
             runtime,
             admission,
             policy: Mutex::new(policy),
+            last_tick: AtomicU64::new(0),
             table: RwLock::default(),
             control: tokio::sync::Mutex::new(()),
             started: Instant::now(),

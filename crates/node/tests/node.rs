@@ -1,6 +1,6 @@
 //! The node's control plane against real guests and a real registry: deploy, redeploy,
 //! rollback, delete, restart from the artifact cache, failed deploys that change nothing, and
-//! the warm/cold lifecycle (idle unload, counted cold reload, memory budget).
+//! the warm/cold lifecycle (idle unload, counted cold reload, memory budget, pre-warming).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use kindling_node::{DeployOutcome, Entry, Fault, Node, NodeConfig};
 use kindling_registry::FunctionConfig;
 use kindling_runtime::{LoadSource, RequestInfo};
+use kindling_scheduler::PolicySpec;
 use kindling_test_support::{example, test_program};
 
 fn config(dir: &std::path::Path) -> NodeConfig {
@@ -202,7 +203,8 @@ async fn eventually(what: &str, condition: impl Fn() -> bool) {
 async fn idle_functions_are_unloaded_and_come_back_cold() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
-    config.keep_alive = Some(Duration::from_millis(200));
+    // The default policy: a function without history keeps the fixed keep-alive.
+    config.keep_alive_policy = PolicySpec::default_with(200);
     config.tick = Duration::from_millis(50);
     let node = Node::open(config).await.unwrap();
     node.deploy("f", wasm(example("hello")), FunctionConfig::default())
@@ -245,7 +247,7 @@ async fn the_code_budget_keeps_the_most_recently_used() {
     };
     // A budget with room for the bigger of the two but not for both.
     let mut config = config(dir.path());
-    config.keep_alive = None;
+    config.keep_alive_policy = PolicySpec::Lru;
     config.tick = Duration::from_millis(50);
     config.code_memory_budget = Some(sizes.0.max(sizes.1));
     let node = Node::open(config).await.unwrap();
@@ -261,4 +263,55 @@ async fn the_code_budget_keeps_the_most_recently_used() {
     call(&node, "a", "/").await;
     eventually("now `b` is the least recently used", || b.code().is_none()).await;
     assert!(a.code().is_some());
+}
+
+#[tokio::test]
+async fn a_periodic_function_is_unloaded_between_calls_and_prewarmed_before_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    // The default policy with 100 ms bins instead of minutes, so the test takes seconds.
+    config.keep_alive_policy =
+        PolicySpec::parse("kindling:bin=100ms,min-samples=3", 10_000).unwrap();
+    config.tick = Duration::from_millis(20);
+    let node = Node::open(config).await.unwrap();
+    node.deploy("cron", wasm(example("hello")), FunctionConfig::default())
+        .await
+        .unwrap();
+    let entry = node.lookup("cron").unwrap();
+    // Learn the period: a call every 550 ms, about 530 ms idle between ticks with calls.
+    for _ in 0..4 {
+        assert_eq!(call(&node, "cron", "/").await.0, 200);
+        tokio::time::sleep(Duration::from_millis(550)).await;
+    }
+    assert_eq!(call(&node, "cron", "/").await.0, 200);
+    let cold = entry.usage.cold_starts.load(Ordering::Relaxed);
+    for _ in 0..2 {
+        eventually("unloaded after the call", || entry.code().is_none()).await;
+        eventually("loaded again ahead of the next call", || {
+            entry.code().is_some()
+        })
+        .await;
+        assert_eq!(call(&node, "cron", "/").await.0, 200);
+    }
+    assert!(entry.usage.prewarms.load(Ordering::Relaxed) >= 2);
+    assert_eq!(
+        entry.usage.cold_starts.load(Ordering::Relaxed),
+        cold,
+        "pre-warmed calls are not cold starts"
+    );
+}
+
+#[tokio::test]
+async fn budget_only_policies_refuse_to_start_without_a_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.keep_alive_policy = PolicySpec::Gdsf;
+    let Err(error) = Node::open(config).await else {
+        panic!("a node with gdsf and no budget started");
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains("\"gdsf\" keep-alive policy unloads only under a memory budget"),
+        "{error}"
+    );
 }

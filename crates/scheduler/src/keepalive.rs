@@ -33,6 +33,8 @@ pub struct Resident {
 pub struct Usage<'a> {
     /// The function.
     pub function: &'a str,
+    /// The start of the interval reported (the previous record's `now`).
+    pub since: Millis,
     /// The end of the interval reported.
     pub now: Millis,
     /// Requests in the interval.
@@ -67,8 +69,8 @@ pub trait KeepAlivePolicy: Send {
     /// A short name for reports.
     fn name(&self) -> String;
 
-    /// `invocations` requests for `function` arrived up to `now` since the previous record
-    /// (the server reports once per tick; a trace replay once per trace interval), of which
+    /// `invocations` requests for `function` arrived in the interval `(since, now]` (the
+    /// server reports once per tick; a trace replay once per tick of its clock), of which
     /// `cold` found the function unloaded. `memory_bytes` is what keeping it resident costs and
     /// `load_ms` what loading it costs.
     fn record(&mut self, usage: Usage<'_>);

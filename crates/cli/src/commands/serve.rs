@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use kindling_gateway::GatewayConfig;
 use kindling_node::{Node, NodeConfig};
 use kindling_runtime::Limits;
-use kindling_scheduler::{AdmissionConfig, AutoscalerConfig, LaneConfig};
+use kindling_scheduler::{AdmissionConfig, AutoscalerConfig, LaneConfig, PolicySpec};
 use tokio::net::TcpListener;
 
 use crate::UsageError;
@@ -70,10 +70,16 @@ pub(crate) struct ServeCommand {
         value_name = "NAMESPACE=N"
     )]
     namespace_limits: Vec<String>,
-    /// How long an idle function's code stays resident ("none": only the budget unloads)
-    #[arg(long, env = "KINDLING_KEEP_ALIVE", default_value = "10m")]
-    keep_alive: String,
-    /// Most compiled code resident at once; least recently used functions are unloaded first
+    /// What stays resident: kindling (default: idle-time windows, with pre-warming),
+    /// fixed[:TTL], hybrid, lru or gdsf (these two unload only under --code-memory-budget);
+    /// parameters as in `kindling sim`, e.g. kindling:hazard=0.2
+    #[arg(long, env = "KINDLING_KEEP_ALIVE_POLICY", default_value = "kindling")]
+    keep_alive_policy: String,
+    /// How long an idle function's code stays resident under the fixed policy, and under the
+    /// default policy while a function has too little history to predict
+    #[arg(long, env = "KINDLING_KEEP_ALIVE", default_value = "10m", value_parser = parse_duration)]
+    keep_alive: Duration,
+    /// Most compiled code resident at once; the policy chooses what to unload to stay under it
     #[arg(long, env = "KINDLING_CODE_MEMORY_BUDGET", value_parser = parse_size)]
     code_memory_budget: Option<u64>,
     /// Load every function at start-up instead of on its first request
@@ -228,12 +234,16 @@ impl ServeCommand {
         if self.tick.is_zero() {
             return Err(UsageError("--tick must be longer than zero".into()));
         }
-        let keep_alive = match self.keep_alive.as_str() {
-            "none" | "never" => None,
-            text => {
-                Some(parse_duration(text).map_err(|e| UsageError(format!("--keep-alive: {e}")))?)
-            }
-        };
+        let keep_alive_policy =
+            PolicySpec::parse(&self.keep_alive_policy, self.keep_alive.as_millis() as u64)
+                .map_err(|e| UsageError(format!("--keep-alive-policy: {e}")))?;
+        if keep_alive_policy.needs_budget() && self.code_memory_budget.is_none() {
+            return Err(UsageError(format!(
+                "--keep-alive-policy {}: this policy unloads only under a memory budget; \
+                 set --code-memory-budget too",
+                self.keep_alive_policy
+            )));
+        }
         let namespace_limits = self
             .namespace_limits
             .iter()
@@ -263,7 +273,7 @@ impl ServeCommand {
             ..LaneConfig::default()
         };
         node.namespace_limits = namespace_limits;
-        node.keep_alive = keep_alive;
+        node.keep_alive_policy = keep_alive_policy;
         node.code_memory_budget = self.code_memory_budget;
         node.preload = self.preload;
         node.tick = self.tick;
