@@ -298,6 +298,7 @@ fn stats(entry: &Entry) -> FunctionStats {
         rejected: entry.lane.counts().1,
         cold_starts: usage.cold_starts.load(Relaxed),
         last_cold_start_ms: usage.last_cold_start_us.load(Relaxed) as f64 / 1e3,
+        prewarms: usage.prewarms.load(Relaxed),
         in_flight: entry.lane.in_flight(),
         queued: entry.lane.queued(),
     }

@@ -52,6 +52,9 @@ pub struct FunctionStats {
     pub cold_starts: u64,
     /// Milliseconds the latest cold start took.
     pub last_cold_start_ms: f64,
+    /// Loads ahead of a request, asked for by the keep-alive policy.
+    #[serde(default)]
+    pub prewarms: u64,
     /// Requests running now.
     pub in_flight: u32,
     /// Requests waiting in the function's queue now.

@@ -219,6 +219,7 @@ pub fn document() -> Value {
                     "rejected": { "type": "integer" },
                     "cold_starts": { "type": "integer" },
                     "last_cold_start_ms": { "type": "number" },
+                    "prewarms": { "type": "integer" },
                     "in_flight": { "type": "integer" },
                     "queued": { "type": "integer" }
                 }

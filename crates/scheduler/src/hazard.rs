@@ -12,11 +12,13 @@
 //!   not thirty.
 //! - **Pre-warming needs no safety margin of 10%**: loading ahead is cheap enough to do at
 //!   the start of every likely bin, and each window is exactly one bin wide.
-//! - **A miss is cheap**, so a bin is held only when it is likely enough (`hazard`, 10% by
+//! - **A miss is cheap**, so a bin is held only when it is likely enough (`hazard`, 5% by
 //!   default) rather than to cover the 99th percentile.
 //!
-//! Functions with too short a history keep the fixed keep-alive (`fallback`, 10 minutes), so
-//! rarely called functions do no worse than the industry baseline. Functions whose idle times
+//! Functions with too short a history (fewer than 5 idle times) keep the fixed keep-alive
+//! (`fallback`, 10 minutes), so rarely called functions do no worse than the industry
+//! baseline, and also hold the bin of each idle time already seen, betting that it repeats
+//! (timers do) at the cost of one bin of memory. Functions whose idle times
 //! are mostly beyond the histogram get a window around a forecast, as in the hybrid policy.
 //! Under a memory budget, idle functions are unloaded lowest GDSF priority first (frequency ×
 //! load cost / size), which uses the load time the node measures for each function.
@@ -55,8 +57,8 @@ impl Default for HazardConfig {
             bin: 60_000,
             bins: 240,
             fallback: 600_000,
-            min_samples: 3,
-            hazard: 0.1,
+            min_samples: 5,
+            hazard: 0.05,
             out_of_range_threshold: 0.5,
             forecast_margin: 0.15,
         }
@@ -84,16 +86,25 @@ impl HazardWindows {
 
 /// The windows planned after a call.
 pub(crate) fn plan(config: &HazardConfig, histogram: &IdleHistogram) -> Windows {
+    let bin = histogram.bin();
+    let counts = histogram.counts();
     if histogram.samples() < config.min_samples {
-        return vec![(0, config.fallback)];
+        // Too little history for odds, but an idle time seen once may well repeat (timers
+        // do): hold its bin too, beyond the fixed keep-alive.
+        let mut windows = vec![(0, config.fallback)];
+        for (index, &count) in counts.iter().enumerate() {
+            if count > 0 {
+                let start = index as Millis * bin;
+                windows.push((start, start + bin));
+            }
+        }
+        return merge(windows);
     }
     if histogram.out_of_range_share() > config.out_of_range_threshold
         && let Some(forecast) = histogram.forecast_out_of_range()
     {
         return vec![around(forecast, config.forecast_margin)];
     }
-    let bin = histogram.bin();
-    let counts = histogram.counts();
     // Calls that come in bin i or later, out-of-range ones included.
     let mut later = u64::from(histogram.samples());
     let mut windows = Vec::new();
@@ -199,6 +210,18 @@ mod tests {
     }
 
     #[test]
+    fn a_short_history_adds_the_idle_times_seen_to_the_keep_alive() {
+        let mut policy = HazardWindows::new(HazardConfig::default());
+        call(&mut policy, "timer", 0);
+        call(&mut policy, "timer", 31);
+        call(&mut policy, "timer", 36);
+        assert_eq!(
+            policy.tracker.windows("timer"),
+            Some(&vec![(0, 10 * MINUTE), (30 * MINUTE, 31 * MINUTE)])
+        );
+    }
+
+    #[test]
     fn a_bimodal_function_is_resident_only_around_its_two_idle_times() {
         let mut policy = HazardWindows::new(HazardConfig::default());
         // Idle 2 minutes, then 30, alternately.
@@ -229,7 +252,7 @@ mod tests {
     #[test]
     fn unlikely_bins_are_not_held() {
         let mut policy = HazardWindows::new(HazardConfig::default());
-        // 30 calls in consecutive minutes, then gaps of 5 and 100 minutes.
+        // 30 calls in consecutive minutes, then after 4 idle minutes, then after 100.
         let mut minutes: Vec<u64> = (0..30).collect();
         minutes.extend([34, 135]);
         for &m in &minutes {

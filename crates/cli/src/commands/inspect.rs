@@ -116,11 +116,13 @@ impl InspectCommand {
         fields.push((
             "requests",
             format!(
-                "{} admitted, {} rejected, {} cold starts (last {:.2} ms), {} in flight, {} queued",
+                "{} admitted, {} rejected, {} cold starts (last {:.2} ms), {} pre-warms, {} in \
+                 flight, {} queued",
                 stats.invocations,
                 stats.rejected,
                 stats.cold_starts,
                 stats.last_cold_start_ms,
+                stats.prewarms,
                 stats.in_flight,
                 stats.queued
             ),

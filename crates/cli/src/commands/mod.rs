@@ -9,6 +9,7 @@ mod ls;
 mod rm;
 mod rollback;
 mod serve;
+mod sim;
 mod versions;
 
 use clap::{Args, Parser, Subcommand};
@@ -47,6 +48,8 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Where a workload belongs: the seeds' decision trees, matrices and technology coordinates
     Advise(advise::AdviseCommand),
+    /// Replay a serverless trace through keep-alive policies: cold starts against memory held
+    Sim(sim::SimCommand),
 }
 
 impl Cli {
@@ -62,6 +65,7 @@ impl Cli {
             Command::Invoke(command) => command.execute().await,
             Command::Bench(command) => command.execute().await,
             Command::Advise(command) => command.execute().await,
+            Command::Sim(command) => command.execute().await,
         }
     }
 }

@@ -7,6 +7,7 @@ mod crash;
 mod hostile;
 mod lifecycle;
 mod scheduling;
+mod sim;
 mod wasi_http;
 
 use std::path::PathBuf;
