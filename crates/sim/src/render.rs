@@ -113,8 +113,8 @@ impl Comparison {
             .iter()
             .map(|o| (o.wasted_vs_baseline_pct.unwrap_or(0.0), y_of(o), o))
             .collect();
-        let x_max = nice_ceiling(points.iter().map(|p| p.0).fold(0.0, f64::max) * 1.08);
-        let y_max = nice_ceiling(points.iter().map(|p| p.1).fold(0.0, f64::max) * 1.08);
+        let (x_step, x_max) = axis(points.iter().map(|p| p.0).fold(0.0, f64::max) * 1.05);
+        let (y_step, y_max) = axis(points.iter().map(|p| p.1).fold(0.0, f64::max) * 1.05);
         let x = |v: f64| frame.left + v / x_max * frame.width;
         let y = |v: f64| frame.top + frame.height - v / y_max * frame.height;
         let bottom = frame.top + frame.height;
@@ -123,9 +123,9 @@ impl Comparison {
             r##"<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#888"/>"##,
             frame.left, frame.top, frame.width, frame.height
         );
-        for (step, max, horizontal) in [(x_max / 5.0, x_max, true), (y_max / 5.0, y_max, false)] {
-            for i in 0..=5 {
-                let v = step * i as f64;
+        for (step, max, horizontal) in [(x_step, x_max, true), (y_step, y_max, false)] {
+            for i in 0.. {
+                let v = step * f64::from(i);
                 if v > max + 1e-9 {
                     break;
                 }
@@ -186,8 +186,8 @@ impl Comparison {
                 );
             }
         }
-        for (px, py, outcome) in &points {
-            let color = color(&outcome.name);
+        let centres: Vec<(f64, f64)> = points.iter().map(|p| (x(p.0), y(p.1))).collect();
+        for ((cx, cy), (px, py, outcome)) in centres.iter().zip(&points) {
             let radius = if outcome.policy == BASELINE || outcome.policy == "kindling" {
                 6.0
             } else {
@@ -195,18 +195,80 @@ impl Comparison {
             };
             let _ = writeln!(
                 out,
-                r##"<circle cx="{:.1}" cy="{:.1}" r="{radius}" fill="{color}"><title>{}: {:.2}% cold, {:.1}% wasted</title></circle><text x="{:.1}" y="{:.1}" fill="{color}">{}</text>"##,
-                x(*px),
-                y(*py),
+                r##"<circle cx="{cx:.1}" cy="{cy:.1}" r="{radius}" fill="{}"><title>{}: {py:.2}, {px:.1}% wasted</title></circle>"##,
+                color(&outcome.name),
                 escape(&outcome.policy),
-                py,
-                px,
-                x(*px) + 8.0,
-                y(*py) - 6.0,
-                escape(&outcome.policy)
             );
         }
+        // Labels where they overlap neither another label nor a point, the most important
+        // first; a label pushed away from its point gets a leader line.
+        let mut order: Vec<usize> = (0..points.len()).collect();
+        order.sort_by_key(|&i| match points[i].2.policy.as_str() {
+            "kindling" => 0,
+            BASELINE => 1,
+            _ => 2,
+        });
+        let mut placed: Vec<[f64; 4]> = Vec::new();
+        for i in order {
+            let (cx, cy) = centres[i];
+            let outcome = points[i].2;
+            let width = 6.6 * outcome.policy.chars().count() as f64;
+            let free = |rect: &[f64; 4]| {
+                placed.iter().all(|r| !overlaps(r, rect))
+                    && centres
+                        .iter()
+                        .all(|&(px, py)| !overlaps(rect, &[px - 5.0, py - 5.0, px + 5.0, py + 5.0]))
+            };
+            let candidates = LABEL_OFFSETS.iter().map(|&(dx, dy)| {
+                let left = if dx >= 0.0 { cx + dx } else { cx + dx - width };
+                [left, cy + dy - 10.0, left + width, cy + dy + 2.0]
+            });
+            let rect = candidates
+                .clone()
+                .find(|r| free(r))
+                .unwrap_or_else(|| candidates.clone().next().expect("offsets"));
+            if (rect[3] - 4.0 - cy).abs() > 12.0 {
+                let anchor_x = if rect[0] > cx { rect[0] } else { rect[2] };
+                let _ = writeln!(
+                    out,
+                    r##"<line x1="{cx:.1}" y1="{cy:.1}" x2="{anchor_x:.1}" y2="{:.1}" stroke="{}" stroke-opacity="0.5"/>"##,
+                    rect[3] - 4.0,
+                    color(&outcome.name)
+                );
+            }
+            let _ = writeln!(
+                out,
+                r##"<text x="{:.1}" y="{:.1}" fill="{}">{}</text>"##,
+                rect[0],
+                rect[3] - 2.0,
+                color(&outcome.name),
+                escape(&outcome.policy)
+            );
+            placed.push(rect);
+        }
     }
+}
+
+/// Where a label may go relative to its point: right or left, then further up or down.
+const LABEL_OFFSETS: [(f64, f64); 14] = [
+    (8.0, -4.0),
+    (8.0, 12.0),
+    (-8.0, -4.0),
+    (-8.0, 12.0),
+    (8.0, -18.0),
+    (8.0, 26.0),
+    (-8.0, -18.0),
+    (-8.0, 26.0),
+    (14.0, -32.0),
+    (14.0, 40.0),
+    (-14.0, -32.0),
+    (-14.0, 40.0),
+    (20.0, -46.0),
+    (20.0, 54.0),
+];
+
+fn overlaps(a: &[f64; 4], b: &[f64; 4]) -> bool {
+    a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3]
 }
 
 struct Frame {
@@ -279,18 +341,20 @@ fn short(value: f64) -> String {
     }
 }
 
-/// The smallest 1, 2 or 5 times a power of ten at or above `value`, so axes end on round
-/// numbers that divide into five ticks.
-fn nice_ceiling(value: f64) -> f64 {
+/// A round tick step (1, 2, 2.5 or 5 times a power of ten) giving about five ticks up to
+/// `value`, and the axis end: the first multiple of the step at or above it.
+fn axis(value: f64) -> (f64, f64) {
     if value <= 0.0 {
-        return 1.0;
+        return (0.2, 1.0);
     }
-    let power = 10f64.powf(value.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
+    let rough = value / 5.0;
+    let power = 10f64.powf(rough.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
         .into_iter()
         .map(|m| m * power)
-        .find(|&c| c >= value - 1e-12)
-        .unwrap_or(10.0 * power)
+        .find(|&c| c >= rough - 1e-12)
+        .unwrap_or(10.0 * power);
+    (step, (value / step - 1e-9).ceil() * step)
 }
 
 fn escape(text: &str) -> String {
@@ -308,9 +372,9 @@ mod tests {
         assert_eq!(thousands(927_272.0), "927,272");
         assert_eq!(thousands(12.4), "12");
         assert_eq!(thousands(-1500.0), "-1,500");
-        assert_eq!(nice_ceiling(87.0), 100.0);
-        assert_eq!(nice_ceiling(130.0), 200.0);
-        assert_eq!(nice_ceiling(2.2), 2.5);
+        assert_eq!(axis(105.0), (25.0, 125.0));
+        assert_eq!(axis(167.0), (50.0, 200.0));
+        assert_eq!(axis(9.9), (2.0, 10.0));
         assert_eq!(short(20.0), "20");
         assert_eq!(short(0.5), "0.5");
     }
