@@ -88,7 +88,7 @@ impl Comparison {
             thousands(self.functions as f64),
             thousands(self.invocations as f64),
         );
-        let panels: [(&str, fn(&PolicyOutcome) -> f64); 2] = [
+        let panels: [(&str, Measure); 2] = [
             ("cold starts, % of calls", |o| o.cold_start_pct),
             ("p75 per-function cold starts, %", |o| {
                 o.p75_function_cold_start_pct
@@ -107,7 +107,7 @@ impl Comparison {
         out
     }
 
-    fn panel(&self, out: &mut String, frame: &Frame, title: &str, y_of: fn(&PolicyOutcome) -> f64) {
+    fn panel(&self, out: &mut String, frame: &Frame, title: &str, y_of: Measure) {
         let points: Vec<(f64, f64, &PolicyOutcome)> = self
             .outcomes
             .iter()
@@ -270,6 +270,9 @@ const LABEL_OFFSETS: [(f64, f64); 14] = [
 fn overlaps(a: &[f64; 4], b: &[f64; 4]) -> bool {
     a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3]
 }
+
+/// What a panel plots upwards.
+type Measure = fn(&PolicyOutcome) -> f64;
 
 struct Frame {
     left: f64,
