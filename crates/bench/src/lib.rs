@@ -12,9 +12,11 @@ mod process;
 mod report;
 mod scenario;
 mod spec;
+mod variant;
 
 pub use generator::{Progress, run_phase};
 pub use process::ProcessSampler;
 pub use report::{Latency, PhaseReport, ServerUsage, table};
 pub use scenario::{Scenario, ScenarioError};
 pub use spec::{Load, Phase, Target};
+pub use variant::variant;

@@ -2,12 +2,18 @@
 
 use std::path::PathBuf;
 
-/// The repository's root directory.
+/// The repository's root directory: the nearest directory holding `Cargo.lock` above the
+/// package under test. Found at run time from the `CARGO_MANIFEST_DIR` cargo gives the test
+/// process, not baked in at build time, so a build cached by one checkout never points the
+/// tests of another at the first one's files.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .and_then(|crates| crates.parent())
-        .expect("the test-support crate lives in crates/test-support")
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    start
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .expect("the tests run inside the Kindling workspace")
         .to_path_buf()
 }
 

@@ -11,8 +11,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use kindling_bench::{Load, Phase, PhaseReport, Progress, Scenario, Target};
 
-use super::OutputArgs;
+use super::{OutputArgs, fleet};
 use crate::UsageError;
+use crate::client::Client;
 use crate::output::print_json;
 use crate::units::parse_duration;
 
@@ -56,12 +57,27 @@ pub(crate) struct BenchCommand {
     /// Process id of the server, to report its CPU use and peak memory per phase
     #[arg(long, env = "KINDLING_BENCH_PID")]
     pid: Option<u32>,
+    /// Cold-start and density scenarios over N functions named fleet-00000...: the URL is the
+    /// node's base URL; one request to each sampled function (cold after a node restart), then
+    /// a second (warm), one at a time
+    #[arg(long, value_name = "N", conflicts_with_all = ["rate", "connections", "scenario"])]
+    fleet: Option<usize>,
+    /// With --fleet: first deploy N distinct copies of this module (they differ by a custom
+    /// section, so each is its own artifact)
+    #[arg(long, requires = "fleet", value_name = "FILE.wasm")]
+    module: Option<PathBuf>,
+    /// With --fleet: how many functions, chosen at random, get the two requests
+    #[arg(long, requires = "fleet", default_value_t = 1000)]
+    sample: usize,
     #[command(flatten)]
     output: OutputArgs,
 }
 
 impl BenchCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
+        if let Some(functions) = self.fleet {
+            return self.fleet(functions).await;
+        }
         let (url, phases) = self.plan()?;
         let target = self.target(&url)?;
         let mut reports: Vec<PhaseReport> = Vec::new();
@@ -80,6 +96,49 @@ impl BenchCommand {
         }
         println!("{url}");
         print!("{}", kindling_bench::table(&reports));
+        Ok(())
+    }
+
+    async fn fleet(&self, functions: usize) -> anyhow::Result<()> {
+        let url = self.url.as_deref().ok_or_else(|| {
+            UsageError("--fleet needs the node's base URL, e.g. http://127.0.0.1:3000".into())
+        })?;
+        if functions == 0 || self.sample == 0 {
+            return Err(UsageError("--fleet and --sample must be at least 1".into()).into());
+        }
+        let client = Client::new(url)?;
+        let bar = (!self.output.json).then(|| {
+            let bar = ProgressBar::new(functions as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+        let progress = |what: &str, done: usize, total: usize| {
+            if let Some(bar) = &bar {
+                bar.set_message(what.to_string());
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            }
+        };
+        let report = fleet::run(
+            &client,
+            functions,
+            self.module.as_deref(),
+            self.sample,
+            self.pid,
+            progress,
+        )
+        .await?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        if self.output.json {
+            return print_json(&report);
+        }
+        print!("{}", fleet::table(&report));
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 mod advise;
 mod bench;
 mod deploy;
+mod fleet;
 mod inspect;
 mod invoke;
 mod ls;
