@@ -100,7 +100,27 @@ pub(crate) async fn run(
                 .with_context(|| format!("cannot read --module {}", path.display()))?;
             Some(deploy_all(client, &bytes, functions, &progress).await?)
         }
-        None => None,
+        None => {
+            let deployed: std::collections::HashSet<String> = client
+                .functions()
+                .await?
+                .into_iter()
+                .map(|f| f.name)
+                .collect();
+            let missing = (0..functions)
+                .filter(|&i| !deployed.contains(&name(i)))
+                .count();
+            if missing > 0 {
+                return Err(crate::UsageError(format!(
+                    "{missing} of the {functions} fleet functions ({}..{}) are not deployed on \
+                     this node: deploy them with --module FILE.wasm",
+                    name(0),
+                    name(functions - 1)
+                ))
+                .into());
+            }
+            None
+        }
     };
     let rss_before_kib = pid.and_then(|pid| memory(pid).0);
     let chosen = choose(functions, sample);
