@@ -46,12 +46,12 @@ wait_http() {
 }
 
 # Starts `kindling serve` pinned to the server core on port $1 with extra flags; sets
-# SERVER_PID and KINDLING_SERVER.
+# SERVER_PID and KINDLING_SERVER. The data directory is fresh unless BENCH_DATA names one.
 start_kindling() {
   local port=$1
   shift
   local data
-  data=$(mktemp -d)
+  data=${BENCH_DATA:-$(mktemp -d)}
   taskset -c "$SERVER_CORE" "$KINDLING" serve --listen "127.0.0.1:$port" --data-dir "$data" \
     "$@" >"$RESULTS/kindling-$port.log" 2>&1 &
   SERVER_PID=$!

@@ -151,8 +151,8 @@ mod tests {
 
     const MINUTE: Millis = 60_000;
 
-    /// Feeds calls in the given minutes (one tick per minute) and returns the policy.
-    pub(crate) fn drive<P: KeepAlivePolicy>(policy: &mut P, name: &str, minutes: &[u64]) {
+    /// Feeds calls in the given minutes, one tick per minute.
+    fn drive<P: KeepAlivePolicy>(policy: &mut P, name: &str, minutes: &[u64]) {
         for &m in minutes {
             policy.record(Usage {
                 function: name,
