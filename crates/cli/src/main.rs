@@ -37,6 +37,14 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
+    // Wasmtime builds an internal error value on every component request and, when
+    // `RUST_BACKTRACE` is set, captures a backtrace into it: 45% more time per request
+    // (BENCHMARKS.md). Library backtraces stay off unless asked for with `RUST_LIB_BACKTRACE`;
+    // panics still print theirs under `RUST_BACKTRACE`.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: the process has one thread here; the async runtime starts below.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
     let cli = commands::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
