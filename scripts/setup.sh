@@ -3,6 +3,7 @@
 #   - the wasm32-wasip1 and wasm32-wasip2 Rust targets (guest builds)
 #   - clang, lld, wasi-libc and compiler-rt for wasm32 (the C example)
 #   - curl (readiness checks in scripts)
+#   - prometheus (promtool and a real Prometheus server for the metrics tests)
 # Safe to run repeatedly: it installs only what is missing.
 set -euo pipefail
 
@@ -21,7 +22,7 @@ if [ ${#missing_targets[@]} -gt 0 ]; then
   rustup target add "${missing_targets[@]}"
 fi
 
-packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 curl)
+packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 curl prometheus)
 missing_packages=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

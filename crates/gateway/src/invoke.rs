@@ -2,12 +2,14 @@
 //! name), hand it the request with its own path, and stream its response back.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, Uri};
+use kindling_node::Entry;
 use kindling_runtime::RequestInfo;
 use tracing::Instrument;
 
@@ -64,29 +66,53 @@ async fn invoke(
     name: String,
     script_name: String,
     path_and_query: String,
+    request: Request,
+) -> Response {
+    let arrived = std::time::Instant::now();
+    let Some(entry) = state.node.lookup(&name) else {
+        return not_found(&name, &request_id(request.headers()));
+    };
+    let response = invoke_entry(state, &entry, script_name, path_and_query, request).await;
+    state.metrics.observe(
+        &entry.name,
+        entry.version.version,
+        response.status(),
+        arrived.elapsed(),
+    );
+    response
+}
+
+fn not_found(name: &str, request_id: &str) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "function_not_found",
+        format!(
+            "no function named {name:?} is deployed; deploy one with \
+             `kindling deploy {name} FILE.wasm`, list them with `kindling ls` or \
+             GET /v1/functions"
+        ),
+    )
+    .with_request_id(Some(request_id))
+    .into_response()
+}
+
+async fn invoke_entry(
+    state: &AppState,
+    entry: &Arc<Entry>,
+    script_name: String,
+    path_and_query: String,
     mut request: Request,
 ) -> Response {
+    let name = entry.name.as_ref();
     let request_id = request_id(request.headers());
-    let Some(entry) = state.node.lookup(&name) else {
-        return ApiError::new(
-            StatusCode::NOT_FOUND,
-            "function_not_found",
-            format!(
-                "no function named {name:?} is deployed; deploy one with \
-                 `kindling deploy {name} FILE.wasm`, list them with `kindling ls` or \
-                 GET /v1/functions"
-            ),
-        )
-        .with_request_id(Some(&request_id))
-        .into_response();
-    };
-    let permit = match state.node.admit(&entry).await {
+    let permit = match state.node.admit(entry).await {
         Ok(permit) => permit,
         Err(rejection) => {
-            return ApiError::from_rejection(&name, &rejection, &request_id).into_response();
+            state.metrics.rejected(name, rejection.code());
+            return ApiError::from_rejection(name, &rejection, &request_id).into_response();
         }
     };
-    let function = match state.node.warm(&entry, true).await {
+    let function = match state.node.warm(entry, true).await {
         Ok(function) => function,
         Err(err) => {
             tracing::error!(function = %name, request_id = %request_id, error = %err, "cold start failed");
@@ -146,7 +172,7 @@ async fn invoke(
             }
             response
         }
-        Err(err) => ApiError::from_invoke(&name, err, &request_id).into_response(),
+        Err(err) => ApiError::from_invoke(name, err, &request_id).into_response(),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! One [`app`] holds everything a node answers: `/{function}/...` (or `Host:
 //! {function}.{domain}`) invokes a function; `/v1/` is the admin API described by
-//! `/v1/openapi.json`; `/healthz` and `/readyz` are for orchestrators. [`serve`] runs it on a
+//! `/v1/openapi.json`; `/healthz` and `/readyz` are for orchestrators; `/metrics` is for
+//! Prometheus. [`serve`] runs it on a
 //! listener with timeouts and graceful shutdown.
 
 mod admin;
@@ -10,6 +11,7 @@ pub mod api;
 mod config;
 mod error;
 mod invoke;
+mod metrics;
 mod openapi;
 mod request_id;
 mod router;

@@ -1,5 +1,5 @@
-//! The whole HTTP application as one `Router`: health and readiness, the admin API under
-//! `/v1`, and every other path invoking a function. Tests drive it without a socket.
+//! The whole HTTP application as one `Router`: health and readiness, Prometheus metrics, the
+//! admin API under `/v1`, and every other path invoking a function. Tests drive it without a socket.
 
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ use crate::config::GatewayConfig;
 pub(crate) struct AppState {
     pub(crate) node: Arc<Node>,
     pub(crate) config: Arc<GatewayConfig>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Builds the application for a node.
@@ -26,11 +27,13 @@ pub fn app(node: Arc<Node>, config: GatewayConfig) -> Router {
     let state = AppState {
         node,
         config: Arc::new(config),
+        metrics: Arc::new(crate::metrics::Metrics::new()),
     };
     let mut router = Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::handler))
         .nest("/v1", crate::admin::routes(state.config.max_module_bytes))
         .fallback(crate::invoke::by_path);
     // Host routing must see every request first, so that `hello.{domain}/v1/...` reaches the

@@ -46,6 +46,8 @@ pub struct Usage {
     pub cold_starts: AtomicU64,
     /// Loads ahead of a request, asked for by the keep-alive policy.
     pub prewarms: AtomicU64,
+    /// Microseconds spent loading code, cold starts and pre-warms together.
+    pub load_us_total: AtomicU64,
     /// Microseconds the last cold start took.
     pub last_cold_start_us: AtomicU64,
     /// When the function last started a request, on the node's clock.

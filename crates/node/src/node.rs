@@ -163,9 +163,9 @@ impl Node {
             }
         };
         let usage = &entry.usage;
-        usage
-            .last_cold_start_us
-            .store(loaded.elapsed.as_micros() as u64, Ordering::Relaxed);
+        let load_us = loaded.elapsed.as_micros() as u64;
+        usage.last_cold_start_us.store(load_us, Ordering::Relaxed);
+        usage.load_us_total.fetch_add(load_us, Ordering::Relaxed);
         usage.code_bytes.store(loaded.code_bytes, Ordering::Relaxed);
         tracing::debug!(
             function = %entry.name,

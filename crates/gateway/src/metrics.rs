@@ -1,0 +1,259 @@
+//! `/metrics` in the Prometheus text format.
+//!
+//! What happens per request (answers by status class, time to the response head, refusals by
+//! reason) is counted on the request path into label families; what a function *is* right now
+//! (requests in flight and queued, whether its code is loaded and how big it is, its cold
+//! starts and pre-warms, the time spent loading) is read from the node's own counters when
+//! Prometheus scrapes, so nothing is counted twice and nothing drifts. Process metrics
+//! (`process_cpu_seconds_total`, `process_resident_memory_bytes`, ...) follow the standard
+//! names. Only deployed functions get series: a request for an unknown name adds no label.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use kindling_node::Node;
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::router::AppState;
+
+/// The per-request metrics and the process collector, kept for the node's life.
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    rejected: IntCounterVec,
+    started: Instant,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "kindling_requests_total",
+                "Requests to a function answered, by status class",
+            ),
+            &["function", "version", "class"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "kindling_request_duration_seconds",
+                "Time from a request's arrival to its response head, queueing and cold starts included",
+            )
+            .buckets(prometheus::exponential_buckets(0.000_05, 2.0, 18).expect("valid buckets")),
+            &["function", "version"],
+        )
+        .expect("valid metric");
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "kindling_rejected_requests_total",
+                "Requests refused by admission control, by reason",
+            ),
+            &["function", "reason"],
+        )
+        .expect("valid metric");
+        let registry = Registry::new();
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(rejected.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("registered once");
+        Self {
+            registry,
+            requests,
+            duration,
+            rejected,
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts an answer of a deployed function.
+    pub(crate) fn observe(&self, function: &str, version: u32, status: StatusCode, took: Duration) {
+        let version = version.to_string();
+        let class = match status.as_u16() {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests
+            .with_label_values(&[function, &version, class])
+            .inc();
+        self.duration
+            .with_label_values(&[function, &version])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a refusal by admission control.
+    pub(crate) fn rejected(&self, function: &str, reason: &str) {
+        self.rejected.with_label_values(&[function, reason]).inc();
+    }
+
+    /// The whole exposition: the kept metrics and a snapshot of the node.
+    pub(crate) fn render(&self, node: &Node) -> String {
+        let mut families = self.registry.gather();
+        families.extend(snapshot(node, self.started.elapsed()).gather());
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&families, &mut out)
+            .expect("text encoding into memory");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// A registry of gauges and counters read from the node now.
+fn snapshot(node: &Node, uptime: Duration) -> Registry {
+    let registry = Registry::new();
+    let labels = &["function", "version"];
+    let gauge = |name: &str, help: &str| {
+        let gauge = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+        registry
+            .register(Box::new(gauge.clone()))
+            .expect("unique name");
+        gauge
+    };
+    let in_flight = gauge("kindling_in_flight_requests", "Requests running now");
+    let queued = gauge(
+        "kindling_queued_requests",
+        "Requests waiting in the function's queue now",
+    );
+    let instances = gauge(
+        "kindling_instances",
+        "Instances alive now (Kindling instantiates one per request in flight)",
+    );
+    let loaded = gauge(
+        "kindling_function_loaded",
+        "1 when the function's code is resident (warm), 0 when it is not (cold)",
+    );
+    let resident = gauge(
+        "kindling_code_resident_bytes",
+        "Memory held by the function's resident code",
+    );
+    let loads = IntCounterVec::new(
+        Opts::new(
+            "kindling_code_loads_total",
+            "Loads of a function's code: cold starts (a request waited) and pre-warms (ahead of requests)",
+        ),
+        &["function", "version", "kind"],
+    )
+    .expect("valid metric");
+    let load_seconds = prometheus::CounterVec::new(
+        Opts::new(
+            "kindling_code_load_seconds_total",
+            "Time spent loading the function's code, cold starts and pre-warms together",
+        ),
+        labels,
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(loads.clone()))
+        .expect("unique name");
+    registry
+        .register(Box::new(load_seconds.clone()))
+        .expect("unique name");
+
+    let entries = node.entries();
+    for entry in &entries {
+        let version = entry.version.version.to_string();
+        let values = [entry.name.as_ref(), version.as_str()];
+        let lane_in_flight = i64::from(entry.lane.in_flight());
+        in_flight.with_label_values(&values).set(lane_in_flight);
+        instances.with_label_values(&values).set(lane_in_flight);
+        queued
+            .with_label_values(&values)
+            .set(entry.lane.queued() as i64);
+        let code = entry.code();
+        loaded
+            .with_label_values(&values)
+            .set(i64::from(code.is_some()));
+        resident
+            .with_label_values(&values)
+            .set(code.map_or(0, |c| c.code_bytes as i64));
+        let usage = &entry.usage;
+        loads
+            .with_label_values(&[values[0], values[1], "cold_start"])
+            .inc_by(usage.cold_starts.load(Relaxed));
+        loads
+            .with_label_values(&[values[0], values[1], "prewarm"])
+            .inc_by(usage.prewarms.load(Relaxed));
+        load_seconds
+            .with_label_values(&values)
+            .inc_by(usage.load_us_total.load(Relaxed) as f64 / 1e6);
+    }
+
+    let single = |name: &str, help: &str, value: i64| {
+        let gauge = IntGauge::new(name, help).expect("valid metric");
+        gauge.set(value);
+        registry.register(Box::new(gauge)).expect("unique name");
+    };
+    single(
+        "kindling_functions",
+        "Functions deployed on the node",
+        entries.len() as i64,
+    );
+    single(
+        "kindling_functions_loaded",
+        "Functions whose code is resident",
+        entries.iter().filter(|e| e.code().is_some()).count() as i64,
+    );
+    let registry_bytes =
+        std::fs::metadata(node.config().data_dir.join("registry.db")).map_or(0, |m| m.len() as i64);
+    single(
+        "kindling_registry_database_bytes",
+        "Size of the registry database file",
+        registry_bytes,
+    );
+    let admission = node.admission();
+    single(
+        "kindling_node_in_flight_requests",
+        "Requests running now on the whole node",
+        i64::from(admission.in_flight()),
+    );
+    let uptime_gauge =
+        Gauge::new("kindling_uptime_seconds", "Time since the node started").expect("valid metric");
+    uptime_gauge.set(uptime.as_secs_f64());
+    registry
+        .register(Box::new(uptime_gauge))
+        .expect("unique name");
+    let build = IntGaugeVec::new(
+        Opts::new(
+            "kindling_build_info",
+            "Always 1; the label says which Kindling runs",
+        ),
+        &["version"],
+    )
+    .expect("valid metric");
+    build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    registry.register(Box::new(build)).expect("unique name");
+    registry
+}
+
+/// `GET /metrics`.
+pub(crate) async fn handler(State(state): State<AppState>) -> Response {
+    let node = Arc::clone(&state.node);
+    let body = state.metrics.render(&node);
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
