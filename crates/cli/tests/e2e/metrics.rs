@@ -6,9 +6,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kindling_test_support::example;
+use kindling_test_support::{example, repo_root, test_program};
 
-use crate::{fresh_server, path_str};
+use crate::{eventually, fresh_server, path_str};
 
 fn metrics(server: &kindling_test_support::Server) -> String {
     let url = server.url("/metrics");
@@ -39,6 +39,28 @@ fn the_exposition_passes_promtool_and_counts_what_happened() {
     }
     let status = kindling_test_support::get_status(server.addr(), "/nobody/").unwrap();
     assert_eq!(status, 404);
+    // One request holds `slow`'s only slot; with no queue the next is refused.
+    server
+        .cli(&[
+            "deploy",
+            "slow",
+            path_str(&test_program("http-wstd")),
+            "--concurrency",
+            "1",
+            "--queue",
+            "0",
+        ])
+        .ok();
+    let addr = server.addr();
+    let holder =
+        std::thread::spawn(move || kindling_test_support::get_status(addr, "/slow/sleep/3000"));
+    eventually(&server, "slow", "the first request is running", |f| {
+        f["stats"]["in_flight"] == 1
+    });
+    assert_eq!(
+        kindling_test_support::get_status(server.addr(), "/slow/").unwrap(),
+        429
+    );
 
     let response = metrics(&server);
     let (head, text) = response.split_once("\r\n\r\n").unwrap();
@@ -81,12 +103,50 @@ fn the_exposition_passes_promtool_and_counts_what_happened() {
         Some(1.0)
     );
     assert!(sample(text, &format!("kindling_code_resident_bytes{hello}")).unwrap() > 0.0);
-    assert_eq!(sample(text, "kindling_functions"), Some(1.0));
+    assert_eq!(sample(text, "kindling_functions"), Some(2.0));
     assert!(sample(text, "process_resident_memory_bytes").unwrap() > 0.0);
     assert!(
         !text.contains("nobody"),
         "unknown names add no series: {text}"
     );
+    let slow = r#"{function="slow",version="1"}"#;
+    assert_eq!(
+        sample(text, &format!("kindling_in_flight_requests{slow}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            text,
+            r#"kindling_rejected_requests_total{function="slow",reason="concurrency_limit"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            text,
+            r#"kindling_requests_total{class="4xx",function="slow",version="1"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(holder.join().unwrap().unwrap(), 200);
+
+    // Every metric the shipped Grafana dashboard queries is one the node exposes.
+    let dashboard =
+        std::fs::read_to_string(repo_root().join("deploy/grafana/kindling.json")).unwrap();
+    let mut queried: Vec<&str> = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("kindling_") || word.starts_with("process_"))
+        .collect();
+    queried.sort_unstable();
+    queried.dedup();
+    assert!(queried.len() >= 10, "{queried:?}");
+    for name in queried {
+        assert!(
+            text.lines().any(|line| line.starts_with(name)),
+            "the dashboard queries {name}, which /metrics does not expose"
+        );
+    }
 }
 
 /// A Prometheus server scraping `target` every second, killed on drop.
