@@ -3,7 +3,7 @@
 
 use anyhow::{Context, anyhow};
 use kindling_gateway::ErrorBody;
-use kindling_gateway::api::{DeployResponse, FunctionInfo, RollbackRequest};
+use kindling_gateway::api::{DeployResponse, FunctionInfo, LogsResponse, RollbackRequest};
 use kindling_registry::{FunctionConfig, VersionRecord};
 use reqwest::{Method, Response, StatusCode};
 use serde::Deserialize;
@@ -53,6 +53,21 @@ impl Client {
 
     pub(crate) async fn function(&self, name: &str) -> anyhow::Result<FunctionInfo> {
         self.get_json(&format!("/v1/functions/{name}")).await
+    }
+
+    /// A page of the function's guest output; `wait` seconds of long poll for new lines.
+    pub(crate) async fn logs(
+        &self,
+        name: &str,
+        after: u64,
+        since_ms: u64,
+        limit: usize,
+        wait: u64,
+    ) -> anyhow::Result<LogsResponse> {
+        self.get_json(&format!(
+            "/v1/functions/{name}/logs?after={after}&since_ms={since_ms}&limit={limit}&wait={wait}"
+        ))
+        .await
     }
 
     pub(crate) async fn versions(&self, name: &str) -> anyhow::Result<Vec<VersionRecord>> {

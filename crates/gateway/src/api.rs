@@ -82,6 +82,34 @@ pub struct DeployResponse {
     pub load: Option<LoadInfo>,
 }
 
+/// One line of a function's guest output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Its sequence number; read on with `after` = the response's `next`.
+    pub seq: u64,
+    /// When it was written, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The request that wrote it.
+    pub request_id: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The line.
+    pub text: String,
+}
+
+/// A page of a function's guest output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsResponse {
+    /// The function.
+    pub function: String,
+    /// The lines, oldest first.
+    pub lines: Vec<LogEntry>,
+    /// Where to resume (`after`).
+    pub next: u64,
+    /// Lines the store has dropped to stay within its size.
+    pub dropped: u64,
+}
+
 /// The optional body of a rollback.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -153,6 +153,7 @@ async fn invoke_entry(
             .map(|info| info.0),
         local_addr: state.config.local_addr,
         request_id: request_id.clone(),
+        log: Some(entry.log.clone()),
     };
     let span = tracing::debug_span!(
         "kindling_gateway.handle",

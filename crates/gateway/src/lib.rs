@@ -11,6 +11,7 @@ pub mod api;
 mod config;
 mod error;
 mod invoke;
+mod logs;
 mod metrics;
 mod openapi;
 mod request_id;

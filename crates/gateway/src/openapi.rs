@@ -134,6 +134,41 @@ pub fn document() -> Value {
                     }
                 }
             },
+            "/v1/functions/{name}/logs": {
+                "parameters": [name],
+                "get": {
+                    "summary": "The function's recent guest output (stdout of components, stderr of all), oldest first",
+                    "parameters": [
+                        { "name": "after", "in": "query", "schema": { "type": "integer" },
+                          "description": "Only lines numbered at least this (the `next` of the previous page)" },
+                        { "name": "since_ms", "in": "query", "schema": { "type": "integer" },
+                          "description": "Only lines captured at or after this time, ms since the Unix epoch" },
+                        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 10000 },
+                          "description": "At most this many lines, the newest (default 1000)" },
+                        { "name": "wait", "in": "query", "schema": { "type": "integer", "maximum": 60 },
+                          "description": "Seconds to wait for a new line before answering (long poll)" }
+                    ],
+                    "responses": {
+                        "200": ok_json("lines, where to resume, and how many the bounded store dropped", json!({
+                            "type": "object",
+                            "properties": {
+                                "function": { "type": "string" },
+                                "next": { "type": "integer" },
+                                "dropped": { "type": "integer" },
+                                "lines": { "type": "array", "items": { "type": "object", "properties": {
+                                    "seq": { "type": "integer" },
+                                    "at_ms": { "type": "integer" },
+                                    "request_id": { "type": "string" },
+                                    "stream": { "type": "string", "enum": ["stdout", "stderr"] },
+                                    "text": { "type": "string" }
+                                }}}
+                            }
+                        })),
+                        "400": error("a bad query parameter"),
+                        "404": error("no such function")
+                    }
+                }
+            },
             "/{function}/{path}": {
                 "parameters": [
                     { "name": "function", "in": "path", "required": true, "schema": { "type": "string" } },

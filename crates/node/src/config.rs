@@ -34,6 +34,8 @@ pub struct NodeConfig {
     pub tick: Duration,
     /// Load every function at start-up instead of on its first request.
     pub preload: bool,
+    /// Bytes of guest output kept per function; the oldest lines go first.
+    pub log_capacity_bytes: usize,
 }
 
 impl NodeConfig {
@@ -52,6 +54,7 @@ impl NodeConfig {
             autoscaler: AutoscalerConfig::default(),
             tick: Duration::from_secs(1),
             preload: false,
+            log_capacity_bytes: 256 * 1024,
         }
     }
 }

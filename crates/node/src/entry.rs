@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use kindling_registry::VersionRecord;
-use kindling_runtime::{Function, FunctionSettings, LoadSource, Loaded};
+use kindling_runtime::{Function, FunctionLog, FunctionSettings, LoadSource, Loaded};
 use kindling_scheduler::{Account, Autoscaler, Lane, Millis, ScaleDecision};
 
 /// Code that is resident: the function can be instantiated without loading anything.
@@ -70,6 +70,8 @@ pub struct Entry {
     pub account: Account,
     /// Its counters.
     pub usage: Arc<Usage>,
+    /// Its guest output, kept across versions.
+    pub log: Arc<FunctionLog>,
     pub(crate) settings: FunctionSettings,
     pub(crate) autoscaler: Arc<Mutex<(Autoscaler, Option<ScaleDecision>)>>,
     code: RwLock<Option<Code>>,
@@ -87,6 +89,7 @@ impl Entry {
         lane: Arc<Lane>,
         account: Account,
         usage: Arc<Usage>,
+        log: Arc<FunctionLog>,
         settings: FunctionSettings,
         autoscaler: Arc<Mutex<(Autoscaler, Option<ScaleDecision>)>>,
         code: Option<Code>,
@@ -97,6 +100,7 @@ impl Entry {
             lane,
             account,
             usage,
+            log,
             settings,
             autoscaler,
             code: RwLock::new(code),

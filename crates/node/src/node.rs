@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use kindling_registry::{FunctionConfig, NewVersion, Registry, RegistryError, VersionRecord};
-use kindling_runtime::{Function, FunctionSettings, Loaded, Runtime};
+use kindling_runtime::{Function, FunctionLog, FunctionSettings, Loaded, Runtime};
 use kindling_scheduler::{
     Account, Admission, Autoscaler, KeepAlivePolicy, Lane, LaneConfig, Millis, NamespaceLimits,
     Permit, Rejection,
@@ -342,6 +342,10 @@ impl Node {
         let usage = previous
             .as_ref()
             .map_or_else(|| Arc::new(Usage::default()), |old| old.usage.clone());
+        let log = previous.as_ref().map_or_else(
+            || FunctionLog::new(self.config.log_capacity_bytes),
+            |old| old.log.clone(),
+        );
         let autoscaler = previous.as_ref().map_or_else(
             || Arc::new(Mutex::new((Autoscaler::new(self.config.autoscaler), None))),
             |old| old.autoscaler.clone(),
@@ -356,7 +360,7 @@ impl Node {
             Code::new(loaded, now)
         });
         let entry = Arc::new(Entry::new(
-            version, lane, account, usage, settings, autoscaler, code,
+            version, lane, account, usage, log, settings, autoscaler, code,
         ));
         self.table
             .write()

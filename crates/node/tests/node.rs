@@ -39,6 +39,7 @@ async fn call(node: &Node, name: &str, path: &str) -> (u16, String) {
         remote_addr: None,
         local_addr: None,
         request_id: "t".into(),
+        log: None,
     };
     let response = function.invoke(request, &info, permit).await.unwrap();
     let status = response.status().as_u16();

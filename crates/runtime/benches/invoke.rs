@@ -27,6 +27,7 @@ fn info() -> RequestInfo {
         remote_addr: None,
         local_addr: None,
         request_id: "bench".into(),
+        log: None,
     }
 }
 

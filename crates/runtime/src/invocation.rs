@@ -32,6 +32,8 @@ pub struct RequestInfo {
     pub local_addr: Option<SocketAddr>,
     /// The request id, shown in logs and error bodies.
     pub request_id: Arc<str>,
+    /// Where the function's guest output is kept, besides the host log.
+    pub log: Option<Arc<crate::logs::FunctionLog>>,
 }
 
 /// Classifies an error returned by instantiating or calling a guest, naming the limit that
@@ -97,11 +99,19 @@ pub(crate) fn wasi_builder(
 
 /// Writes what a guest printed to the host log, one event per line, tagged with the function
 /// and request id. Output past the capture cap was dropped and is reported as a count.
-pub(crate) fn log_guest_output(info: &RequestInfo, stream: &str, bytes: &[u8], dropped: u64) {
+pub(crate) fn log_guest_output(
+    info: &RequestInfo,
+    stream: &'static str,
+    bytes: &[u8],
+    dropped: u64,
+) {
     if bytes.is_empty() && dropped == 0 {
         return;
     }
     let text = String::from_utf8_lossy(bytes);
+    if let (Some(log), false) = (&info.log, text.is_empty()) {
+        log.push(&info.request_id, stream, &text);
+    }
     for line in text.lines() {
         tracing::info!(
             target: "kindling::guest",

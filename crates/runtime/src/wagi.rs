@@ -338,6 +338,7 @@ mod tests {
             remote_addr: Some("10.1.2.3:5555".parse().unwrap()),
             local_addr: None,
             request_id: "r1".into(),
+            log: None,
         };
         let function_env = vec![
             ("GREETING".to_string(), "hi".to_string()),

@@ -25,6 +25,7 @@ fn info(script_name: &str) -> RequestInfo {
         remote_addr: Some("127.0.0.1:40000".parse().unwrap()),
         local_addr: Some("127.0.0.1:3000".parse().unwrap()),
         request_id: "test-request".into(),
+        log: None,
     }
 }
 

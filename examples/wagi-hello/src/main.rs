@@ -2,7 +2,8 @@
 //!
 //! The request line and headers arrive as environment variables (`REQUEST_METHOD`,
 //! `PATH_INFO`, `QUERY_STRING`, `HTTP_*`), the body on stdin; the response is CGI headers, a
-//! blank line and the body on stdout. This one greets and echoes the body back.
+//! blank line and the body on stdout; stderr is its log. This one greets and echoes the body
+//! back, and logs each request.
 
 use std::io::{Read as _, Write as _};
 
@@ -13,6 +14,9 @@ fn main() {
 
     let mut body = Vec::new();
     std::io::stdin().read_to_end(&mut body).expect("read request body");
+
+    // stderr is the function's log: `kindling logs NAME` shows it with the request id.
+    eprintln!("handled {method} {path}");
 
     let mut out = std::io::stdout().lock();
     write!(out, "Content-Type: text/plain; charset=utf-8\r\n\r\n").unwrap();

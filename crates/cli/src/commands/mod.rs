@@ -6,6 +6,7 @@ mod deploy;
 mod fleet;
 mod inspect;
 mod invoke;
+mod logs;
 mod ls;
 mod rm;
 mod rollback;
@@ -43,6 +44,8 @@ enum Command {
     /// Delete a function and all its versions
     #[command(alias = "delete")]
     Rm(rm::RmCommand),
+    /// Print a function's recent guest output; --follow for new lines as they come
+    Logs(logs::LogsCommand),
     /// Call a function through the gateway and print the response
     Invoke(invoke::InvokeCommand),
     /// Load a URL and report throughput and latency percentiles
@@ -63,6 +66,7 @@ impl Cli {
             Command::Versions(command) => command.execute().await,
             Command::Rollback(command) => command.execute().await,
             Command::Rm(command) => command.execute().await,
+            Command::Logs(command) => command.execute().await,
             Command::Invoke(command) => command.execute().await,
             Command::Bench(command) => command.execute().await,
             Command::Advise(command) => command.execute().await,

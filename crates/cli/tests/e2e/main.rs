@@ -7,6 +7,7 @@ mod crash;
 mod fleet;
 mod hostile;
 mod lifecycle;
+mod logs;
 mod metrics;
 mod scheduling;
 mod sim;
