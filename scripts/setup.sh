@@ -4,6 +4,7 @@
 #   - clang, lld, wasi-libc and compiler-rt for wasm32 (the C example)
 #   - curl (readiness checks in scripts)
 #   - prometheus (promtool and a real Prometheus server for the metrics tests)
+#   - chromium (the dashboard test drives the page headless)
 # Safe to run repeatedly: it installs only what is missing.
 set -euo pipefail
 
@@ -22,7 +23,7 @@ if [ ${#missing_targets[@]} -gt 0 ]; then
   rustup target add "${missing_targets[@]}"
 fi
 
-packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 curl prometheus)
+packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 curl prometheus chromium)
 missing_packages=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

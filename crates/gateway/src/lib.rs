@@ -3,17 +3,19 @@
 //! One [`app`] holds everything a node answers: `/{function}/...` (or `Host:
 //! {function}.{domain}`) invokes a function; `/v1/` is the admin API described by
 //! `/v1/openapi.json`; `/healthz` and `/readyz` are for orchestrators; `/metrics` is for
-//! Prometheus. [`serve`] runs it on a
+//! Prometheus; `/dashboard` is for people. [`serve`] runs it on a
 //! listener with timeouts and graceful shutdown.
 
 mod admin;
 pub mod api;
 mod config;
+mod dashboard;
 mod error;
 mod invoke;
 mod logs;
 mod metrics;
 mod openapi;
+mod process;
 mod request_id;
 mod router;
 mod server;

@@ -6,7 +6,8 @@
 //! starts and pre-warms, the time spent loading) is read from the node's own counters when
 //! Prometheus scrapes, so nothing is counted twice and nothing drifts. Process metrics
 //! (`process_cpu_seconds_total`, `process_resident_memory_bytes`, ...) follow the standard
-//! names. Only deployed functions get series: a request for an unknown name adds no label.
+//! names and are read from `/proc/self` (`process.rs`). Only deployed functions get series: a
+//! request for an unknown name adds no label.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -68,11 +69,6 @@ impl Metrics {
             .expect("registered once");
         registry
             .register(Box::new(rejected.clone()))
-            .expect("registered once");
-        registry
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
             .expect("registered once");
         Self {
             registry,
@@ -226,6 +222,49 @@ fn snapshot(node: &Node, uptime: Duration) -> Registry {
         "kindling_node_in_flight_requests",
         "Requests running now on the whole node",
         i64::from(admission.in_flight()),
+    );
+    let process = crate::process::read();
+    let float = |name: &str, help: &str, value: Option<f64>, counter: bool| {
+        let Some(value) = value else { return };
+        if counter {
+            let metric = prometheus::Counter::new(name, help).expect("valid metric");
+            metric.inc_by(value);
+            registry.register(Box::new(metric)).expect("unique name");
+        } else {
+            let metric = Gauge::new(name, help).expect("valid metric");
+            metric.set(value);
+            registry.register(Box::new(metric)).expect("unique name");
+        }
+    };
+    float(
+        "process_cpu_seconds_total",
+        "User and system CPU time spent, in seconds",
+        process.cpu_seconds,
+        true,
+    );
+    float(
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes",
+        process.resident_bytes.map(|b| b as f64),
+        false,
+    );
+    float(
+        "process_start_time_seconds",
+        "Start time of the process since the Unix epoch, in seconds",
+        process.start_time_seconds,
+        false,
+    );
+    float(
+        "process_threads",
+        "Number of OS threads in the process",
+        process.threads.map(|t| t as f64),
+        false,
+    );
+    float(
+        "process_open_fds",
+        "Number of open file descriptors",
+        process.open_fds.map(|f| f as f64),
+        false,
     );
     let uptime_gauge =
         Gauge::new("kindling_uptime_seconds", "Time since the node started").expect("valid metric");

@@ -34,6 +34,7 @@ pub fn app(node: Arc<Node>, config: GatewayConfig) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(crate::metrics::handler))
+        .merge(crate::dashboard::routes())
         .nest("/v1", crate::admin::routes(state.config.max_module_bytes))
         .fallback(crate::invoke::by_path);
     // Host routing must see every request first, so that `hello.{domain}/v1/...` reaches the

@@ -4,6 +4,7 @@
 mod advise;
 mod bad_input;
 mod crash;
+mod dashboard;
 mod fleet;
 mod hostile;
 mod lifecycle;
