@@ -1,4 +1,4 @@
-//! Gateway settings: host-name routing, upload size, connection timeouts.
+//! Gateway settings: host-name routing, upload size, connection timeouts, tracing.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -20,6 +20,8 @@ pub struct GatewayConfig {
     pub shutdown_grace: Duration,
     /// The address the server listens on, reported to WAGI functions as the server port.
     pub local_addr: Option<SocketAddr>,
+    /// Where spans go; `None` turns tracing off (and costs nothing).
+    pub tracer: Option<kindling_telemetry::Tracer>,
 }
 
 impl Default for GatewayConfig {
@@ -32,6 +34,7 @@ impl Default for GatewayConfig {
             max_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(30),
             local_addr: None,
+            tracer: None,
         }
     }
 }

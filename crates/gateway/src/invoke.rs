@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -10,7 +12,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, Uri};
 use kindling_node::Entry;
-use kindling_runtime::RequestInfo;
+use kindling_runtime::{RequestInfo, RequestTrace};
+use kindling_telemetry::{SpanKind, TraceContext};
 use tracing::Instrument;
 
 use crate::error::ApiError;
@@ -72,13 +75,60 @@ async fn invoke(
     let Some(entry) = state.node.lookup(&name) else {
         return not_found(&name, &request_id(request.headers()));
     };
-    let response = invoke_entry(state, &entry, script_name, path_and_query, request).await;
+    let span = state.config.tracer.as_ref().map(|tracer| {
+        let parent = request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceContext::parse);
+        let mut span = tracer.start(
+            format!("{} /{name}", request.method()),
+            SpanKind::Server,
+            parent,
+        );
+        span.set("kindling.function", name.as_str());
+        span.set("kindling.function.version", entry.version.version);
+        span.set("http.request.method", request.method().as_str());
+        span.set("url.path", path_and_query.split('?').next().unwrap_or("/"));
+        let trace = RequestTrace {
+            tracer: tracer.clone(),
+            parent: span.context(),
+            instantiate_us: Arc::default(),
+        };
+        (span, trace)
+    });
+    let trace = span.as_ref().map(|(_, trace)| trace.clone());
+    let (response, loaded) =
+        invoke_entry(state, &entry, script_name, path_and_query, request, trace).await;
     state.metrics.observe(
         &entry.name,
         entry.version.version,
         response.status(),
         arrived.elapsed(),
     );
+    if let Some((mut span, trace)) = span {
+        let status = response.status();
+        span.set("http.response.status_code", status.as_u16());
+        span.set("kindling.cold_start", loaded.is_some());
+        if let Some(load) = loaded {
+            span.set("kindling.load_ms", load.as_secs_f64() * 1e3);
+        }
+        let instantiate_us = trace.instantiate_us.load(Ordering::Relaxed);
+        if instantiate_us > 0 {
+            span.set("kindling.instantiate_ms", instantiate_us as f64 / 1e3);
+        }
+        if let Some(id) = response
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+        {
+            span.set("kindling.request_id", id.to_string());
+        }
+        if status.is_server_error() {
+            span.fail(status.to_string());
+        }
+        span.end();
+    }
     response
 }
 
@@ -102,21 +152,25 @@ async fn invoke_entry(
     script_name: String,
     path_and_query: String,
     mut request: Request,
-) -> Response {
+    trace: Option<RequestTrace>,
+) -> (Response, Option<Duration>) {
     let name = entry.name.as_ref();
     let request_id = request_id(request.headers());
     let permit = match state.node.admit(entry).await {
         Ok(permit) => permit,
         Err(rejection) => {
             state.metrics.rejected(name, rejection.code());
-            return ApiError::from_rejection(name, &rejection, &request_id).into_response();
+            return (
+                ApiError::from_rejection(name, &rejection, &request_id).into_response(),
+                None,
+            );
         }
     };
-    let function = match state.node.warm(entry, true).await {
-        Ok(function) => function,
+    let (function, loaded) = match state.node.warm_timed(entry, true).await {
+        Ok(warm) => warm,
         Err(err) => {
             tracing::error!(function = %name, request_id = %request_id, error = %err, "cold start failed");
-            return ApiError::new(
+            let error = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "function_unavailable",
                 format!(
@@ -124,17 +178,17 @@ async fn invoke_entry(
                      roll it back (the server log says why)"
                 ),
             )
-            .with_request_id(Some(&request_id))
-            .into_response();
+            .with_request_id(Some(&request_id));
+            return (error.into_response(), None);
         }
     };
 
     match Uri::builder().path_and_query(path_and_query).build() {
         Ok(uri) => *request.uri_mut() = uri,
         Err(err) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "bad_uri", err.to_string())
-                .with_request_id(Some(&request_id))
-                .into_response();
+            let error = ApiError::new(StatusCode::BAD_REQUEST, "bad_uri", err.to_string())
+                .with_request_id(Some(&request_id));
+            return (error.into_response(), loaded);
         }
     }
     if !request.headers().contains_key(http::header::HOST)
@@ -154,6 +208,8 @@ async fn invoke_entry(
         local_addr: state.config.local_addr,
         request_id: request_id.clone(),
         log: Some(entry.log.clone()),
+        trace,
+        local: Some(state.local.clone()),
     };
     let span = tracing::debug_span!(
         "kindling_gateway.handle",
@@ -165,7 +221,7 @@ async fn invoke_entry(
         .invoke(request, &info, permit)
         .instrument(span)
         .await;
-    match result {
+    let response = match result {
         Ok(response) => {
             let mut response = response.map(Body::new);
             if let Ok(id) = HeaderValue::from_str(&request_id) {
@@ -174,7 +230,8 @@ async fn invoke_entry(
             response
         }
         Err(err) => ApiError::from_invoke(name, err, &request_id).into_response(),
-    }
+    };
+    (response, loaded)
 }
 
 /// Splits `/name/rest` into `("name", "/rest")`; `/name` gives `("name", "/")`.

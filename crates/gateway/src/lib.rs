@@ -12,6 +12,7 @@ mod config;
 mod dashboard;
 mod error;
 mod invoke;
+mod local;
 mod logs;
 mod metrics;
 mod openapi;

@@ -20,6 +20,7 @@ pub(crate) struct AppState {
     pub(crate) node: Arc<Node>,
     pub(crate) config: Arc<GatewayConfig>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    pub(crate) local: Arc<crate::local::LocalRouter>,
 }
 
 /// Builds the application for a node.
@@ -28,7 +29,9 @@ pub fn app(node: Arc<Node>, config: GatewayConfig) -> Router {
         node,
         config: Arc::new(config),
         metrics: Arc::new(crate::metrics::Metrics::new()),
+        local: Arc::new(crate::local::LocalRouter::default()),
     };
+    let local = state.local.clone();
     let mut router = Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
@@ -45,7 +48,9 @@ pub fn app(node: Arc<Node>, config: GatewayConfig) -> Router {
             crate::invoke::by_host,
         ));
     }
-    router.with_state(state)
+    let router = router.with_state(state);
+    local.install(router.clone());
+    router
 }
 
 async fn index(State(state): State<AppState>) -> impl IntoResponse {

@@ -141,11 +141,21 @@ impl Node {
     /// The function's code, loading it if it is cold. `count` records the call as a request
     /// (and, when it loaded the code, as a cold start).
     pub async fn warm(&self, entry: &Arc<Entry>, count: bool) -> Result<Function, NodeError> {
+        Ok(self.warm_timed(entry, count).await?.0)
+    }
+
+    /// As [`Node::warm`], also saying how long loading took when this call loaded the code
+    /// (`None`: it was resident, a warm start).
+    pub async fn warm_timed(
+        &self,
+        entry: &Arc<Entry>,
+        count: bool,
+    ) -> Result<(Function, Option<std::time::Duration>), NodeError> {
         if let Some(code) = entry.code() {
             if count {
                 entry.record_use(self.now(), false);
             }
-            return Ok(code.function);
+            return Ok((code.function, None));
         }
         let _loading = entry.loading.lock().await;
         // Another request may have loaded it while this one waited.
@@ -153,7 +163,7 @@ impl Node {
             if count {
                 entry.record_use(self.now(), false);
             }
-            return Ok(code.function);
+            return Ok((code.function, None));
         }
         let loaded = match self.load(&entry.version, entry.settings.clone()).await {
             Ok(loaded) => loaded,
@@ -174,12 +184,13 @@ impl Node {
             "cold start"
         );
         let function = loaded.function.clone();
+        let took = loaded.elapsed;
         entry.set_failure(None);
         entry.set_code(Some(Code::new(loaded, self.now())));
         if count {
             entry.record_use(self.now(), true);
         }
-        Ok(function)
+        Ok((function, Some(took)))
     }
 
     /// Validates, compiles and activates a new version. On any failure the previous version

@@ -40,6 +40,8 @@ async fn call(node: &Node, name: &str, path: &str) -> (u16, String) {
         local_addr: None,
         request_id: "t".into(),
         log: None,
+        trace: None,
+        local: None,
     };
     let response = function.invoke(request, &info, permit).await.unwrap();
     let status = response.status().as_u16();

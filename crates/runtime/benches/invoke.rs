@@ -28,6 +28,8 @@ fn info() -> RequestInfo {
         local_addr: None,
         request_id: "bench".into(),
         log: None,
+        trace: None,
+        local: None,
     }
 }
 

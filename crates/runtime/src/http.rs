@@ -89,6 +89,8 @@ where
                 policy: settings.outbound.clone(),
                 function: info.function.clone(),
                 request_id: info.request_id.clone(),
+                trace: info.trace.clone(),
+                local: info.local.clone(),
             },
             limiter: GuestLimiter::new(limits.memory_bytes),
         },
@@ -120,7 +122,14 @@ where
         async move {
             let _hold = hold;
             let run = async {
+                let instantiating = std::time::Instant::now();
                 let proxy = pre.instantiate_async(&mut store).await?;
+                if let Some(trace) = &task_info.trace {
+                    trace.instantiate_us.store(
+                        instantiating.elapsed().as_micros() as u64,
+                        Ordering::Relaxed,
+                    );
+                }
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, incoming, outparam)

@@ -34,6 +34,23 @@ pub struct RequestInfo {
     pub request_id: Arc<str>,
     /// Where the function's guest output is kept, besides the host log.
     pub log: Option<Arc<crate::logs::FunctionLog>>,
+    /// The request's place in a trace, when tracing is on.
+    pub trace: Option<RequestTrace>,
+    /// Where calls to `http://{name}.fn.local/` go: other functions of the same node, in
+    /// process. Without it such calls fail like any unreachable host.
+    pub local: Option<Arc<dyn crate::outbound::LocalFunctions>>,
+}
+
+/// The request's place in a trace: its server span, which the function's outbound calls are
+/// children of.
+#[derive(Debug, Clone)]
+pub struct RequestTrace {
+    /// Where spans go.
+    pub tracer: kindling_telemetry::Tracer,
+    /// The request's own span.
+    pub parent: kindling_telemetry::TraceContext,
+    /// Set by the runtime: microseconds spent instantiating the function for this request.
+    pub instantiate_us: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Classifies an error returned by instantiating or calling a guest, naming the limit that

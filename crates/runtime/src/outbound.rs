@@ -1,7 +1,12 @@
-//! The outbound HTTP allow-list. A function may call only hosts it declared at deploy, in
-//! Spin's form: `https://api.example.com` (default port of the scheme), `http://*.internal:8080`
-//! (any subdomain), `*://example.com:*` (any scheme and port). Everything else is refused with
+//! Outbound HTTP. A function may call only hosts it declared at deploy, in Spin's form:
+//! `https://api.example.com` (default port of the scheme), `http://*.internal:8080` (any
+//! subdomain), `*://example.com:*` (any scheme and port). Everything else is refused with
 //! `HttpRequestDenied` to the guest and a log line on the host.
+//!
+//! An allowed call to `http://{name}.fn.local/...` never leaves the process: it goes to the
+//! node's function `name` through [`LocalFunctions`] (admission, limits and metrics included).
+//! When the request is traced, each call is a client span and carries `traceparent`, so a chain
+//! of functions is one trace.
 
 use std::fmt;
 use std::sync::Arc;
@@ -130,11 +135,28 @@ fn parse_rule(entry: &str) -> Result<Rule, String> {
     Ok(Rule { scheme, host, port })
 }
 
-/// The `wasi:http` hooks of one request: outgoing requests go through the allow-list.
+/// The host suffix of in-process calls: `http://{name}.fn.local/`.
+pub const LOCAL_SUFFIX: &str = ".fn.local";
+
+/// A call to another function of the node, answered in process.
+pub type LocalCall = std::pin::Pin<
+    Box<dyn Future<Output = Result<http::Response<WasiBody>, HttpError>> + Send + 'static>,
+>;
+
+/// The node's functions as seen from a guest's outbound calls.
+pub trait LocalFunctions: Send + Sync + fmt::Debug {
+    /// Invokes `function` with `request` (its URI is the path and query the caller used).
+    fn call(&self, function: &str, request: http::Request<WasiBody>) -> LocalCall;
+}
+
+/// The `wasi:http` hooks of one request: outgoing requests go through the allow-list, become
+/// client spans when the request is traced, and reach `*.fn.local` in process.
 pub(crate) struct OutboundHooks {
     pub(crate) policy: Arc<OutboundPolicy>,
     pub(crate) function: Arc<str>,
     pub(crate) request_id: Arc<str>,
+    pub(crate) trace: Option<crate::invocation::RequestTrace>,
+    pub(crate) local: Option<Arc<dyn LocalFunctions>>,
 }
 
 type SendFuture = Box<
@@ -152,7 +174,7 @@ type SendFuture = Box<
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
@@ -178,13 +200,62 @@ impl WasiHttpHooks for OutboundHooks {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         drop(fut);
+        let span = self.trace.as_ref().map(|trace| {
+            let mut span = trace.tracer.start(
+                format!("{} {host}", request.method()),
+                kindling_telemetry::SpanKind::Client,
+                Some(trace.parent),
+            );
+            span.set("http.request.method", request.method().as_str());
+            span.set("server.address", host);
+            if let Some(port) = uri.port_u16() {
+                span.set("server.port", port);
+            }
+            span.set("url.full", format!("{}", Destination(uri)) + uri.path());
+            span
+        });
+        let local = host
+            .strip_suffix(LOCAL_SUFFIX)
+            .filter(|name| !name.is_empty() && !name.contains('.'))
+            .map(str::to_string);
+        if let Some(span) = &span
+            && let Ok(value) = http::HeaderValue::from_str(&span.context().header())
+        {
+            request.headers_mut().insert("traceparent", value);
+        }
+        let dispatcher = self.local.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            let result = match (local, dispatcher) {
+                (Some(name), Some(dispatcher)) => {
+                    dispatcher.call(&name, request).await.map(|response| {
+                        let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
+                            Box::new(async { Ok(()) });
+                        (response, done)
+                    })
+                }
+                (Some(_), None) => Err(HttpError::DestinationNotFound),
+                (None, _) => wasmtime_wasi_http::default_send_request(request, options)
+                    .await
+                    .map(|(response, io)| {
+                        let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
+                            Box::new(io);
+                        (response.map(BodyExt::boxed_unsync), io)
+                    }),
+            };
+            if let Some(mut span) = span {
+                match &result {
+                    Ok((response, _)) => {
+                        span.set("http.response.status_code", response.status().as_u16());
+                        if response.status().is_server_error() {
+                            span.fail(response.status().to_string());
+                        }
+                    }
+                    Err(err) => span.fail(format!("{err:?}")),
+                }
+                span.end();
+            }
+            result
         })
     }
 }

@@ -339,6 +339,8 @@ mod tests {
             local_addr: None,
             request_id: "r1".into(),
             log: None,
+            trace: None,
+            local: None,
         };
         let function_env = vec![
             ("GREETING".to_string(), "hi".to_string()),

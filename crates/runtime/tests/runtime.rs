@@ -26,6 +26,8 @@ fn info(script_name: &str) -> RequestInfo {
         local_addr: Some("127.0.0.1:3000".parse().unwrap()),
         request_id: "test-request".into(),
         log: None,
+        trace: None,
+        local: None,
     }
 }
 

@@ -151,11 +151,17 @@ fn stream(out: ResponseOutparam, write: impl FnOnce(&mut wasip2::io::streams::Ou
     let _ = OutgoingBody::finish(body, None);
 }
 
-fn outbound(authority: &str) -> String {
+/// GET `http://{target}`, where `target` is an authority and optionally a path and query
+/// (`b.fn.local/outbound?c.fn.local` chains a call through two more functions).
+fn outbound(target: &str) -> String {
+    let (authority, path) = match target.find('/') {
+        Some(slash) => (&target[..slash], &target[slash..]),
+        None => (target, "/"),
+    };
     let request = OutgoingRequest::new(Fields::new());
     let _ = request.set_scheme(Some(&Scheme::Http));
     let _ = request.set_authority(Some(authority));
-    let _ = request.set_path_with_query(Some("/"));
+    let _ = request.set_path_with_query(Some(path));
     let body = request.body().expect("body is taken once");
     let future = match wasip2::http::outgoing_handler::handle(request, None) {
         Ok(future) => future,

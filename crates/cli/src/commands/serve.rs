@@ -148,6 +148,8 @@ impl ServeCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         init_tracing(self.log_format);
         let (node_config, mut gateway_config) = self.validate()?;
+        gateway_config.tracer = kindling_telemetry::Tracer::from_env()
+            .map_err(|err| UsageError(format!("tracing: {err}")))?;
         raise_open_file_limit();
         std::fs::create_dir_all(&node_config.data_dir).map_err(|err| {
             UsageError(format!(
@@ -175,10 +177,16 @@ impl ServeCommand {
             data_dir.display()
         );
 
+        if gateway_config.tracer.is_some() {
+            println!("kindling: exporting traces over OTLP (OTEL_EXPORTER_OTLP_* variables)");
+        }
         let app = kindling_gateway::app(Arc::clone(&node), gateway_config.clone());
         kindling_gateway::serve(listener, app, &gateway_config, shutdown_signal())
             .await
             .context("the server failed")?;
+        if let Some(tracer) = &gateway_config.tracer {
+            tracer.flush().await;
+        }
         tracing::info!("stopped");
         Ok(())
     }

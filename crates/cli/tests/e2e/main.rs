@@ -12,6 +12,7 @@ mod logs;
 mod metrics;
 mod scheduling;
 mod sim;
+mod traces;
 mod wasi_http;
 
 use std::path::PathBuf;
