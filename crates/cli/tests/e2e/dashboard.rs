@@ -125,20 +125,32 @@ fn the_dashboard_shows_live_numbers_that_match_the_metrics() {
         .unwrap();
     assert!(samples >= 3, "the page sampled /metrics {samples} times");
     let row = r#"data-function="hello""#;
-    let rps: f64 = attribute(&dom, row, "data-rps").unwrap().parse().unwrap();
-    let total: f64 = attribute(&dom, row, "data-total").unwrap().parse().unwrap();
-    // The numbers moved, and agree with what /metrics said around the same time.
-    assert!(rps > 0.0, "{dom}");
+    let number = |name: &str| -> f64 { attribute(&dom, row, name).unwrap().parse().unwrap() };
+    let (rps, total) = (number("data-rps"), number("data-total"));
+    let (from, to, from_total) = (
+        number("data-from"),
+        number("data-to"),
+        number("data-from-total"),
+    );
+    // The numbers moved: requests arrived during the page's window.
+    assert!(rps > 0.0 && total > from_total, "{dom}");
+    // They agree with /metrics: the counts the page read lie between the test's own scrapes
+    // around it, at uptimes between theirs, and the rate shown is exactly those counts over
+    // that time.
     assert!(
-        (before.1..=after.1).contains(&total),
-        "the page's count {total} is not between the scrapes around it ({} and {})",
+        before.1 <= from_total && total <= after.1,
+        "the page's counts {from_total}..{total} are not between the scrapes around it ({} and {})",
         before.1,
         after.1
     );
-    let measured = (after.1 - before.1) / (after.0 - before.0);
     assert!(
-        rps > measured / 2.0 && rps < measured * 2.0,
-        "the page shows {rps} req/s, /metrics {measured}"
+        before.0 <= from && to <= after.0,
+        "{from}..{to} vs {before:?}..{after:?}"
+    );
+    let expected = (total - from_total) / (to - from);
+    assert!(
+        (rps - expected).abs() < 1e-6 * expected.max(1.0),
+        "the page shows {rps} req/s; its samples say {expected}"
     );
     assert!(dom.contains(r#"data-function="greet""#));
 

@@ -98,6 +98,8 @@ function rates(name) {
     p50: dt > 0 && a ? quantile(0.5, b.buckets, a.buckets) : null,
     p99: dt > 0 && a ? quantile(0.99, b.buckets, a.buckets) : null,
     total: b.requests,
+    // The window the rates cover: uptimes and request counts at its ends.
+    window: { from: past.t, to: now.t, fromTotal: a ? a.requests : b.requests },
   };
 }
 
@@ -187,7 +189,10 @@ function renderOverview() {
   document.getElementById("no-functions").hidden = names.length > 0;
   for (const name of names) {
     const f = now.fns.get(name), r = rates(name);
-    const row = el("tr", { "data-function": name, "data-rps": r.rps ?? "", "data-total": r.total, "data-p99": r.p99 ?? "" });
+    const row = el("tr", {
+      "data-function": name, "data-rps": r.rps ?? "", "data-total": r.total, "data-p99": r.p99 ?? "",
+      "data-from": r.window.from, "data-to": r.window.to, "data-from-total": r.window.fromTotal,
+    });
     const link = el("td"); link.append(el("a", { href: `#/fn/${encodeURIComponent(name)}` }, name));
     const state = el("td"); state.append(el("span", { class: `state ${f.loaded ? "warm" : "cold"}` }, f.loaded ? "warm" : "cold"));
     row.append(link, el("td", {}, f.version), state, el("td", { class: "rps" }, fmt.rate(r.rps)),
