@@ -12,13 +12,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, Uri};
 use kindling_node::Entry;
-use kindling_runtime::{RequestInfo, RequestTrace};
+use kindling_runtime::{CallDepth, RequestInfo, RequestTrace};
 use kindling_telemetry::{SpanKind, TraceContext};
 use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::request_id::{REQUEST_ID, request_id};
 use crate::router::AppState;
+
+/// How many `fn.local` calls deep a chain may go before it is refused (508 Loop Detected).
+pub(crate) const MAX_CALL_DEPTH: u32 = 8;
 
 /// Fallback handler: `/{function}/{rest...}` invokes `function` with the path `/{rest...}`.
 pub(crate) async fn by_path(State(state): State<AppState>, request: Request) -> Response {
@@ -156,6 +159,22 @@ async fn invoke_entry(
 ) -> (Response, Option<Duration>) {
     let name = entry.name.as_ref();
     let request_id = request_id(request.headers());
+    let call_depth = request
+        .extensions()
+        .get::<CallDepth>()
+        .map_or(0, |depth| depth.0);
+    if call_depth > MAX_CALL_DEPTH {
+        let error = ApiError::new(
+            StatusCode::LOOP_DETECTED,
+            "call_chain_too_deep",
+            format!(
+                "function {name:?} was called {call_depth} calls deep through fn.local; the \
+                 limit is {MAX_CALL_DEPTH}: look for functions that call each other in a loop"
+            ),
+        )
+        .with_request_id(Some(&request_id));
+        return (error.into_response(), None);
+    }
     let permit = match state.node.admit(entry).await {
         Ok(permit) => permit,
         Err(rejection) => {
@@ -210,6 +229,7 @@ async fn invoke_entry(
         log: Some(entry.log.clone()),
         trace,
         local: Some(state.local.clone()),
+        call_depth,
     };
     let span = tracing::debug_span!(
         "kindling_gateway.handle",

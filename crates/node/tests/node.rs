@@ -42,6 +42,7 @@ async fn call(node: &Node, name: &str, path: &str) -> (u16, String) {
         log: None,
         trace: None,
         local: None,
+        call_depth: 0,
     };
     let response = function.invoke(request, &info, permit).await.unwrap();
     let status = response.status().as_u16();

@@ -30,6 +30,7 @@ fn info() -> RequestInfo {
         log: None,
         trace: None,
         local: None,
+        call_depth: 0,
     }
 }
 

@@ -91,6 +91,7 @@ where
                 request_id: info.request_id.clone(),
                 trace: info.trace.clone(),
                 local: info.local.clone(),
+                call_depth: info.call_depth,
             },
             limiter: GuestLimiter::new(limits.memory_bytes),
         },

@@ -39,6 +39,8 @@ pub struct RequestInfo {
     /// Where calls to `http://{name}.fn.local/` go: other functions of the same node, in
     /// process. Without it such calls fail like any unreachable host.
     pub local: Option<Arc<dyn crate::outbound::LocalFunctions>>,
+    /// How many `fn.local` calls deep this request is (0 from outside).
+    pub call_depth: u32,
 }
 
 /// The request's place in a trace: its server span, which the function's outbound calls are

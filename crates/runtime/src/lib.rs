@@ -27,5 +27,5 @@ pub use function::Function;
 pub use invocation::{BoxError, RequestInfo, RequestTrace, ResponseBody};
 pub use kind::FunctionKind;
 pub use logs::{FunctionLog, LogLine, LogPage};
-pub use outbound::{LOCAL_SUFFIX, LocalCall, LocalFunctions, OutboundPolicy};
+pub use outbound::{CallDepth, LOCAL_SUFFIX, LocalCall, LocalFunctions, OutboundPolicy};
 pub use runtime::{LoadSource, Loaded, Runtime};

@@ -143,6 +143,12 @@ pub type LocalCall = std::pin::Pin<
     Box<dyn Future<Output = Result<http::Response<WasiBody>, HttpError>> + Send + 'static>,
 >;
 
+/// How many in-process calls deep a request is: 0 for a request from outside, 1 for a call a
+/// function made through `fn.local`, and so on. Set by the host as a request extension, which a
+/// guest cannot forge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CallDepth(pub u32);
+
 /// The node's functions as seen from a guest's outbound calls.
 pub trait LocalFunctions: Send + Sync + fmt::Debug {
     /// Invokes `function` with `request` (its URI is the path and query the caller used).
@@ -157,6 +163,7 @@ pub(crate) struct OutboundHooks {
     pub(crate) request_id: Arc<str>,
     pub(crate) trace: Option<crate::invocation::RequestTrace>,
     pub(crate) local: Option<Arc<dyn LocalFunctions>>,
+    pub(crate) call_depth: u32,
 }
 
 type SendFuture = Box<
@@ -224,6 +231,11 @@ impl WasiHttpHooks for OutboundHooks {
             request.headers_mut().insert("traceparent", value);
         }
         let dispatcher = self.local.clone();
+        if local.is_some() {
+            request
+                .extensions_mut()
+                .insert(CallDepth(self.call_depth + 1));
+        }
         Box::new(async move {
             use http_body_util::BodyExt;
             let result = match (local, dispatcher) {

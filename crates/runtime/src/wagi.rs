@@ -341,6 +341,7 @@ mod tests {
             log: None,
             trace: None,
             local: None,
+            call_depth: 0,
         };
         let function_env = vec![
             ("GREETING".to_string(), "hi".to_string()),

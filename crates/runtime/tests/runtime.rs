@@ -28,6 +28,7 @@ fn info(script_name: &str) -> RequestInfo {
         log: None,
         trace: None,
         local: None,
+        call_depth: 0,
     }
 }
 

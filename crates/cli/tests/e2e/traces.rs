@@ -226,3 +226,38 @@ fn an_unsupported_otlp_protocol_is_refused_before_binding() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_function_calling_itself_in_a_loop_is_stopped_at_the_depth_limit() {
+    let (_dir, server) = crate::fresh_server(&[]);
+    let caller = test_program("hostile-http");
+    server
+        .cli(&[
+            "deploy",
+            "loop",
+            path_str(&caller),
+            "--allow-outbound",
+            "http://loop.fn.local",
+        ])
+        .ok();
+    // Twelve calls deep if nothing stopped it: `loop` asks `loop` to ask `loop`, and so on.
+    let path = format!("/loop/outbound?{}", "loop.fn.local/outbound?".repeat(12));
+    let get = |url: String| {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "-w", "\n%{http_code}", &url])
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(get(server.url(&path)), "status: 200\n\n200");
+    let metrics = get(server.url("/metrics"));
+    // The ninth call in process was refused with 508; everyone above it answered.
+    assert!(
+        metrics.contains(r#"kindling_requests_total{class="5xx",function="loop",version="1"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"kindling_requests_total{class="2xx",function="loop",version="1"} 9"#),
+        "{metrics}"
+    );
+}
