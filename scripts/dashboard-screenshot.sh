@@ -5,7 +5,7 @@
 #   scripts/dashboard-screenshot.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --test
 scripts/build-guests.sh >/dev/null
 cargo build --quiet --release --locked -p kindling-cli
 target="${CARGO_TARGET_DIR:-target}"

@@ -3,9 +3,11 @@
 #   - the wasm32-wasip1 and wasm32-wasip2 Rust targets (guest builds)
 #   - clang, lld, wasi-libc and compiler-rt for wasm32 (the C example)
 #   - curl (readiness checks in scripts)
+# and with --test, what the test suite also runs:
 #   - prometheus (promtool and a real Prometheus server for the metrics tests)
 #   - chromium (the dashboard test drives the page headless)
 # Safe to run repeatedly: it installs only what is missing.
+#   scripts/setup.sh [--test]
 set -euo pipefail
 
 if ! command -v cargo >/dev/null || ! command -v rustup >/dev/null; then
@@ -23,7 +25,13 @@ if [ ${#missing_targets[@]} -gt 0 ]; then
   rustup target add "${missing_targets[@]}"
 fi
 
-packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 curl prometheus chromium)
+packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 curl)
+if [ "${1:-}" = "--test" ]; then
+  packages+=(prometheus chromium)
+elif [ $# -gt 0 ]; then
+  echo "setup: unknown argument $1; usage: scripts/setup.sh [--test]" >&2
+  exit 2
+fi
 missing_packages=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

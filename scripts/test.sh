@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+scripts/setup.sh --test
 scripts/build-guests.sh
 
 # Benchmarks and production run without it; tests should see the same Wasmtime behaviour.
