@@ -46,6 +46,9 @@ Kindling is serving. Try:
   curl $KINDLING_SERVER/c-hello/
   $kindling inspect hello
   curl $KINDLING_SERVER/v1/openapi.json
+  $kindling logs wagi-hello --follow
+  curl $KINDLING_SERVER/metrics
+  open $KINDLING_SERVER/dashboard in a browser for the live view
 Ctrl-C stops the server; the functions stay deployed in ${KINDLING_DATA_DIR:-.kindling}.
 TXT
 wait "$server"
