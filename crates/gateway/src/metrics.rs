@@ -24,7 +24,8 @@ use prometheus::{
 
 use crate::router::AppState;
 
-/// The per-request metrics and the process collector, kept for the node's life.
+/// The metrics counted per request, kept for the node's life (a deleted function's series stay
+/// until the node restarts, as counters should).
 pub(crate) struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
