@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::keepalive::{KeepAlivePolicy, Millis, ResidentSet, Usage};
+use crate::keepalive::{KeepAlivePolicy, Millis, ResidentSet, Usage, evict_over_budget};
 
 /// The cost assumed for a function whose load time has not been measured yet.
 const DEFAULT_COST_MS: f64 = 1.0;
@@ -40,45 +40,20 @@ impl Gdsf {
             .map_or(self.clock, |p| p.priority)
     }
 
-    /// Adds the lowest-priority idle functions to `evicted` until the rest fits the budget.
+    /// Adds the lowest-priority idle functions to `evicted` until the rest fits the budget
+    /// (the older first among equals), raising the clock to the last priority evicted.
     pub(crate) fn evict_over_budget(&mut self, set: ResidentSet<'_>, evicted: &mut Vec<Arc<str>>) {
-        let Some(budget) = set.budget_bytes else {
-            return;
-        };
-        let mut used: u64 = set
-            .residents
-            .iter()
-            .filter(|r| !evicted.contains(&r.function))
-            .map(|r| r.memory_bytes)
-            .sum();
-        if used <= budget {
-            return;
-        }
-        let mut candidates: Vec<(f64, Millis, &Arc<str>, u64)> = set
-            .residents
-            .iter()
-            .filter(|r| r.in_flight == 0 && !evicted.contains(&r.function))
-            .map(|r| {
-                (
-                    self.priority(&r.function),
-                    r.last_used,
-                    &r.function,
-                    r.memory_bytes,
-                )
-            })
-            .collect();
-        candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        for (priority, _, function, bytes) in candidates {
-            if used <= budget {
-                break;
-            }
-            used -= bytes;
-            self.clock = self.clock.max(priority);
+        let chosen = evict_over_budget(set, evicted, |a, b| {
+            self.priority(&a.function)
+                .total_cmp(&self.priority(&b.function))
+                .then(a.last_used.cmp(&b.last_used))
+        });
+        for resident in chosen {
+            self.clock = self.clock.max(self.priority(&resident.function));
             // Frequency counts calls while resident: an unloaded function starts again.
-            if let Some(priced) = self.functions.get_mut(function.as_ref()) {
+            if let Some(priced) = self.functions.get_mut(resident.function.as_ref()) {
                 priced.frequency = 0;
             }
-            evicted.push(function.clone());
         }
     }
 }

@@ -138,17 +138,7 @@ impl KeepAlivePolicy for HazardWindows {
     }
 
     fn evict(&mut self, now: Millis, set: ResidentSet<'_>) -> Vec<Arc<str>> {
-        let mut evicted: Vec<Arc<str>> = set
-            .residents
-            .iter()
-            .filter(|r| r.in_flight == 0)
-            .filter(|r| {
-                self.tracker
-                    .wants_unloaded(r, now)
-                    .unwrap_or(now.saturating_sub(r.last_used) >= self.config.fallback)
-            })
-            .map(|r| r.function.clone())
-            .collect();
+        let mut evicted = self.tracker.outside_windows(set, now, self.config.fallback);
         self.budget.evict_over_budget(set, &mut evicted);
         evicted
     }

@@ -120,17 +120,7 @@ impl KeepAlivePolicy for HybridHistogram {
     }
 
     fn evict(&mut self, now: Millis, set: ResidentSet<'_>) -> Vec<Arc<str>> {
-        let mut evicted: Vec<Arc<str>> = set
-            .residents
-            .iter()
-            .filter(|r| r.in_flight == 0)
-            .filter(|r| {
-                self.tracker
-                    .wants_unloaded(r, now)
-                    .unwrap_or(now.saturating_sub(r.last_used) >= self.config.bin)
-            })
-            .map(|r| r.function.clone())
-            .collect();
+        let mut evicted = self.tracker.outside_windows(set, now, self.config.bin);
         evict_lru_over_budget(set, &mut evicted);
         evicted
     }

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::keepalive::{Millis, Resident, Usage};
+use crate::keepalive::{Millis, Resident, ResidentSet, Usage};
 
 /// How many out-of-range idle times are kept for the forecast.
 const FORECAST_HISTORY: usize = 16;
@@ -190,10 +190,29 @@ impl WindowTracker {
 
     /// Whether the plan wants `resident` unloaded at `now`; `None` for a function the tracker
     /// has never seen called.
-    pub(crate) fn wants_unloaded(&self, resident: &Resident, now: Millis) -> Option<bool> {
+    fn wants_unloaded(&self, resident: &Resident, now: Millis) -> Option<bool> {
         let tracked = self.functions.get(&resident.function)?;
         let offset = now.saturating_sub(tracked.last_active);
         Some(!in_windows(&tracked.windows, offset))
+    }
+
+    /// Idle residents the plans want unloaded at `now`; a function never seen called goes
+    /// once it has been unused for `unknown_after`.
+    pub(crate) fn outside_windows(
+        &self,
+        set: ResidentSet<'_>,
+        now: Millis,
+        unknown_after: Millis,
+    ) -> Vec<Arc<str>> {
+        set.residents
+            .iter()
+            .filter(|r| r.in_flight == 0)
+            .filter(|r| {
+                self.wants_unloaded(r, now)
+                    .unwrap_or(now.saturating_sub(r.last_used) >= unknown_after)
+            })
+            .map(|r| r.function.clone())
+            .collect()
     }
 
     /// Functions entering a window that starts after their last call.

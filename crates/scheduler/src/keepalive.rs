@@ -128,8 +128,20 @@ impl KeepAlivePolicy for FixedTtl {
 
 /// Adds least-recently-used functions to `evicted` until what remains fits the budget.
 pub(crate) fn evict_lru_over_budget(set: ResidentSet<'_>, evicted: &mut Vec<Arc<str>>) {
+    evict_over_budget(set, evicted, |a, b| {
+        (a.last_used, a.loaded_at).cmp(&(b.last_used, b.loaded_at))
+    });
+}
+
+/// Adds idle functions to `evicted`, first as `order` sorts them, until what remains fits the
+/// budget; returns the ones it added. Functions with requests in flight are never chosen.
+pub(crate) fn evict_over_budget<'s>(
+    set: ResidentSet<'s>,
+    evicted: &mut Vec<Arc<str>>,
+    mut order: impl FnMut(&Resident, &Resident) -> std::cmp::Ordering,
+) -> Vec<&'s Resident> {
     let Some(budget) = set.budget_bytes else {
-        return;
+        return Vec::new();
     };
     let mut used: u64 = set
         .residents
@@ -138,21 +150,24 @@ pub(crate) fn evict_lru_over_budget(set: ResidentSet<'_>, evicted: &mut Vec<Arc<
         .map(|r| r.memory_bytes)
         .sum();
     if used <= budget {
-        return;
+        return Vec::new();
     }
     let mut candidates: Vec<&Resident> = set
         .residents
         .iter()
         .filter(|r| r.in_flight == 0 && !evicted.contains(&r.function))
         .collect();
-    candidates.sort_by_key(|r| (r.last_used, r.loaded_at));
+    candidates.sort_by(|a, b| order(a, b));
+    let mut chosen = Vec::new();
     for resident in candidates {
         if used <= budget {
             break;
         }
         used -= resident.memory_bytes;
         evicted.push(resident.function.clone());
+        chosen.push(resident);
     }
+    chosen
 }
 
 fn format_millis(ms: Millis) -> String {
