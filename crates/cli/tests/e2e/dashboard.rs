@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use kindling_test_support::{Server, example};
 
-use crate::{fresh_server, kindling, path_str};
+use crate::{curl, fresh_server, kindling, path_str};
 
 /// The page's DOM after Chromium has run it for `budget_ms` of virtual time. Virtual time
 /// stands still while requests are in flight, so every timer tick really fetched `/metrics`.
@@ -46,14 +46,7 @@ fn attribute(dom: &str, marker: &str, attribute: &str) -> Option<String> {
 }
 
 fn scrape(server: &Server) -> (f64, f64) {
-    let text = String::from_utf8(
-        Command::new("curl")
-            .args(["-fsS", &server.url("/metrics")])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let text = curl(&["-fsS", &server.url("/metrics")]).expect("GET /metrics answers");
     let value = |series: &str| -> f64 {
         text.lines()
             .filter_map(|line| line.strip_prefix(series))

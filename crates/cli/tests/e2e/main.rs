@@ -57,3 +57,15 @@ fn eventually(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// What `curl` with `args` printed; `None` when it failed (with `-f`, HTTP errors too).
+fn curl(args: &[&str]) -> Option<String> {
+    let output = std::process::Command::new("curl")
+        .args(args)
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}

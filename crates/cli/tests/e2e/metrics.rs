@@ -8,16 +8,11 @@ use std::time::{Duration, Instant};
 
 use kindling_test_support::{example, repo_root, test_program};
 
-use crate::{eventually, fresh_server, path_str};
+use crate::{curl, eventually, fresh_server, path_str};
 
 fn metrics(server: &kindling_test_support::Server) -> String {
     let url = server.url("/metrics");
-    let output = Command::new("curl")
-        .args(["-fsS", "-D", "-", &url])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout).unwrap()
+    curl(&["-fsS", "-D", "-", &url]).expect("GET /metrics answers")
 }
 
 /// The value of the sample line `series` (name and labels exactly as exposed).
@@ -193,17 +188,14 @@ impl Prometheus {
 
     /// The first value of an instant query, once there is one.
     fn query(&self, query: &str) -> Option<f64> {
-        let output = Command::new("curl")
-            .args([
-                "-fsS",
-                "--get",
-                &format!("http://127.0.0.1:{}/api/v1/query", self.port),
-                "--data-urlencode",
-                &format!("query={query}"),
-            ])
-            .output()
-            .ok()?;
-        let answer: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+        let output = curl(&[
+            "-fsS",
+            "--get",
+            &format!("http://127.0.0.1:{}/api/v1/query", self.port),
+            "--data-urlencode",
+            &format!("query={query}"),
+        ])?;
+        let answer: serde_json::Value = serde_json::from_str(&output).ok()?;
         answer["data"]["result"][0]["value"][1]
             .as_str()?
             .parse()

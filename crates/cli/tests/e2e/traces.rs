@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message;
 
-use crate::{kindling, path_str};
+use crate::{curl, kindling, path_str};
 
 type Spans = Arc<Mutex<Vec<Span>>>;
 
@@ -242,13 +242,7 @@ fn a_function_calling_itself_in_a_loop_is_stopped_at_the_depth_limit() {
         .ok();
     // Twelve calls deep if nothing stopped it: `loop` asks `loop` to ask `loop`, and so on.
     let path = format!("/loop/outbound?{}", "loop.fn.local/outbound?".repeat(12));
-    let get = |url: String| {
-        let output = std::process::Command::new("curl")
-            .args(["-sS", "-w", "\n%{http_code}", &url])
-            .output()
-            .unwrap();
-        String::from_utf8(output.stdout).unwrap()
-    };
+    let get = |url: String| curl(&["-sS", "-w", "\n%{http_code}", &url]).unwrap();
     assert_eq!(get(server.url(&path)), "status: 200\n\n200");
     let metrics = get(server.url("/metrics"));
     // The ninth call in process was refused with 508; everyone above it answered.
