@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use kindling_telemetry::{Pid, ProcessStats};
+
 /// Samples one process until [`ProcessSampler::finish`].
 pub struct ProcessSampler {
     pid: u32,
     started: Instant,
-    cpu_start: Option<u64>,
+    cpu_start: Option<f64>,
     peak_rss_kib: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
@@ -41,7 +43,7 @@ impl ProcessSampler {
         Self {
             pid,
             started: Instant::now(),
-            cpu_start: cpu_ticks(pid),
+            cpu_start: cpu_seconds(pid),
             peak_rss_kib: peak,
             stop,
             thread,
@@ -53,11 +55,8 @@ impl ProcessSampler {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
         let wall = self.started.elapsed().as_secs_f64();
-        let cpu_percent = match (self.cpu_start, cpu_ticks(self.pid)) {
-            (Some(start), Some(end)) if wall > 0.0 => {
-                let ticks_per_second = rustix::param::clock_ticks_per_second() as f64;
-                Some((end - start) as f64 / ticks_per_second / wall * 100.0)
-            }
+        let cpu_percent = match (self.cpu_start, cpu_seconds(self.pid)) {
+            (Some(start), Some(end)) if wall > 0.0 => Some((end - start) / wall * 100.0),
             _ => None,
         };
         let peak = self.peak_rss_kib.load(Ordering::Relaxed);
@@ -68,24 +67,16 @@ impl ProcessSampler {
     }
 }
 
-/// User plus system CPU time of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces; fields resume after its closing parenthesis.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+/// User plus system CPU time of a process, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    ProcessStats::read(Pid::Other(pid)).cpu_seconds
 }
 
 /// Resident set size of a process, in KiB.
 pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    ProcessStats::read(Pid::Other(pid))
+        .resident_bytes
+        .map(|bytes| bytes / 1024)
 }
 
 #[cfg(test)]

@@ -36,24 +36,12 @@ pub(crate) fn routes(max_module_bytes: usize) -> Router<AppState> {
 }
 
 async fn list_functions(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let registry = state.node.registry();
-    let records = registry
+    let functions: Vec<FunctionInfo> = state
+        .node
         .functions()
-        .await
-        .map_err(kindling_node::NodeError::from)?;
-    let mut versions: std::collections::HashMap<String, VersionRecord> = registry
-        .active_versions()
-        .await
-        .map_err(kindling_node::NodeError::from)?
+        .await?
         .into_iter()
-        .map(|version| (version.function.clone(), version))
-        .collect();
-    let functions: Vec<FunctionInfo> = records
-        .into_iter()
-        .filter_map(|record| {
-            let version = versions.remove(&record.name)?;
-            Some(function_info(&state, record, version))
-        })
+        .map(|(record, version)| function_info(&state, record, version))
         .collect();
     Ok(Json(json!({ "functions": functions })))
 }
@@ -69,12 +57,7 @@ async fn list_versions(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let versions = state
-        .node
-        .registry()
-        .versions(&name)
-        .await
-        .map_err(kindling_node::NodeError::from)?;
+    let versions = state.node.versions(&name).await?;
     Ok(Json(json!({ "versions": versions })))
 }
 
@@ -109,14 +92,30 @@ async fn deploy(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
 
-    let (module, config) = if is_multipart {
-        read_multipart(request, &state).await?
-    } else {
-        let body = axum::body::to_bytes(request.into_body(), limit)
-            .await
-            .map_err(|_| too_large())?;
-        (body, FunctionConfig::default())
+    let upload_timeout = state.config.upload_timeout;
+    let read = async {
+        if is_multipart {
+            read_multipart(request, &state).await
+        } else {
+            let body = axum::body::to_bytes(request.into_body(), limit)
+                .await
+                .map_err(|_| too_large())?;
+            Ok((body, FunctionConfig::default()))
+        }
     };
+    let (module, config) = tokio::time::timeout(upload_timeout, read)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "upload_timeout",
+                format!(
+                    "the upload did not arrive within {}s; send it faster, or start the node \
+                     with a longer --upload-timeout",
+                    upload_timeout.as_secs()
+                ),
+            )
+        })??;
     if module.len() > limit {
         return Err(too_large());
     }
@@ -176,13 +175,19 @@ async fn read_multipart(
         match name.as_str() {
             "module" => module = Some(bytes),
             "config" => {
-                config = serde_json::from_slice(&bytes).map_err(|err| {
+                let invalid = |err: &dyn std::fmt::Display| {
                     ApiError::new(
                         StatusCode::BAD_REQUEST,
                         "invalid_config",
                         format!("the config part is not a valid function configuration: {err}"),
                     )
-                })?;
+                };
+                config = serde_json::from_slice(&bytes).map_err(|err| invalid(&err))?;
+                state
+                    .node
+                    .capabilities()
+                    .check_fields(&config.sections, FunctionConfig::FIELDS)
+                    .map_err(|err| invalid(&err))?;
             }
             other => {
                 return Err(bad(format!(
@@ -226,8 +231,8 @@ async fn delete_function(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn openapi() -> impl IntoResponse {
-    Json(crate::openapi::document())
+async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    Json(crate::openapi::document(state.node.capabilities()))
 }
 
 async fn no_such_route(request: Request) -> ApiError {
@@ -243,20 +248,7 @@ async fn no_such_route(request: Request) -> ApiError {
 }
 
 async fn describe(state: &AppState, name: &str) -> Result<FunctionInfo, ApiError> {
-    let registry = state.node.registry();
-    let record = registry
-        .function(name)
-        .await
-        .map_err(kindling_node::NodeError::from)?
-        .ok_or_else(|| {
-            ApiError::from(kindling_node::NodeError::from(
-                kindling_registry::RegistryError::FunctionNotFound(name.to_string()),
-            ))
-        })?;
-    let version = registry
-        .active_version(name)
-        .await
-        .map_err(kindling_node::NodeError::from)?;
+    let (record, version) = state.node.function(name).await?;
     Ok(function_info(state, record, version))
 }
 
@@ -279,6 +271,7 @@ fn function_info(state: &AppState, record: FunctionRecord, version: VersionRecor
         error,
         stats,
         autoscale: entry.as_ref().and_then(|entry| entry.scale()),
+        capabilities: state.node.inspect(&version.config),
         name: record.name,
         active_version: record.active_version,
         version_count: record.version_count,

@@ -1,6 +1,7 @@
 //! The admin API's JSON documents, shared with the CLI so that both sides agree by
 //! construction.
 
+use kindling_host::InspectLine;
 use kindling_registry::{FunctionConfig, VersionRecord};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,9 @@ pub struct FunctionInfo {
     /// The autoscaler's latest decision, once it has ticked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscale: Option<kindling_scheduler::ScaleDecision>,
+    /// What each capability makes of the configuration, as `kindling inspect` shows it.
+    #[serde(default)]
+    pub capabilities: Vec<InspectLine>,
 }
 
 /// A function's counters since the node started, and its load now.
@@ -64,7 +68,8 @@ pub struct FunctionStats {
 /// How a function's code was made ready.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadInfo {
-    /// `cache` (mapped from the compiled-artifact cache) or `compiled`.
+    /// `compiled`, `cache` (mapped from the compiled-artifact cache: these bytes were compiled
+    /// before) or `shared` (the code was already resident for another function or version).
     pub source: String,
     /// Milliseconds spent compiling or mapping, linking and pre-instantiating.
     pub millis: f64,

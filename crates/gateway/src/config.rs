@@ -1,4 +1,4 @@
-//! Gateway settings: host-name routing, upload size, connection timeouts, tracing.
+//! Gateway settings: host-name routing, upload size, connection timeouts.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,8 +10,14 @@ pub struct GatewayConfig {
     pub domain: Option<String>,
     /// Largest module a deploy may upload.
     pub max_module_bytes: usize,
-    /// How long a client may take to send its request headers.
+    /// How long a client may take to send its request headers; also how long a connection
+    /// with no request is kept open.
     pub header_read_timeout: Duration,
+    /// How long a deploy's upload may take to arrive.
+    pub upload_timeout: Duration,
+    /// Connections served at once (a small reserve past it serves health checks and the
+    /// admin API only).
+    pub max_connections: usize,
     /// Most request headers a client may send (more is answered 431).
     pub max_headers: usize,
     /// Largest request head (request line and headers) in bytes (more is answered 431).
@@ -20,8 +26,6 @@ pub struct GatewayConfig {
     pub shutdown_grace: Duration,
     /// The address the server listens on, reported to WAGI functions as the server port.
     pub local_addr: Option<SocketAddr>,
-    /// Where spans go; `None` turns tracing off (and costs nothing).
-    pub tracer: Option<kindling_telemetry::Tracer>,
 }
 
 impl Default for GatewayConfig {
@@ -30,11 +34,12 @@ impl Default for GatewayConfig {
             domain: None,
             max_module_bytes: 64 << 20,
             header_read_timeout: Duration::from_secs(10),
+            upload_timeout: Duration::from_secs(120),
+            max_connections: 10_000,
             max_headers: 100,
             max_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(30),
             local_addr: None,
-            tracer: None,
         }
     }
 }

@@ -5,10 +5,10 @@
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use kindling_node::{Fault, NodeError};
-use kindling_runtime::InvokeError;
-use kindling_scheduler::Rejection;
-use serde::{Deserialize, Serialize};
+pub use kindling_node::{ErrorBody, ErrorDetail};
+use kindling_node::{Fault, INTERNAL_MESSAGE, InvokeFailure, NodeError};
+
+use crate::request_id::REQUEST_ID;
 
 /// An error answered to a client.
 #[derive(Debug)]
@@ -18,25 +18,6 @@ pub struct ApiError {
     message: String,
     request_id: Option<String>,
     retry_after: Option<u32>,
-}
-
-/// The JSON shape of every error response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// What went wrong, for people and for programs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    /// A stable machine-readable code, such as `function_not_found`.
-    pub code: String,
-    /// A sentence saying what was wrong and what to do.
-    pub message: String,
-    /// The request id, to find the matching log lines.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
 }
 
 impl ApiError {
@@ -57,7 +38,7 @@ impl ApiError {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            "internal error; the server log has the details under this request id",
+            INTERNAL_MESSAGE,
         )
         .with_request_id(request_id)
     }
@@ -73,54 +54,18 @@ impl ApiError {
         self.status
     }
 
-    /// Maps an invocation failure to its status, naming the function and the limit involved.
-    pub fn from_invoke(function: &str, err: InvokeError, request_id: &str) -> Self {
-        let (status, code) = match &err {
-            InvokeError::RequestBodyTooLarge { .. } => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "request_body_too_large")
-            }
-            InvokeError::ResponseTooLarge { .. } => (StatusCode::BAD_GATEWAY, "response_too_large"),
-            InvokeError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
-            InvokeError::AtCapacity => (StatusCode::SERVICE_UNAVAILABLE, "at_capacity"),
-            InvokeError::MemoryLimit { .. } => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "memory_limit_exceeded")
-            }
-            InvokeError::CpuBudget { .. } => (StatusCode::GATEWAY_TIMEOUT, "cpu_budget_exceeded"),
-            InvokeError::Guest(_) | InvokeError::Trap(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "function_failed")
-            }
-            InvokeError::NoResponse => (StatusCode::INTERNAL_SERVER_ERROR, "no_response"),
-            InvokeError::BadCgiResponse(_) => (StatusCode::BAD_GATEWAY, "bad_cgi_response"),
-            InvokeError::RequestBody(_) => (StatusCode::BAD_REQUEST, "bad_request_body"),
-            InvokeError::Internal(_) => {
-                return Self::internal(format!("function {function:?}: {err}"), Some(request_id));
-            }
-            _ => return Self::internal(format!("function {function:?}: {err}"), Some(request_id)),
-        };
-        tracing::warn!(function, request_id, error = %err, "invocation failed");
-        let mut error = Self::new(status, code, format!("function {function:?}: {err}"))
-            .with_request_id(Some(request_id));
-        if matches!(err, InvokeError::AtCapacity) {
-            error.retry_after = Some(1);
-        }
-        error
-    }
-}
-
-impl ApiError {
-    /// A request the scheduler turned away: 503 when the node is overloaded, 429 when the
-    /// function or its namespace is at a limit; always with `Retry-After`.
-    pub fn from_rejection(function: &str, rejection: &Rejection, request_id: &str) -> Self {
+    /// An invocation the node could not answer with the function's response. The node has
+    /// logged it with the request id.
+    pub fn from_failure(failure: &InvokeFailure, request_id: &str) -> Self {
         let status =
-            StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        let mut error = Self::new(
+            StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self {
             status,
-            rejection.code(),
-            format!("function {function:?}: {rejection}; retry shortly"),
-        )
-        .with_request_id(Some(request_id));
-        error.retry_after = Some(1);
-        error
+            code: failure.code(),
+            message: failure.public_message(),
+            request_id: Some(request_id.to_string()),
+            retry_after: failure.retry_after(),
+        }
     }
 }
 
@@ -138,6 +83,7 @@ impl From<NodeError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let response_id = self.request_id.clone();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_string(),
@@ -146,6 +92,9 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(id) = response_id.and_then(|id| http::HeaderValue::from_str(&id).ok()) {
+            response.headers_mut().insert(REQUEST_ID, id);
+        }
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

@@ -2,26 +2,19 @@
 //! name), hand it the request with its own path, and stream its response back.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, Uri};
-use kindling_node::Entry;
-use kindling_runtime::{CallDepth, RequestInfo, RequestTrace};
-use kindling_telemetry::{SpanKind, TraceContext};
-use tracing::Instrument;
+use kindling_host::{CALL_BUDGET_HEADER, CALL_DEPTH_HEADER, CallChain};
+use kindling_node::CallContext;
+use kindling_telemetry::TraceContext;
 
 use crate::error::ApiError;
-use crate::request_id::{REQUEST_ID, request_id};
+use crate::request_id::request_id;
 use crate::router::AppState;
-
-/// How many `fn.local` calls deep a chain may go before it is refused (508 Loop Detected).
-pub(crate) const MAX_CALL_DEPTH: u32 = 8;
 
 /// Fallback handler: `/{function}/{rest...}` invokes `function` with the path `/{rest...}`.
 pub(crate) async fn by_path(State(state): State<AppState>, request: Request) -> Response {
@@ -67,147 +60,22 @@ pub(crate) async fn by_host(
     }
 }
 
+/// Translates the HTTP request into an invocation: the function's own path, the caller's
+/// address, trace context and call chain; everything else happens in [`kindling_node::Node::invoke`].
 async fn invoke(
     state: &AppState,
     name: String,
     script_name: String,
     path_and_query: String,
-    request: Request,
-) -> Response {
-    let arrived = std::time::Instant::now();
-    let Some(entry) = state.node.lookup(&name) else {
-        return not_found(&name, &request_id(request.headers()));
-    };
-    let span = state.config.tracer.as_ref().map(|tracer| {
-        let parent = request
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .and_then(TraceContext::parse);
-        let mut span = tracer.start(
-            format!("{} /{name}", request.method()),
-            SpanKind::Server,
-            parent,
-        );
-        span.set("kindling.function", name.as_str());
-        span.set("kindling.function.version", entry.version.version);
-        span.set("http.request.method", request.method().as_str());
-        span.set("url.path", path_and_query.split('?').next().unwrap_or("/"));
-        let trace = RequestTrace {
-            tracer: tracer.clone(),
-            parent: span.context(),
-            instantiate_us: Arc::default(),
-        };
-        (span, trace)
-    });
-    let trace = span.as_ref().map(|(_, trace)| trace.clone());
-    let (response, loaded) =
-        invoke_entry(state, &entry, script_name, path_and_query, request, trace).await;
-    state.metrics.observe(
-        &entry.name,
-        entry.version.version,
-        response.status(),
-        arrived.elapsed(),
-    );
-    if let Some((mut span, trace)) = span {
-        let status = response.status();
-        span.set("http.response.status_code", status.as_u16());
-        span.set("kindling.cold_start", loaded.is_some());
-        if let Some(load) = loaded {
-            span.set("kindling.load_ms", load.as_secs_f64() * 1e3);
-        }
-        let instantiate_us = trace.instantiate_us.load(Ordering::Relaxed);
-        if instantiate_us > 0 {
-            span.set("kindling.instantiate_ms", instantiate_us as f64 / 1e3);
-        }
-        if let Some(id) = response
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-        {
-            span.set("kindling.request_id", id.to_string());
-        }
-        if status.is_server_error() {
-            span.fail(status.to_string());
-        }
-        span.end();
-    }
-    response
-}
-
-fn not_found(name: &str, request_id: &str) -> Response {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "function_not_found",
-        format!(
-            "no function named {name:?} is deployed; deploy one with \
-             `kindling deploy {name} FILE.wasm`, list them with `kindling ls` or \
-             GET /v1/functions"
-        ),
-    )
-    .with_request_id(Some(request_id))
-    .into_response()
-}
-
-async fn invoke_entry(
-    state: &AppState,
-    entry: &Arc<Entry>,
-    script_name: String,
-    path_and_query: String,
     mut request: Request,
-    trace: Option<RequestTrace>,
-) -> (Response, Option<Duration>) {
-    let name = entry.name.as_ref();
+) -> Response {
     let request_id = request_id(request.headers());
-    let call_depth = request
-        .extensions()
-        .get::<CallDepth>()
-        .map_or(0, |depth| depth.0);
-    if call_depth > MAX_CALL_DEPTH {
-        let error = ApiError::new(
-            StatusCode::LOOP_DETECTED,
-            "call_chain_too_deep",
-            format!(
-                "function {name:?} was called {call_depth} calls deep through fn.local; the \
-                 limit is {MAX_CALL_DEPTH}: look for functions that call each other in a loop"
-            ),
-        )
-        .with_request_id(Some(&request_id));
-        return (error.into_response(), None);
-    }
-    let permit = match state.node.admit(entry).await {
-        Ok(permit) => permit,
-        Err(rejection) => {
-            state.metrics.rejected(name, rejection.code());
-            return (
-                ApiError::from_rejection(name, &rejection, &request_id).into_response(),
-                None,
-            );
-        }
-    };
-    let (function, loaded) = match state.node.warm_timed(entry, true).await {
-        Ok(warm) => warm,
-        Err(err) => {
-            tracing::error!(function = %name, request_id = %request_id, error = %err, "cold start failed");
-            let error = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "function_unavailable",
-                format!(
-                    "function {name:?} is deployed but its code failed to load; redeploy it or \
-                     roll it back (the server log says why)"
-                ),
-            )
-            .with_request_id(Some(&request_id));
-            return (error.into_response(), None);
-        }
-    };
-
     match Uri::builder().path_and_query(path_and_query).build() {
         Ok(uri) => *request.uri_mut() = uri,
         Err(err) => {
-            let error = ApiError::new(StatusCode::BAD_REQUEST, "bad_uri", err.to_string())
-                .with_request_id(Some(&request_id));
-            return (error.into_response(), loaded);
+            return ApiError::new(StatusCode::BAD_REQUEST, "bad_uri", err.to_string())
+                .with_request_id(Some(&request_id))
+                .into_response();
         }
     }
     if !request.headers().contains_key(http::header::HOST)
@@ -216,42 +84,40 @@ async fn invoke_entry(
     {
         request.headers_mut().insert(http::header::HOST, host);
     }
-
-    let info = RequestInfo {
-        function: entry.name.clone(),
+    let headers = request.headers();
+    let trace_parent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse);
+    let cx = CallContext {
+        request_id: Some(request_id.clone()),
         script_name,
         remote_addr: request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0),
         local_addr: state.config.local_addr,
-        request_id: request_id.clone(),
-        log: Some(entry.log.clone()),
-        trace,
-        local: Some(state.local.clone()),
-        call_depth,
+        trace_parent,
+        chain: resumed_chain(headers, state.node.config().max_calls_per_request),
     };
-    let span = tracing::debug_span!(
-        "kindling_gateway.handle",
-        function = %name,
-        version = entry.version.version,
-        request_id = %request_id
-    );
-    let result = function
-        .invoke(request, &info, permit)
-        .instrument(span)
-        .await;
-    let response = match result {
-        Ok(response) => {
-            let mut response = response.map(Body::new);
-            if let Ok(id) = HeaderValue::from_str(&request_id) {
-                response.headers_mut().insert(REQUEST_ID, id);
-            }
-            response
-        }
-        Err(err) => ApiError::from_invoke(name, err, &request_id).into_response(),
+    match state.node.invoke(&name, request, cx).await {
+        Ok(answer) => answer.response.map(Body::new),
+        Err(failure) => ApiError::from_failure(&failure, &request_id).into_response(),
+    }
+}
+
+/// A request another function made through the network (to this node's own socket, say)
+/// carries its chain: continue it, so that a loop through the socket is counted too. A
+/// client can only make its own chain shorter.
+fn resumed_chain(headers: &http::HeaderMap, limit: u32) -> Option<CallChain> {
+    let number = |name: http::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok())
     };
-    (response, loaded)
+    let depth = number(CALL_DEPTH_HEADER)?;
+    Some(CallChain::resumed(depth, number(CALL_BUDGET_HEADER), limit))
 }
 
 /// Splits `/name/rest` into `("name", "/rest")`; `/name` gives `("name", "/")`.

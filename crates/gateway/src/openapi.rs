@@ -1,10 +1,15 @@
 //! The OpenAPI 3 description of every route the node answers, served at `/v1/openapi.json`.
 //! A test walks it against the real router so that the document and the routes cannot drift.
 
+use kindling_host::Capabilities;
 use serde_json::{Value, json};
 
-/// The OpenAPI 3.0 document.
-pub fn document() -> Value {
+/// The OpenAPI 3.0 document; the function configuration's fields come from the capabilities.
+pub fn document(capabilities: &Capabilities) -> Value {
+    let mut config_fields = serde_json::Map::new();
+    for field in capabilities.fields() {
+        config_fields.insert(field.name.to_string(), field.schema);
+    }
     let name = json!({
         "name": "name", "in": "path", "required": true,
         "description": "Function name: 1-63 lowercase letters, digits and `-`",
@@ -224,28 +229,15 @@ pub fn document() -> Value {
             },
             "Config": {
                 "type": "object", "additionalProperties": false,
-                "properties": {
-                    "env": { "type": "object", "additionalProperties": { "type": "string" } },
+                "properties": config_properties(config_fields, json!({
                     "limits": { "$ref": "#/components/schemas/Limits" },
-                    "allowed_outbound_hosts": {
-                        "type": "array", "items": { "type": "string" },
-                        "description": "https://api.example.com, http://*.internal:8080, *://example.com:*"
-                    },
-                    "mounts": { "type": "array", "items": {
-                        "type": "object", "additionalProperties": false,
-                        "required": ["source", "path"],
-                        "properties": {
-                            "source": { "type": "string", "description": "directory under the node's mount root" },
-                            "path": { "type": "string", "description": "where the guest sees it, read-only" }
-                        }
-                    }},
                     "priority": { "type": "string", "enum": ["critical", "normal", "batch"] },
                     "namespace": { "type": "string" },
                     "requirements": {
                         "type": "object", "additionalProperties": { "type": "string" },
                         "description": "what the workload needs, such as {\"security\": \"high\", \"startup\": \"ultra-low\"}; dimensions and levels as in `kindling advise`; judged by `kindling advise --function`"
                     }
-                }
+                }))
             },
             "Stats": {
                 "type": "object",
@@ -284,7 +276,7 @@ pub fn document() -> Value {
             "Load": {
                 "type": "object", "required": ["source", "millis"],
                 "properties": {
-                    "source": { "type": "string", "enum": ["cache", "compiled"] },
+                    "source": { "type": "string", "enum": ["cache", "compiled", "shared"] },
                     "millis": { "type": "number" }
                 }
             },
@@ -306,7 +298,11 @@ pub fn document() -> Value {
                     "load": { "$ref": "#/components/schemas/Load" },
                     "error": { "type": "string" },
                     "stats": { "$ref": "#/components/schemas/Stats" },
-                    "autoscale": { "$ref": "#/components/schemas/Autoscale" }
+                    "autoscale": { "$ref": "#/components/schemas/Autoscale" },
+                    "capabilities": { "type": "array", "items": {
+                        "type": "object", "required": ["label", "value"],
+                        "properties": { "label": { "type": "string" }, "value": { "type": "string" } }
+                    }}
                 }
             },
             "Deploy": {
@@ -319,4 +315,14 @@ pub fn document() -> Value {
             }
         }}
     })
+}
+
+/// The configuration's own fields with every capability's fields added.
+fn config_properties(capability_fields: serde_json::Map<String, Value>, own: Value) -> Value {
+    let mut properties = match own {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    properties.extend(capability_fields);
+    Value::Object(properties)
 }

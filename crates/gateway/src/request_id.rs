@@ -1,12 +1,12 @@
-//! Request ids: the client's `x-request-id` when it sent a sane one, otherwise a fresh id that
-//! is unique within the process and unlikely to repeat across restarts.
+//! Request ids: the client's `x-request-id` when it sent a sane one, otherwise a fresh id from
+//! the node.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// The header carrying the request id, both ways.
-pub(crate) const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+pub(crate) use kindling_node::REQUEST_ID_HEADER as REQUEST_ID;
 
+/// The client's `x-request-id` when it is sane, otherwise a fresh one.
 pub(crate) fn request_id(headers: &http::HeaderMap) -> Arc<str> {
     if let Some(id) = headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok())
         && !id.is_empty()
@@ -15,26 +15,7 @@ pub(crate) fn request_id(headers: &http::HeaderMap) -> Arc<str> {
     {
         return id.into();
     }
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{:08x}-{n:x}", process_tag()).into()
-}
-
-/// A per-process random tag, so that ids from before and after a restart do not collide.
-fn process_tag() -> u32 {
-    static TAG: OnceLock<u32> = OnceLock::new();
-    *TAG.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        hasher.write_u32(std::process::id());
-        hasher.finish() as u32
-    })
+    kindling_node::new_request_id()
 }
 
 #[cfg(test)]

@@ -19,8 +19,6 @@ use crate::config::GatewayConfig;
 pub(crate) struct AppState {
     pub(crate) node: Arc<Node>,
     pub(crate) config: Arc<GatewayConfig>,
-    pub(crate) metrics: Arc<crate::metrics::Metrics>,
-    pub(crate) local: Arc<crate::local::LocalRouter>,
 }
 
 /// Builds the application for a node.
@@ -28,15 +26,12 @@ pub fn app(node: Arc<Node>, config: GatewayConfig) -> Router {
     let state = AppState {
         node,
         config: Arc::new(config),
-        metrics: Arc::new(crate::metrics::Metrics::new()),
-        local: Arc::new(crate::local::LocalRouter::default()),
     };
-    let local = state.local.clone();
     let mut router = Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(crate::metrics::handler))
+        .route("/metrics", get(metrics))
         .merge(crate::dashboard::routes())
         .nest("/v1", crate::admin::routes(state.config.max_module_bytes))
         .fallback(crate::invoke::by_path);
@@ -48,9 +43,7 @@ pub fn app(node: Arc<Node>, config: GatewayConfig) -> Router {
             crate::invoke::by_host,
         ));
     }
-    let router = router.with_state(state);
-    local.install(router.clone());
-    router
+    router.with_state(state)
 }
 
 async fn index(State(state): State<AppState>) -> impl IntoResponse {
@@ -71,11 +64,22 @@ async fn healthz() -> &'static str {
 /// Ready when the registry answers: the node found its functions before it bound its port,
 /// and loads their code on demand.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match state.node.registry().functions().await {
+    match state.node.catalog_answers().await {
         Ok(_) => (StatusCode::OK, "ready\n"),
         Err(err) => {
             tracing::error!(error = %err, "readiness: the registry does not answer");
             (StatusCode::SERVICE_UNAVAILABLE, "registry unavailable\n")
         }
     }
+}
+
+/// `GET /metrics`: the node's metrics in the Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.node.render_metrics().await,
+    )
 }

@@ -365,7 +365,7 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn openapi_document_matches_the_routes() {
     let h = harness(GatewayConfig::default()).await;
-    let doc = openapi_document();
+    let doc = openapi_document(&kindling_host::Capabilities::builtin(None));
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.contains_key("/v1/functions/{name}/versions"));
     let all = ["get", "post", "put", "delete", "patch"];
@@ -429,7 +429,7 @@ async fn returned_documents_use_only_documented_properties() {
         .json(Method::GET, "/v1/functions/documented", Body::empty())
         .await;
 
-    let doc = openapi_document();
+    let doc = openapi_document(&kindling_host::Capabilities::builtin(None));
     let schemas = &doc["components"]["schemas"];
     let check = |value: &Value, schema: &str| {
         let properties = schemas[schema]["properties"].as_object().unwrap();

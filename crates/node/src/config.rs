@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kindling_host::Capabilities;
 use kindling_runtime::{Limits, RuntimeConfig};
 use kindling_scheduler::{AdmissionConfig, AutoscalerConfig, LaneConfig, PolicySpec};
 
@@ -17,9 +18,8 @@ pub struct NodeConfig {
     pub default_limits: Limits,
     /// Queue length and timeout, and priority, for functions that do not set their own.
     pub default_lane: LaneConfig,
-    /// The directory under which functions may mount subdirectories read-only; without it,
-    /// mounts are refused.
-    pub mount_root: Option<PathBuf>,
+    /// What guests can reach: every capability, linked, configured and prepared in order.
+    pub capabilities: Capabilities,
     /// Node-wide in-flight limit and priority shares.
     pub admission: AdmissionConfig,
     /// Per-namespace limits on requests in flight.
@@ -36,6 +36,13 @@ pub struct NodeConfig {
     pub preload: bool,
     /// Bytes of guest output kept per function; the oldest lines go first.
     pub log_capacity_bytes: usize,
+    /// Where spans go; `None` turns tracing off (and costs nothing).
+    pub tracer: Option<kindling_telemetry::Tracer>,
+    /// How many calls deep a chain of functions calling each other may go.
+    pub max_call_depth: u32,
+    /// How many invocations one request from outside may cause, itself included, however the
+    /// calls fan out.
+    pub max_calls_per_request: u32,
 }
 
 impl NodeConfig {
@@ -46,7 +53,7 @@ impl NodeConfig {
             runtime: RuntimeConfig::default(),
             default_limits: Limits::default(),
             default_lane: LaneConfig::default(),
-            mount_root: None,
+            capabilities: Capabilities::builtin(None),
             admission: AdmissionConfig::default(),
             namespace_limits: Vec::new(),
             keep_alive_policy: PolicySpec::default_with(600_000),
@@ -55,6 +62,9 @@ impl NodeConfig {
             tick: Duration::from_secs(1),
             preload: false,
             log_capacity_bytes: 256 * 1024,
+            tracer: None,
+            max_call_depth: 8,
+            max_calls_per_request: 1000,
         }
     }
 }

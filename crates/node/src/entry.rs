@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use kindling_host::FunctionLog;
 use kindling_registry::VersionRecord;
-use kindling_runtime::{Function, FunctionLog, FunctionSettings, LoadSource, Loaded};
+use kindling_runtime::{Function, FunctionSettings, LoadSource, Loaded};
 use kindling_scheduler::{Account, Autoscaler, Lane, Millis, ScaleDecision};
 
 /// Code that is resident: the function can be instantiated without loading anything.
@@ -74,6 +75,7 @@ pub struct Entry {
     pub log: Arc<FunctionLog>,
     pub(crate) settings: FunctionSettings,
     pub(crate) autoscaler: Arc<Mutex<(Autoscaler, Option<ScaleDecision>)>>,
+    pub(crate) series: crate::metrics::FunctionSeries,
     code: RwLock<Option<Code>>,
     pub(crate) loading: tokio::sync::Mutex<()>,
     failure: RwLock<Option<String>>,
@@ -103,6 +105,7 @@ impl Entry {
             log,
             settings,
             autoscaler,
+            series: Default::default(),
             code: RwLock::new(code),
             loading: tokio::sync::Mutex::new(()),
             failure: RwLock::default(),

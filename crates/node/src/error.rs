@@ -1,5 +1,6 @@
 //! Errors of the node's control plane, each saying whether the caller or the node is at fault.
 
+use kindling_host::HostError;
 use kindling_registry::RegistryError;
 use kindling_runtime::PrepareError;
 
@@ -11,16 +12,19 @@ pub enum NodeError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     /// The uploaded module was refused, or compiling it failed.
-    #[error("function {name:?}: {source}")]
+    #[error("function {name:?}: {error}")]
     Prepare {
         /// The function being deployed.
         name: String,
         /// Why it could not be prepared.
-        source: PrepareError,
+        error: PrepareError,
     },
     /// The configuration cannot be honoured by this node.
     #[error("invalid function configuration: {0}")]
     Config(String),
+    /// A capability refused its part of the configuration.
+    #[error("invalid function configuration: {0}")]
+    Capability(HostError),
     /// The name is reserved for the node's own routes.
     #[error("function name {0:?} is reserved for Kindling's own routes; choose another")]
     ReservedName(String),
@@ -53,8 +57,9 @@ impl NodeError {
             Self::Registry(RegistryError::NothingToRollBack(_)) => Fault::Conflict,
             Self::Registry(RegistryError::InvalidName { .. } | RegistryError::InvalidConfig(_))
             | Self::ReservedName(_)
-            | Self::Config(_) => Fault::Client,
-            Self::Prepare { source, .. } if source.is_client_error() => Fault::Client,
+            | Self::Config(_)
+            | Self::Capability(_) => Fault::Client,
+            Self::Prepare { error, .. } if error.is_client_error() => Fault::Client,
             _ => Fault::Server,
         }
     }

@@ -1,11 +1,12 @@
-//! The node: the registry (what is deployed), the runtime (what can run), the scheduler (who
+//! The node: the catalog (what is deployed), the runtime (what can run), the scheduler (who
 //! runs now) and the table of functions, kept consistent with each other.
 //!
 //! Requests read the table under a short read lock, are admitted by the scheduler, and find
 //! their function's code resident (warm) or load it from the artifact cache (cold, once per
-//! function however many requests arrive together). Control-plane changes (deploy, rollback,
-//! delete) compile outside any lock, then take the control lock only to commit to the registry
-//! and swap the table entry, so the registry and the table always change in the same order.
+//! function however many requests arrive together); see `invoke.rs`. Control-plane changes
+//! (deploy, rollback, delete) compile outside any lock, then take the control lock only to
+//! commit to the catalog and swap the table entry, so the catalog and the table always change
+//! in the same order.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,8 +14,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use kindling_registry::{FunctionConfig, NewVersion, Registry, RegistryError, VersionRecord};
-use kindling_runtime::{Function, FunctionLog, FunctionSettings, Loaded, Runtime};
+use kindling_host::FunctionLog;
+use kindling_registry::{
+    Catalog, FunctionConfig, FunctionRecord, NewVersion, RegistryError, SqliteCatalog,
+    VersionRecord,
+};
+use kindling_runtime::{Function, FunctionSettings, LoadSource, Loaded, Runtime};
 use kindling_scheduler::{
     Account, Admission, Autoscaler, KeepAlivePolicy, Lane, LaneConfig, Millis, NamespaceLimits,
     Permit, Rejection,
@@ -23,6 +28,7 @@ use kindling_scheduler::{
 use crate::config::NodeConfig;
 use crate::entry::{Code, Entry, Usage};
 use crate::error::NodeError;
+use crate::metrics::Metrics;
 
 /// Names that would shadow the node's own routes.
 pub const RESERVED_NAMES: &[&str] = &["v1", "healthz", "readyz", "metrics", "dashboard"];
@@ -38,40 +44,40 @@ pub enum DeployOutcome {
 
 /// One Kindling node.
 pub struct Node {
-    registry: Registry,
+    catalog: Arc<dyn Catalog>,
     runtime: Runtime,
     admission: Arc<Admission>,
     pub(crate) config: NodeConfig,
     pub(crate) policy: Mutex<Box<dyn KeepAlivePolicy>>,
     /// When the keeper last ran, on the node's clock.
     pub(crate) last_tick: AtomicU64,
+    pub(crate) metrics: Metrics,
+    pub(crate) dispatch: Arc<dyn kindling_host::Dispatch>,
     table: RwLock<HashMap<String, Arc<Entry>>>,
     control: tokio::sync::Mutex<()>,
     started: Instant,
-    failpoint: Option<String>,
 }
 
 impl Node {
-    /// Opens the registry, builds the runtime and the scheduler, finds the deployed functions
-    /// (loading them too when `preload` is set), and starts the background tick.
+    /// Opens the embedded SQLite catalog under the data directory, then as
+    /// [`Node::open_with`].
     pub async fn open(config: NodeConfig) -> Result<Arc<Self>, NodeError> {
+        let catalog = SqliteCatalog::open(&config.data_dir).await?;
+        Self::open_with(config, Arc::new(catalog)).await
+    }
+
+    /// Builds the runtime and the scheduler over `catalog`, finds the deployed functions
+    /// (loading them too when `preload` is set), and starts the background tick.
+    pub async fn open_with(
+        config: NodeConfig,
+        catalog: Arc<dyn Catalog>,
+    ) -> Result<Arc<Self>, NodeError> {
         if config.admission.max_in_flight > config.runtime.max_instances {
             return Err(NodeError::Config(format!(
                 "the in-flight limit ({}) is above the instance pool ({})",
                 config.admission.max_in_flight, config.runtime.max_instances
             )));
         }
-        let registry = Registry::open(&config.data_dir).await?;
-        let artifacts = config.data_dir.join("artifacts");
-        let runtime_config = config.runtime.clone();
-        let runtime = blocking(move || Runtime::new(&runtime_config, artifacts))
-            .await?
-            .map_err(|source| NodeError::Prepare {
-                name: String::new(),
-                source,
-            })?;
-        let quota = Arc::new(NamespaceLimits::new(config.namespace_limits.clone()));
-        let admission = Admission::new(config.admission, quota);
         if config.keep_alive_policy.needs_budget() && config.code_memory_budget.is_none() {
             return Err(NodeError::Config(format!(
                 "the {:?} keep-alive policy unloads only under a memory budget: set one \
@@ -79,17 +85,28 @@ impl Node {
                 config.keep_alive_policy.build().name()
             )));
         }
+        let artifacts = config.data_dir.join("artifacts");
+        let (runtime_config, capabilities) = (config.runtime.clone(), config.capabilities.clone());
+        let runtime = blocking(move || Runtime::new(&runtime_config, artifacts, capabilities))
+            .await?
+            .map_err(|error| NodeError::Prepare {
+                name: String::new(),
+                error,
+            })?;
+        let quota = Arc::new(NamespaceLimits::new(config.namespace_limits.clone()));
+        let admission = Admission::new(config.admission, quota);
         let policy = config.keep_alive_policy.build();
-        let node = Arc::new(Self {
-            registry,
+        let node = Arc::new_cyclic(|node| Self {
+            catalog,
             runtime,
             admission,
             policy: Mutex::new(policy),
             last_tick: AtomicU64::new(0),
+            metrics: Metrics::new(),
+            dispatch: Arc::new(crate::dispatch::LocalDispatch { node: node.clone() }),
             table: RwLock::default(),
             control: tokio::sync::Mutex::new(()),
             started: Instant::now(),
-            failpoint: std::env::var("KINDLING_FAILPOINT").ok(),
             config,
         });
         node.discover().await?;
@@ -100,11 +117,6 @@ impl Node {
     /// Milliseconds since the node started: the clock its policies run on.
     pub fn now(&self) -> Millis {
         self.started.elapsed().as_millis() as Millis
-    }
-
-    /// The registry, for read-only queries.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
     }
 
     /// The admission controller, for its counters.
@@ -130,6 +142,72 @@ impl Node {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Every deployed function as the catalog records it, with its active version.
+    pub async fn functions(&self) -> Result<Vec<(FunctionRecord, VersionRecord)>, NodeError> {
+        let records = self.catalog.functions().await?;
+        let mut versions: HashMap<String, VersionRecord> = self
+            .catalog
+            .active_versions()
+            .await?
+            .into_iter()
+            .map(|version| (version.function.clone(), version))
+            .collect();
+        Ok(records
+            .into_iter()
+            .filter_map(|record| {
+                let version = versions.remove(&record.name)?;
+                Some((record, version))
+            })
+            .collect())
+    }
+
+    /// One function as the catalog records it, with its active version.
+    pub async fn function(&self, name: &str) -> Result<(FunctionRecord, VersionRecord), NodeError> {
+        let record = self
+            .catalog
+            .function(name)
+            .await?
+            .ok_or_else(|| RegistryError::FunctionNotFound(name.to_string()))?;
+        let version = self.catalog.active_version(name).await?;
+        Ok((record, version))
+    }
+
+    /// A function's versions, newest first.
+    pub async fn versions(&self, name: &str) -> Result<Vec<VersionRecord>, NodeError> {
+        Ok(self.catalog.versions(name).await?)
+    }
+
+    /// True when the catalog answers: what readiness means for a node that found its
+    /// functions before it bound its port.
+    pub async fn catalog_answers(&self) -> Result<(), NodeError> {
+        self.catalog.functions().await?;
+        Ok(())
+    }
+
+    /// What `kindling inspect` shows of a configuration, capability by capability.
+    pub fn inspect(&self, config: &FunctionConfig) -> Vec<kindling_host::InspectLine> {
+        self.runtime.capabilities().inspect(&config.sections)
+    }
+
+    /// The capabilities this node runs with.
+    pub fn capabilities(&self) -> &kindling_host::Capabilities {
+        self.runtime.capabilities()
+    }
+
+    /// `/metrics` in the Prometheus text format.
+    pub async fn render_metrics(self: &Arc<Self>) -> String {
+        let catalog_bytes = self.catalog.disk_bytes().await;
+        let node = self.clone();
+        blocking(move || node.metrics.render(&node, catalog_bytes))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Makes the catalog durable in its main file; called at shutdown.
+    pub async fn checkpoint(&self) -> Result<(), NodeError> {
+        Ok(self.catalog.checkpoint().await?)
     }
 
     /// Admits a request for `entry`, or says why not. Hold the permit until the request's
@@ -194,49 +272,55 @@ impl Node {
     }
 
     /// Validates, compiles and activates a new version. On any failure the previous version
-    /// keeps serving and nothing is recorded.
+    /// keeps serving and nothing is recorded. Deploying the module and configuration that are
+    /// already active changes nothing, however many such deploys run at once.
     pub async fn deploy(
         &self,
         name: &str,
         wasm: Bytes,
-        config: FunctionConfig,
+        mut config: FunctionConfig,
     ) -> Result<DeployOutcome, NodeError> {
         check_name(name)?;
         config.validate()?;
         check_requirements(&config)?;
         let sha256 = kindling_registry::sha256_hex(&wasm);
-        if let Some(entry) = self.lookup(name)
-            && entry.version.sha256 == sha256
-            && entry.version.config == config
-        {
+        // Nothing collects this module's files until the version is committed (or refused).
+        let _hold = self.catalog.hold(&sha256);
+
+        let (settings, lane) = self.resolve(name, &config).await?;
+        // Store what the capabilities made of their sections, so that equal configurations
+        // compare equal however they were written.
+        config.sections = settings.capabilities.sections().clone();
+        if let Some(entry) = self.unchanged(name, &sha256, &config) {
             return Ok(DeployOutcome::Unchanged(entry));
         }
 
-        let (settings, lane) = crate::settings::resolve(&config, &self.config, &self.runtime)?;
-        let runtime = self.runtime.clone();
-        let (prepare_wasm, prepare_sha, prepare_settings) =
-            (wasm.clone(), sha256.clone(), settings.clone());
-        let loaded =
-            blocking(move || runtime.prepare(&prepare_wasm, &prepare_sha, prepare_settings))
-                .await?
-                .map_err(|source| NodeError::Prepare {
-                    name: name.to_string(),
-                    source,
-                })?;
+        let loaded = match self.resident(&sha256) {
+            Some(code) => shared(code, settings.clone()),
+            None => {
+                let runtime = self.runtime.clone();
+                let (wasm, sha256, settings) = (wasm.clone(), sha256.clone(), settings.clone());
+                blocking(move || runtime.prepare(&wasm, &sha256, settings))
+                    .await?
+                    .map_err(|error| NodeError::Prepare {
+                        name: name.to_string(),
+                        error,
+                    })?
+            }
+        };
         let size_bytes = wasm.len() as u64;
-        self.registry.store_module(wasm).await?;
+        self.catalog.store_module(wasm).await?;
 
-        if self.failpoint.as_deref() == Some("deploy-before-commit") {
-            tracing::warn!(
-                function = name,
-                "failpoint deploy-before-commit: parking this deploy"
-            );
-            std::future::pending::<()>().await;
-        }
+        #[cfg(feature = "failpoints")]
+        crate::failpoint::park("deploy-before-commit", name).await;
 
         let _control = self.control.lock().await;
+        if let Some(entry) = self.unchanged(name, &sha256, &config) {
+            // An identical deploy committed while this one compiled.
+            return Ok(DeployOutcome::Unchanged(entry));
+        }
         let version = self
-            .registry
+            .catalog
             .commit_version(
                 name,
                 NewVersion {
@@ -248,15 +332,33 @@ impl Node {
             )
             .await?;
         let compile_ms = loaded.elapsed.as_secs_f64() * 1e3;
+        let source = loaded.source;
         let entry = self.install(version, settings, lane, Some(loaded));
         tracing::info!(
             function = name,
             version = entry.version.version,
             kind = %entry.version.kind,
+            source = source.as_str(),
             compile_ms,
             "function deployed"
         );
         Ok(DeployOutcome::Created(entry))
+    }
+
+    /// The active entry when it already runs this module with this configuration.
+    fn unchanged(&self, name: &str, sha256: &str, config: &FunctionConfig) -> Option<Arc<Entry>> {
+        self.lookup(name)
+            .filter(|entry| entry.version.sha256 == sha256 && entry.version.config == *config)
+    }
+
+    /// Resident code of this module, whichever function or version loaded it.
+    fn resident(&self, sha256: &str) -> Option<Code> {
+        self.table
+            .read()
+            .expect("table lock")
+            .values()
+            .filter(|entry| entry.version.sha256 == sha256)
+            .find_map(|entry| entry.code())
     }
 
     /// Makes an earlier version serve again: `to`, or the one before the active version.
@@ -264,10 +366,10 @@ impl Node {
         let _control = self.control.lock().await;
         let target = match to {
             Some(version) => version,
-            None => self.registry.previous_version(name).await?,
+            None => self.catalog.previous_version(name).await?,
         };
         let record = self
-            .registry
+            .catalog
             .versions(name)
             .await?
             .into_iter()
@@ -277,10 +379,12 @@ impl Node {
                 version: target,
             })?;
         // Load first: if the old version cannot be loaded, nothing changes.
-        let (settings, lane) =
-            crate::settings::resolve(&record.config, &self.config, &self.runtime)?;
-        let loaded = self.load(&record, settings.clone()).await?;
-        let version = self.registry.activate(name, target).await?;
+        let (settings, lane) = self.resolve(name, &record.config).await?;
+        let loaded = match self.resident(&record.sha256) {
+            Some(code) => shared(code, settings.clone()),
+            None => self.load(&record, settings.clone()).await?,
+        };
+        let version = self.catalog.activate(name, target).await?;
         let entry = self.install(version, settings, lane, Some(loaded));
         tracing::info!(function = name, version = target, "function rolled back");
         Ok(entry)
@@ -289,12 +393,16 @@ impl Node {
     /// Deletes a function and all its versions; it stops serving at once.
     pub async fn delete(&self, name: &str) -> Result<(), NodeError> {
         let _control = self.control.lock().await;
-        let unreferenced = self.registry.delete_function(name).await?;
+        let unreferenced = self.catalog.delete_function(name).await?;
         self.table.write().expect("table lock").remove(name);
         self.policy.lock().expect("policy lock").forget(name);
-        for sha256 in unreferenced {
-            self.runtime.forget(&sha256);
-        }
+        let runtime = self.runtime.clone();
+        blocking(move || {
+            for sha256 in unreferenced {
+                runtime.forget(&sha256);
+            }
+        })
+        .await?;
         tracing::info!(function = name, "function deleted");
         Ok(())
     }
@@ -302,7 +410,7 @@ impl Node {
     /// Finds the deployed functions at start-up; loads them when `preload` is set.
     async fn discover(&self) -> Result<(), NodeError> {
         let referenced: std::collections::HashSet<String> = self
-            .registry
+            .catalog
             .referenced_modules()
             .await?
             .into_iter()
@@ -312,9 +420,9 @@ impl Node {
         if removed > 0 {
             tracing::info!(removed, "removed stale compiled artifacts");
         }
-        for version in self.registry.active_versions().await? {
+        for version in self.catalog.active_versions().await? {
             let name = version.function.clone();
-            match crate::settings::resolve(&version.config, &self.config, &self.runtime) {
+            match self.resolve(&name, &version.config).await {
                 Ok((settings, lane)) => {
                     let entry = self.install(version, settings, lane, None);
                     if self.config.preload
@@ -335,6 +443,18 @@ impl Node {
         Ok(())
     }
 
+    /// Resolves a configuration on a blocking thread (capabilities may open files).
+    async fn resolve(
+        &self,
+        name: &str,
+        config: &FunctionConfig,
+    ) -> Result<(FunctionSettings, LaneConfig), NodeError> {
+        let (name, config) = (name.to_string(), config.clone());
+        let defaults = (self.config.default_limits, self.config.default_lane);
+        let runtime = self.runtime.clone();
+        blocking(move || crate::settings::resolve(&name, &config, defaults, &runtime)).await?
+    }
+
     /// Puts a version in the table, keeping the function's counters, autoscaler and (when its
     /// settings are unchanged) admission lane, so that in-flight requests stay accounted.
     fn install(
@@ -346,6 +466,10 @@ impl Node {
     ) -> Arc<Entry> {
         let name = version.function.clone();
         let previous = self.lookup(&name);
+        let lane_config = LaneConfig {
+            memory_bytes: reservation(&version, &settings),
+            ..lane_config
+        };
         let lane = match &previous {
             Some(old) if old.lane.config() == lane_config => old.lane.clone(),
             _ => Lane::new(lane_config),
@@ -387,14 +511,41 @@ impl Node {
     ) -> Result<Loaded, NodeError> {
         let runtime = self.runtime.clone();
         let sha256 = record.sha256.clone();
-        let path = self.registry.module_path(&sha256);
+        let path = self.catalog.module_path(&sha256);
         blocking(move || runtime.load(&sha256, &path, settings))
             .await?
-            .map_err(|source| NodeError::Prepare {
+            .map_err(|error| NodeError::Prepare {
                 name: record.function.clone(),
-                source,
+                error,
             })
     }
+}
+
+/// Code already resident for the same module, with another version's settings: nothing to
+/// compile or load.
+fn shared(code: Code, settings: FunctionSettings) -> Loaded {
+    let started = Instant::now();
+    let function = code.function.with_settings(settings);
+    Loaded {
+        function,
+        source: LoadSource::Shared,
+        elapsed: started.elapsed(),
+        code_bytes: code.code_bytes,
+    }
+}
+
+/// What one request of a version reserves from the node's memory budget while it runs: its
+/// memory limit, and for WAGI the request and response it buffers.
+fn reservation(version: &VersionRecord, settings: &FunctionSettings) -> u64 {
+    let limits = &settings.limits;
+    let buffers = if version.kind == "wagi" {
+        limits
+            .max_request_body_bytes
+            .saturating_add(limits.max_response_body_bytes)
+    } else {
+        0
+    };
+    limits.memory_bytes.saturating_add(buffers)
 }
 
 fn check_name(name: &str) -> Result<(), NodeError> {

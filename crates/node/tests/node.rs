@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use kindling_node::{DeployOutcome, Entry, Fault, Node, NodeConfig};
+use kindling_node::{CallContext, DeployOutcome, Entry, Fault, Node, NodeConfig};
 use kindling_registry::FunctionConfig;
-use kindling_runtime::{LoadSource, RequestInfo};
+use kindling_runtime::LoadSource;
 use kindling_scheduler::PolicySpec;
 use kindling_test_support::{example, test_program};
 
@@ -26,25 +26,15 @@ fn wasm(path: std::path::PathBuf) -> Bytes {
 }
 
 async fn call(node: &Node, name: &str, path: &str) -> (u16, String) {
-    let entry = node.lookup(name).expect("function is deployed");
-    let permit = node.admit(&entry).await.unwrap();
-    let function = node.warm(&entry, true).await.unwrap();
     let request = http::Request::get(path)
         .header("host", "localhost")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let info = RequestInfo {
-        function: name.into(),
+    let cx = CallContext {
         script_name: format!("/{name}"),
-        remote_addr: None,
-        local_addr: None,
-        request_id: "t".into(),
-        log: None,
-        trace: None,
-        local: None,
-        call_depth: 0,
+        ..CallContext::default()
     };
-    let response = function.invoke(request, &info, permit).await.unwrap();
+    let response = node.invoke(name, request, cx).await.unwrap().response;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
@@ -135,7 +125,7 @@ async fn a_failed_deploy_leaves_the_previous_version_serving() {
         assert_eq!(err.fault(), Fault::Client, "{err}");
         assert_eq!(call(&node, "f", "/").await.1, "Hello from Kindling!\n");
     }
-    assert_eq!(node.registry().versions("f").await.unwrap().len(), 1);
+    assert_eq!(node.versions("f").await.unwrap().len(), 1);
 
     let err = node
         .deploy(
@@ -159,7 +149,9 @@ async fn a_restarted_node_serves_from_the_artifact_cache() {
     {
         let node = Node::open(config(dir.path())).await.unwrap();
         let mut config = FunctionConfig::default();
-        config.env.insert("GREETING".into(), "hallo".into());
+        config
+            .sections
+            .insert("env".into(), serde_json::json!({"GREETING": "hallo"}));
         node.deploy("env", wasm(test_program("http-wasip2")), config)
             .await
             .unwrap();

@@ -7,12 +7,23 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum RegistryError {
     /// The database could not be opened or migrated.
-    #[error("failed to open registry database {path:?}: {source}")]
+    #[error("failed to open registry database {path:?}: {error}")]
     Open {
         /// The database file.
         path: PathBuf,
         /// The SQLite error.
-        source: rusqlite::Error,
+        error: rusqlite::Error,
+    },
+    /// The database fails SQLite's integrity check.
+    #[error(
+        "registry database {path:?} is damaged ({detail}); stop the node and restore the data \
+         directory from a backup (`kindling restore`), or move the database away to start empty"
+    )]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite's check found first.
+        detail: String,
     },
     /// The database was written by a newer Kindling.
     #[error(
@@ -29,14 +40,14 @@ pub enum RegistryError {
     },
     /// A query failed.
     #[error("registry database: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(rusqlite::Error),
     /// A module file could not be read or written.
-    #[error("registry file {path:?}: {source}")]
+    #[error("registry file {path:?}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The function name breaks the naming rules.
     #[error("invalid function name {name:?}: {reason}")]
@@ -69,4 +80,12 @@ pub enum RegistryError {
     /// The blocking worker thread panicked or was cancelled.
     #[error("registry worker failed: {0}")]
     Worker(String),
+}
+
+// The messages above include their cause, so no variant exposes it as `source()` as well: a
+// caller printing the whole chain (`{err:#}`) would say everything twice.
+impl From<rusqlite::Error> for RegistryError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Database(error)
+    }
 }

@@ -1,17 +1,20 @@
 //! Kindling's function registry.
 //!
-//! Functions and their immutable, sha256-addressed versions live in an embedded SQLite
-//! database; module bytes are files named by their hash. Deploys are atomic: the module file is
-//! durable before the one transaction that records the version and activates it.
+//! [`Catalog`] is what a node needs of one: functions and their immutable, sha256-addressed
+//! versions, and the module bytes they run. [`SqliteCatalog`], the embedded default, keeps them
+//! in SQLite and files named by their hash. Deploys are atomic: the module file is durable
+//! before the one transaction that records the version and activates it.
 
+mod catalog;
 mod error;
 mod model;
-mod registry;
 mod schema;
+mod sqlite;
 
+pub use catalog::{Catalog, ModuleHold, ModuleHolds};
 pub use error::RegistryError;
 pub use model::{
-    FunctionConfig, FunctionRecord, LimitsConfig, MountConfig, Priority, VersionRecord,
+    FunctionConfig, FunctionRecord, LimitsConfig, NewVersion, Priority, VersionRecord,
     validate_name,
 };
-pub use registry::{NewVersion, Registry, sha256_hex};
+pub use sqlite::{SqliteCatalog, sha256_hex};

@@ -42,24 +42,16 @@ pub struct VersionRecord {
     pub created_at: String,
 }
 
-/// What a function is deployed with besides its code. Unknown fields are refused, so a typo
-/// in a deploy request fails loudly instead of being ignored.
+/// What a function is deployed with besides its code: limits, priority and namespace, which
+/// the node itself reads, and one section per host capability (`env`, `mounts`,
+/// `allowed_outbound_hosts`, ...), kept here as JSON by field name: the registry does not know
+/// the capabilities. The node refuses fields no capability owns, so a typo in a deploy request
+/// fails loudly instead of being ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FunctionConfig {
-    /// Environment variables for the guest.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
     /// Limits; any left out take the node's defaults.
     #[serde(default)]
     pub limits: LimitsConfig,
-    /// Hosts the function may call over outgoing HTTP, in Spin's form: `https://api.example.com`,
-    /// `http://*.internal:8080`, `*://example.com:*`. Empty: no outgoing HTTP at all.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allowed_outbound_hosts: Vec<String>,
-    /// Directories the function may read, mounted read-only.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mounts: Vec<MountConfig>,
     /// Priority class under overload: `critical`, `normal` (default) or `batch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<Priority>,
@@ -70,24 +62,32 @@ pub struct FunctionConfig {
     /// `startup = "ultra-low"`); `kindling advise --function` judges them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub requirements: BTreeMap<String, String>,
+    /// The capabilities' fields, by name.
+    #[serde(flatten)]
+    pub sections: BTreeMap<String, serde_json::Value>,
 }
 
 impl FunctionConfig {
+    /// The fields the node reads itself; every other field belongs to a capability.
+    pub const FIELDS: &[&str] = &["limits", "priority", "namespace", "requirements"];
+
     /// The namespace, `default` when none was given.
     pub fn namespace(&self) -> &str {
         self.namespace.as_deref().unwrap_or("default")
     }
 }
 
-/// A read-only directory mount: `source`, relative to the node's mount root, appears to the
-/// guest at `path`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MountConfig {
-    /// Directory under the node's `--mount-root`.
-    pub source: String,
-    /// Where the guest sees it, an absolute path such as `/data`.
-    pub path: String,
+/// A version about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    /// The module's sha256 (hex), as returned by [`crate::Catalog::store_module`].
+    pub sha256: String,
+    /// The detected function kind.
+    pub kind: String,
+    /// Size of the module in bytes.
+    pub size_bytes: u64,
+    /// The configuration it runs with.
+    pub config: FunctionConfig,
 }
 
 /// Per-function limits as deployed; `None` means the node default.
@@ -122,20 +122,9 @@ pub struct LimitsConfig {
 }
 
 impl FunctionConfig {
-    /// Checks what serde cannot: variable names a guest can actually see, sane limits.
+    /// Checks what serde cannot in the fields the node reads: sane limits, a valid namespace.
+    /// (Each capability checks its own fields.)
     pub fn validate(&self) -> Result<(), RegistryError> {
-        for (name, value) in &self.env {
-            if name.is_empty() || name.contains('=') || name.contains('\0') {
-                return Err(RegistryError::InvalidConfig(format!(
-                    "environment variable name {name:?} must be non-empty and contain no `=` or NUL"
-                )));
-            }
-            if value.contains('\0') {
-                return Err(RegistryError::InvalidConfig(format!(
-                    "environment variable {name:?} contains a NUL byte"
-                )));
-            }
-        }
         let limits = &self.limits;
         let positive = [
             ("timeout_ms", limits.timeout_ms),
@@ -156,26 +145,6 @@ impl FunctionConfig {
                     "namespace {namespace:?} must be 1-63 lowercase letters, digits and `-`"
                 ))
             })?;
-        }
-        for mount in &self.mounts {
-            let source = std::path::Path::new(&mount.source);
-            if source.is_absolute()
-                || source
-                    .components()
-                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
-            {
-                return Err(RegistryError::InvalidConfig(format!(
-                    "mount source {:?} must be a relative path inside the node's mount root, \
-                     without `..`",
-                    mount.source
-                )));
-            }
-            if !mount.path.starts_with('/') || mount.path.contains('\0') {
-                return Err(RegistryError::InvalidConfig(format!(
-                    "mount path {:?} must be an absolute guest path such as /data",
-                    mount.path
-                )));
-            }
         }
         Ok(())
     }
@@ -235,17 +204,27 @@ mod tests {
     }
 
     #[test]
-    fn config_refuses_unknown_fields_and_bad_env() {
-        let err = serde_json::from_str::<FunctionConfig>(r#"{"evn": {}}"#).unwrap_err();
-        assert!(err.to_string().contains("unknown field `evn`"), "{err}");
-        let config: FunctionConfig = serde_json::from_str(r#"{"env": {"A=B": "x"}}"#).unwrap();
-        assert!(config.validate().is_err());
+    fn limits_refuse_unknown_fields_and_capability_fields_are_kept() {
+        let err =
+            serde_json::from_str::<FunctionConfig>(r#"{"limits": {"timout_ms": 1}}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `timout_ms`"),
+            "{err}"
+        );
         let config: FunctionConfig =
             serde_json::from_str(r#"{"limits": {"timeout_ms": 0}}"#).unwrap();
         assert!(config.validate().is_err());
-        let config: FunctionConfig =
-            serde_json::from_str(r#"{"env": {"GREETING": "hi"}, "limits": {"timeout_ms": 500}}"#)
-                .unwrap();
+        let config: FunctionConfig = serde_json::from_str(
+            r#"{"env": {"GREETING": "hi"}, "limits": {"timeout_ms": 500}, "namespace": "a"}"#,
+        )
+        .unwrap();
         config.validate().unwrap();
+        assert_eq!(config.sections["env"]["GREETING"], "hi");
+        assert_eq!(config.limits.timeout_ms, Some(500));
+        let text = serde_json::to_string(&config).unwrap();
+        assert_eq!(
+            serde_json::from_str::<FunctionConfig>(&text).unwrap(),
+            config
+        );
     }
 }

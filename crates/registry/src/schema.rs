@@ -30,9 +30,9 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub(crate) fn open(path: &Path) -> Result<Connection, RegistryError> {
-    let fail = |source| RegistryError::Open {
+    let fail = |error| RegistryError::Open {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut conn = Connection::open(path).map_err(fail)?;
     // WAL keeps readers off writers' backs; FULL sync makes a committed deploy survive a
@@ -44,6 +44,15 @@ pub(crate) fn open(path: &Path) -> Result<Connection, RegistryError> {
          PRAGMA busy_timeout = 5000;",
     )
     .map_err(fail)?;
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |row| row.get(0))
+        .map_err(fail)?;
+    if check != "ok" {
+        return Err(RegistryError::Damaged {
+            path: path.to_path_buf(),
+            detail: check,
+        });
+    }
     let current = conn
         .query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))
         .map_err(fail)?

@@ -2,7 +2,7 @@
 //! roll back, delete, reopen, and crash-safety of module files.
 
 use bytes::Bytes;
-use kindling_registry::{FunctionConfig, NewVersion, Registry, RegistryError};
+use kindling_registry::{Catalog, FunctionConfig, NewVersion, RegistryError, SqliteCatalog};
 
 fn new_version(sha256: String, size: u64) -> NewVersion {
     NewVersion {
@@ -16,7 +16,7 @@ fn new_version(sha256: String, size: u64) -> NewVersion {
 #[tokio::test]
 async fn versions_count_up_and_rollback_goes_back() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::open(dir.path()).await.unwrap();
+    let registry = SqliteCatalog::open(dir.path()).await.unwrap();
 
     let a = registry
         .store_module(Bytes::from_static(b"module a"))
@@ -68,12 +68,12 @@ async fn versions_count_up_and_rollback_goes_back() {
 }
 
 #[tokio::test]
-async fn state_survives_reopen_and_unreferenced_modules_are_collected() {
+async fn state_survives_reopen_and_unreferenced_modules_are_quarantined() {
     let dir = tempfile::tempdir().unwrap();
     let kept;
     let orphan;
     {
-        let registry = Registry::open(dir.path()).await.unwrap();
+        let registry = SqliteCatalog::open(dir.path()).await.unwrap();
         kept = registry
             .store_module(Bytes::from_static(b"kept"))
             .await
@@ -89,16 +89,23 @@ async fn state_survives_reopen_and_unreferenced_modules_are_collected() {
             .unwrap();
         assert!(registry.module_path(&orphan).exists());
     }
-    let registry = Registry::open(dir.path()).await.unwrap();
+    let registry = SqliteCatalog::open(dir.path()).await.unwrap();
     assert_eq!(registry.active_version("keep").await.unwrap().sha256, kept);
     assert!(registry.module_path(&kept).exists());
     assert!(!registry.module_path(&orphan).exists());
+    assert!(
+        dir.path()
+            .join("quarantine")
+            .join(format!("{orphan}.wasm"))
+            .exists(),
+        "an unreferenced module is moved aside, never deleted on a guess"
+    );
 }
 
 #[tokio::test]
 async fn delete_removes_versions_and_their_modules() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::open(dir.path()).await.unwrap();
+    let registry = SqliteCatalog::open(dir.path()).await.unwrap();
     let shared = registry
         .store_module(Bytes::from_static(b"shared"))
         .await
@@ -145,7 +152,7 @@ async fn delete_removes_versions_and_their_modules() {
 #[tokio::test]
 async fn bad_names_and_configs_are_refused_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::open(dir.path()).await.unwrap();
+    let registry = SqliteCatalog::open(dir.path()).await.unwrap();
     let sha = registry
         .store_module(Bytes::from_static(b"m"))
         .await
@@ -156,7 +163,7 @@ async fn bad_names_and_configs_are_refused_before_anything_is_written() {
         .unwrap_err();
     assert!(matches!(err, RegistryError::InvalidName { .. }), "{err}");
     let mut bad = new_version(sha, 1);
-    bad.config.env.insert("A=B".into(), "x".into());
+    bad.config.limits.timeout_ms = Some(0);
     let err = registry.commit_version("ok", bad).await.unwrap_err();
     assert!(matches!(err, RegistryError::InvalidConfig(_)), "{err}");
     assert!(registry.functions().await.unwrap().is_empty());
@@ -165,10 +172,14 @@ async fn bad_names_and_configs_are_refused_before_anything_is_written() {
 #[tokio::test]
 async fn a_newer_schema_is_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    drop(Registry::open(dir.path()).await.unwrap());
+    drop(SqliteCatalog::open(dir.path()).await.unwrap());
     let conn = rusqlite::Connection::open(dir.path().join("registry.db")).unwrap();
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
-    let err = Registry::open(dir.path()).await.err().unwrap().to_string();
+    let err = SqliteCatalog::open(dir.path())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("schema version 99"), "{err}");
 }

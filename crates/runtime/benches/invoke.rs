@@ -10,7 +10,8 @@
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
-use kindling_runtime::{FunctionSettings, RequestInfo, Runtime, RuntimeConfig};
+use kindling_host::{CallChain, Capabilities, FunctionContext, Invocation};
+use kindling_runtime::{FunctionSettings, Limits, RequestInfo, Runtime, RuntimeConfig};
 use kindling_test_support::example;
 
 fn request() -> http::Request<Full<Bytes>> {
@@ -22,21 +23,44 @@ fn request() -> http::Request<Full<Bytes>> {
 
 fn info() -> RequestInfo {
     RequestInfo {
-        function: "bench".into(),
+        invocation: Invocation {
+            function: "bench".into(),
+            namespace: "default".into(),
+            request_id: "bench".into(),
+            log: None,
+            trace: None,
+            chain: CallChain::root(10),
+            dispatch: None,
+        },
         script_name: "/bench".into(),
         remote_addr: None,
         local_addr: None,
-        request_id: "bench".into(),
-        log: None,
-        trace: None,
-        local: None,
-        call_depth: 0,
+    }
+}
+
+fn settings(runtime: &Runtime) -> FunctionSettings {
+    let function = FunctionContext {
+        name: "bench",
+        namespace: "default",
+    };
+    let configured = runtime
+        .capabilities()
+        .configure(&Default::default(), &function, &[])
+        .unwrap();
+    FunctionSettings {
+        limits: Limits::default(),
+        capabilities: std::sync::Arc::new(configured),
     }
 }
 
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(&RuntimeConfig::default(), dir.path().join("artifacts")).unwrap();
+    let runtime = Runtime::new(
+        &RuntimeConfig::default(),
+        dir.path().join("artifacts"),
+        Capabilities::builtin(None),
+    )
+    .unwrap();
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -45,25 +69,27 @@ fn benches(c: &mut Criterion) {
     for (name, file) in [("hello component", "hello"), ("c wagi module", "c-hello")] {
         let wasm = std::fs::read(example(file)).unwrap();
         let function = runtime
-            .prepare(&wasm, file, FunctionSettings::default())
+            .prepare(&wasm, file, settings(&runtime))
             .unwrap()
             .function;
         let info = info();
         c.bench_function(&format!("whole request: {name}"), |b| {
             b.to_async(&tokio).iter(|| async {
-                let response = function.invoke(request(), &info, ()).await.unwrap();
-                response.into_body().collect().await.unwrap().to_bytes()
+                let invoked = function.invoke(request(), &info, ()).await.unwrap();
+                invoked
+                    .response
+                    .into_body()
+                    .collect()
+                    .await
+                    .unwrap()
+                    .to_bytes()
             })
         });
     }
 
     let path = example("hello");
     c.bench_function("cold start from the artifact cache: hello component", |b| {
-        b.iter(|| {
-            runtime
-                .load("hello", &path, FunctionSettings::default())
-                .unwrap()
-        })
+        b.iter(|| runtime.load("hello", &path, settings(&runtime)).unwrap())
     });
 }
 

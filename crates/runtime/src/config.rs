@@ -1,11 +1,10 @@
 //! Node-wide runtime settings (the Wasmtime engine and its instance pool) and per-function
-//! settings (environment and limits) that travel with each deployed version.
+//! settings (limits and the capabilities' configuration) that travel with each deployed version.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::outbound::OutboundPolicy;
+use kindling_host::Configured;
 
 /// How the node's Wasmtime engine and pooling allocator are sized.
 ///
@@ -49,27 +48,14 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// What a deployed function version runs with: its environment, its limits and what it may
-/// reach outside the sandbox.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a deployed function version runs with: its limits and its configuration as every
+/// capability resolved it.
+#[derive(Debug, Clone)]
 pub struct FunctionSettings {
-    /// Environment variables the guest sees; nothing of the host's environment leaks in.
-    pub env: Vec<(String, String)>,
     /// Resource limits for each invocation.
     pub limits: Limits,
-    /// Hosts it may call over outgoing HTTP.
-    pub outbound: Arc<OutboundPolicy>,
-    /// Host directories it may read.
-    pub mounts: Vec<Mount>,
-}
-
-/// A host directory made visible to the guest, read-only.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    /// The directory on the host.
-    pub host: PathBuf,
-    /// Where the guest sees it.
-    pub guest: String,
+    /// The capabilities' resolved configuration (environment, mounts, outbound hosts, ...).
+    pub capabilities: Arc<Configured>,
 }
 
 /// Per-invocation resource limits.

@@ -24,13 +24,24 @@ pub enum PrepareError {
     /// The binary imports something Kindling does not provide.
     #[error("cannot link: {0}")]
     Link(String),
+    /// The stored module file could not be read (it was removed or the disk failed).
+    #[error(
+        "the stored module {path:?} cannot be read: {error}; redeploy the function from its \
+         .wasm file, or restore the data directory from a backup"
+    )]
+    ModuleFile {
+        /// The module file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
     /// Reading or writing the compiled-artifact cache failed.
-    #[error("compiled-artifact cache {path:?}: {source}")]
+    #[error("compiled-artifact cache {path:?}: {error}")]
     Cache {
         /// The file involved.
         path: std::path::PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The engine itself could not be built (bad configuration).
     #[error("cannot configure the WebAssembly engine: {0}")]

@@ -5,15 +5,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body::Body;
+use kindling_host::{BoxError, Capabilities, ComponentCtx, HostState, ModuleCtx};
 use wasmtime::InstancePre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::config::FunctionSettings;
 use crate::error::InvokeError;
 use crate::executor::{Executor, Weight};
-use crate::invocation::{BoxError, RequestInfo, ResponseBody};
+use crate::invocation::{Invoked, RequestInfo};
 use crate::kind::FunctionKind;
-use crate::store::{HttpState, WagiState};
 
 /// A loaded function. Each invocation instantiates it afresh: no state survives a request.
 #[derive(Clone)]
@@ -21,21 +21,31 @@ pub struct Function {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     sha256: String,
-    settings: FunctionSettings,
+    pub(crate) settings: FunctionSettings,
     pre: Pre,
-    /// Whether the engine meters fuel: every store then needs a budget.
-    meters_fuel: bool,
-    /// Where guest code runs.
-    executor: Arc<Executor>,
+    /// What every instance's store is built from.
+    pub(crate) shared: Shared,
     /// Whether its guests have lately run long enough to belong on the guest pool.
-    weight: Arc<Weight>,
+    pub(crate) weight: Arc<Weight>,
 }
 
+/// What a function shares with every other function of the runtime.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    /// The capabilities every instance is prepared by.
+    pub(crate) capabilities: Capabilities,
+    /// Whether the engine meters fuel: every store then needs a budget.
+    pub(crate) meters_fuel: bool,
+    /// Where guest code runs.
+    pub(crate) executor: Arc<Executor>,
+}
+
+#[derive(Clone)]
 pub(crate) enum Pre {
-    Http(ProxyPre<HttpState>),
-    Wagi(InstancePre<WagiState>),
+    Http(ProxyPre<HostState<ComponentCtx>>),
+    Wagi(InstancePre<HostState<ModuleCtx>>),
 }
 
 impl Function {
@@ -43,16 +53,14 @@ impl Function {
         sha256: String,
         settings: FunctionSettings,
         pre: Pre,
-        meters_fuel: bool,
-        executor: Arc<Executor>,
+        shared: Shared,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 sha256,
                 settings,
                 pre,
-                meters_fuel,
-                executor,
+                shared,
                 weight: Arc::default(),
             }),
         }
@@ -79,16 +87,11 @@ impl Function {
     /// Returns a copy of this function that runs with other settings, sharing the compiled
     /// code: a configuration-only change needs no recompilation.
     pub fn with_settings(&self, settings: FunctionSettings) -> Self {
-        let pre = match &self.inner.pre {
-            Pre::Http(pre) => Pre::Http(pre.clone()),
-            Pre::Wagi(pre) => Pre::Wagi(pre.clone()),
-        };
         Self::new(
             self.inner.sha256.clone(),
             settings,
-            pre,
-            self.inner.meters_fuel,
-            self.inner.executor.clone(),
+            self.inner.pre.clone(),
+            self.inner.shared.clone(),
         )
     }
 
@@ -100,7 +103,7 @@ impl Function {
         request: http::Request<B>,
         info: &RequestInfo,
         hold: impl Send + 'static,
-    ) -> Result<http::Response<ResponseBody>, InvokeError>
+    ) -> Result<Invoked, InvokeError>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -114,21 +117,12 @@ impl Function {
         if declared.is_some_and(|len| len > limit) {
             return Err(InvokeError::RequestBodyTooLarge { limit });
         }
-        let settings = &self.inner.settings;
-        let fuel = self
-            .inner
-            .meters_fuel
-            .then(|| settings.limits.cpu_fuel.unwrap_or(u64::MAX));
-        let executor = &self.inner.executor;
-        let weight = &self.inner.weight;
-        match &self.inner.pre {
-            Pre::Http(pre) => {
-                crate::http::invoke(pre, settings, fuel, (executor, weight), hold, request, info)
-                    .await
-            }
-            Pre::Wagi(pre) if !weight.is_heavy() => {
+        let inner = &self.inner;
+        match &inner.pre {
+            Pre::Http(pre) => crate::http::invoke(inner, pre, hold, request, info).await,
+            Pre::Wagi(pre) if !inner.weight.is_heavy() => {
                 let _hold = hold;
-                crate::wagi::invoke(pre, settings, fuel, weight, request, info).await
+                crate::wagi::invoke(inner, pre, request, info).await
             }
             Pre::Wagi(_) => {
                 // A heavy WAGI call runs start to end on the guest pool; this task waits.
@@ -140,15 +134,25 @@ impl Function {
                     let Pre::Wagi(pre) = &inner.pre else {
                         unreachable!("matched above")
                     };
-                    crate::wagi::invoke(pre, &inner.settings, fuel, &inner.weight, request, &info)
-                        .await
+                    crate::wagi::invoke(inner, pre, request, &info).await
                 };
-                executor
+                inner
+                    .shared
+                    .executor
                     .spawn(true, call)
                     .await
                     .map_err(|err| InvokeError::Internal(format!("guest task failed: {err}")))?
             }
         }
+    }
+}
+
+impl Inner {
+    /// The fuel every store of this function starts with, when the engine meters fuel.
+    pub(crate) fn fuel(&self) -> Option<u64> {
+        self.shared
+            .meters_fuel
+            .then(|| self.settings.limits.cpu_fuel.unwrap_or(u64::MAX))
     }
 }
 

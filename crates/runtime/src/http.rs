@@ -6,48 +6,38 @@
 //! and ends, dropping the instance, when the guest returns or the deadline passes.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Limited};
+use kindling_host::{BoxError, ComponentCtx, HostState, InstanceKind, ResponseBody};
 use tokio::time::Instant;
 use tracing::Instrument;
-use wasmtime::Store;
-use wasmtime::component::ResourceTable;
+use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
-use crate::config::FunctionSettings;
 use crate::error::{InvokeError, chain};
-use crate::executor::{Executor, Weight};
-use crate::invocation::{
-    BoxError, RequestInfo, ResponseBody, classify, log_guest_output, wasi_builder,
-};
-use crate::outbound::OutboundHooks;
-use crate::output::{OutputCapture, WhenFull};
-use crate::store::{GuestLimiter, HttpState, arm};
-
-/// How much of a guest's stdout and stderr is kept per request.
-pub(crate) const LOG_CAPTURE_BYTES: usize = 64 * 1024;
+use crate::function::Inner;
+use crate::invocation::{Invoked, RequestInfo, classify};
+use crate::store::{StoreParts, finish};
 
 pub(crate) async fn invoke<B>(
-    pre: &ProxyPre<HttpState>,
-    settings: &FunctionSettings,
-    fuel: Option<u64>,
-    (executor, weight): (&Executor, &Arc<Weight>),
+    function: &Inner,
+    pre: &ProxyPre<HostState<ComponentCtx>>,
     hold: impl Send + 'static,
     request: http::Request<B>,
     info: &RequestInfo,
-) -> Result<http::Response<ResponseBody>, InvokeError>
+) -> Result<Invoked, InvokeError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let limits = settings.limits;
+    let limits = function.settings.limits;
     let deadline = Instant::now() + limits.timeout;
 
     // Bound the request body. The guest sees an over-long body as a stream error; the client
@@ -73,30 +63,19 @@ where
         limit: limits.max_request_body_bytes,
     };
 
-    let stdout = OutputCapture::new(LOG_CAPTURE_BYTES, WhenFull::Truncate);
-    let stderr = OutputCapture::new(LOG_CAPTURE_BYTES, WhenFull::Truncate);
-    let wasi = wasi_builder(settings, &settings.env)?
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
-        .build();
-    let mut store = Store::new(
-        pre.engine(),
-        HttpState {
-            wasi,
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            hooks: OutboundHooks {
-                policy: settings.outbound.clone(),
-                function: info.function.clone(),
-                request_id: info.request_id.clone(),
-                trace: info.trace.clone(),
-                local: info.local.clone(),
-                call_depth: info.call_depth,
-            },
-            limiter: GuestLimiter::new(limits.memory_bytes),
-        },
-    );
-    arm(&mut store, deadline, fuel);
+    let parts = StoreParts {
+        engine: pre.engine(),
+        capabilities: &function.shared.capabilities,
+        settings: &function.settings,
+        info,
+        deadline,
+        fuel: function.fuel(),
+    };
+    let mut store = parts.build(
+        InstanceKind::Component,
+        |_, env| env,
+        |wasi| ComponentCtx::new(wasi.build()),
+    )?;
 
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let incoming = store
@@ -114,23 +93,25 @@ where
     // store ends the response body as if the guest had finished it; the body wrapper checks
     // this at the end so that a cut-off response ends in an error, not a clean end.
     let failure: Arc<OnceLock<InvokeError>> = Arc::default();
+    // Written by the guest task before the guest can answer, read once it has.
+    let instantiate_us = Arc::new(AtomicU64::new(0));
     let task_failure = failure.clone();
+    let task_instantiate = instantiate_us.clone();
     let pre = pre.clone();
     let task_info = info.clone();
-    let task_weight = weight.clone();
-    let guest = executor.spawn(
-        weight.is_heavy(),
+    let task_weight = function.weight.clone();
+    let capabilities = function.shared.capabilities.clone();
+    let guest = function.shared.executor.spawn(
+        function.weight.is_heavy(),
         async move {
             let _hold = hold;
             let run = async {
                 let instantiating = std::time::Instant::now();
                 let proxy = pre.instantiate_async(&mut store).await?;
-                if let Some(trace) = &task_info.trace {
-                    trace.instantiate_us.store(
-                        instantiating.elapsed().as_micros() as u64,
-                        Ordering::Relaxed,
-                    );
-                }
+                task_instantiate.store(
+                    instantiating.elapsed().as_micros() as u64,
+                    Ordering::Release,
+                );
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, incoming, outparam)
@@ -139,10 +120,7 @@ where
             let mut cpu = std::time::Duration::ZERO;
             let result =
                 tokio::time::timeout_at(deadline, crate::executor::busy_timed(run, &mut cpu)).await;
-            let (out, out_dropped) = stdout.take();
-            let (err, err_dropped) = stderr.take();
-            log_guest_output(&task_info, "stdout", &out, out_dropped);
-            log_guest_output(&task_info, "stderr", &err, err_dropped);
+            finish(&mut store, &capabilities, &task_info);
             let outcome = match result {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(err)) => Err(classify(
@@ -161,6 +139,7 @@ where
         }
         .in_current_span(),
     );
+    let instantiate = || Duration::from_micros(instantiate_us.load(Ordering::Acquire));
 
     match receiver.await {
         Ok(Ok(response)) => {
@@ -176,7 +155,7 @@ where
             if declared.is_some_and(|len| len > limit) {
                 return Err(InvokeError::ResponseTooLarge { limit });
             }
-            Ok(response.map(|body| {
+            let response = response.map(|body| {
                 GuardedBody {
                     inner: body.map_err(|err| Box::new(err) as BoxError).boxed_unsync(),
                     remaining: limit,
@@ -185,7 +164,11 @@ where
                     info: info.clone(),
                 }
                 .boxed_unsync()
-            }))
+            });
+            Ok(Invoked {
+                response,
+                instantiate: instantiate(),
+            })
         }
         Ok(Err(code)) => {
             if body_too_large.load(Ordering::Relaxed) {
@@ -226,8 +209,8 @@ struct GuardedBody {
 impl GuardedBody {
     fn fail(&mut self, err: InvokeError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         tracing::warn!(
-            function = %self.info.function,
-            request_id = %self.info.request_id,
+            function = %self.info.invocation.function,
+            request_id = %self.info.invocation.request_id,
             "{err}; the response was cut off"
         );
         self.remaining = 0;

@@ -2,7 +2,8 @@
 //!
 //! It turns uploaded bytes into a [`Function`] — a `wasi:http/proxy` component or a WAGI
 //! module, told apart from the binary itself — and runs each request in a fresh instance
-//! taken from Wasmtime's pooling allocator, with the function's environment and limits.
+//! taken from Wasmtime's pooling allocator, with the function's limits and whatever its
+//! capabilities (`kindling-host`) prepare for the instance.
 //! Compiled code is cached on disk by content hash and engine configuration, so a restarted
 //! node serves without recompiling.
 
@@ -14,18 +15,13 @@ mod function;
 mod http;
 mod invocation;
 mod kind;
-mod logs;
-mod outbound;
-mod output;
 mod runtime;
 mod store;
 mod wagi;
 
-pub use config::{FunctionSettings, Limits, Mount, RuntimeConfig};
+pub use config::{FunctionSettings, Limits, RuntimeConfig};
 pub use error::{InvokeError, PrepareError};
 pub use function::Function;
-pub use invocation::{BoxError, RequestInfo, RequestTrace, ResponseBody};
+pub use invocation::{Invoked, RequestInfo};
 pub use kind::FunctionKind;
-pub use logs::{FunctionLog, LogLine, LogPage};
-pub use outbound::{CallDepth, LOCAL_SUFFIX, LocalCall, LocalFunctions, OutboundPolicy};
 pub use runtime::{LoadSource, Loaded, Runtime};

@@ -11,20 +11,21 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, Linker as ComponentLinker};
+use wasmtime::component::Component;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig,
     Precompiled,
 };
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::artifact::ArtifactCache;
+use kindling_host::{Capabilities, ComponentLinker, HostState, Linkers, ModuleCtx, ModuleLinker};
+
+use crate::artifact::{ArtifactCache, Verified};
 use crate::config::{FunctionSettings, RuntimeConfig};
 use crate::error::{PrepareError, chain};
 use crate::executor::Executor;
-use crate::function::{Function, Pre};
+use crate::function::{Function, Pre, Shared};
 use crate::kind::{Encoding, encoding};
-use crate::store::{HttpState, WagiState};
 
 /// The interface a `wasi:http/proxy` component exports to handle requests.
 const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
@@ -36,12 +37,11 @@ pub struct Runtime {
 }
 
 struct Inner {
-    executor: Arc<Executor>,
+    shared: Shared,
     engine: Engine,
-    meters_fuel: bool,
     max_memory_bytes: u64,
-    http_linker: ComponentLinker<HttpState>,
-    wagi_linker: Linker<WagiState>,
+    http_linker: ComponentLinker,
+    wagi_linker: ModuleLinker,
     artifacts: ArtifactCache,
     _ticker: EpochTicker,
 }
@@ -54,6 +54,9 @@ pub enum LoadSource {
     Cache,
     /// Compiled from the WebAssembly bytes (and then cached).
     Compiled,
+    /// Already resident for another function or version with the same module: nothing was
+    /// loaded.
+    Shared,
 }
 
 impl LoadSource {
@@ -62,6 +65,7 @@ impl LoadSource {
         match self {
             Self::Cache => "cache",
             Self::Compiled => "compiled",
+            Self::Shared => "shared",
         }
     }
 }
@@ -80,8 +84,13 @@ pub struct Loaded {
 }
 
 impl Runtime {
-    /// Builds the engine, the linkers and the artifact cache in `artifact_dir`.
-    pub fn new(config: &RuntimeConfig, artifact_dir: PathBuf) -> Result<Self, PrepareError> {
+    /// Builds the engine, links WASI and every capability once, and opens the artifact cache
+    /// in `artifact_dir`.
+    pub fn new(
+        config: &RuntimeConfig,
+        artifact_dir: PathBuf,
+        capabilities: Capabilities,
+    ) -> Result<Self, PrepareError> {
         let engine =
             Engine::new(&engine_config(config)).map_err(|err| PrepareError::Engine(chain(&err)))?;
 
@@ -92,11 +101,18 @@ impl Runtime {
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker))
             .map_err(|err| PrepareError::Engine(chain(&err)))?;
 
-        let mut wagi_linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut wagi_linker, |state: &mut WagiState| {
-            &mut state.wasi
-        })
+        let mut wagi_linker: ModuleLinker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(
+            &mut wagi_linker,
+            |state: &mut HostState<ModuleCtx>| &mut state.wasi,
+        )
         .map_err(|err| PrepareError::Engine(chain(&err)))?;
+        capabilities
+            .link(&mut Linkers {
+                component: &mut http_linker,
+                module: &mut wagi_linker,
+            })
+            .map_err(|err| PrepareError::Engine(err.to_string()))?;
 
         let artifacts = ArtifactCache::open(artifact_dir, &engine)?;
         let executor = Executor::new(config.guest_threads).map_err(|err| {
@@ -105,9 +121,12 @@ impl Runtime {
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
         Ok(Self {
             inner: Arc::new(Inner {
-                executor: Arc::new(executor),
+                shared: Shared {
+                    capabilities,
+                    meters_fuel: config.fuel,
+                    executor: Arc::new(executor),
+                },
                 engine,
-                meters_fuel: config.fuel,
                 max_memory_bytes: config.max_memory_bytes,
                 http_linker,
                 wagi_linker,
@@ -117,8 +136,16 @@ impl Runtime {
         })
     }
 
+    /// The capabilities every function's instances are prepared by.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.inner.shared.capabilities
+    }
+
     /// The deploy path: refuses binaries Kindling cannot run, with a message naming what is
-    /// missing; compiles, links and pre-instantiates; writes the compiled artifact to the cache.
+    /// missing; links and pre-instantiates. Code is compiled once per module: when the cache
+    /// already holds a sound artifact of these bytes (another name or an earlier version
+    /// deployed them), it is mapped instead, so a second deploy of the same bytes compiles
+    /// nothing.
     pub fn prepare(
         &self,
         wasm: &[u8],
@@ -126,6 +153,9 @@ impl Runtime {
         settings: FunctionSettings,
     ) -> Result<Loaded, PrepareError> {
         let started = Instant::now();
+        if let Some(loaded) = self.cached(sha256, &settings, started)? {
+            return Ok(loaded);
+        }
         let (pre, artifact) = match encoding(wasm)? {
             Encoding::Component => {
                 let component = Component::new(&self.inner.engine, wasm)
@@ -148,20 +178,14 @@ impl Runtime {
         };
         self.inner.artifacts.store(sha256, &artifact)?;
         Ok(Loaded {
-            function: Function::new(
-                sha256.to_string(),
-                settings,
-                pre,
-                self.inner.meters_fuel,
-                self.inner.executor.clone(),
-            ),
+            function: self.function(sha256, settings, pre),
             source: LoadSource::Compiled,
             elapsed: started.elapsed(),
             code_bytes: artifact.len() as u64,
         })
     }
 
-    /// The start-up path: maps the cached artifact if there is a usable one, otherwise
+    /// The start-up path: maps the cached artifact if there is a sound one, otherwise
     /// compiles `wasm_path` (and caches the result).
     pub fn load(
         &self,
@@ -170,43 +194,65 @@ impl Runtime {
         settings: FunctionSettings,
     ) -> Result<Loaded, PrepareError> {
         let started = Instant::now();
-        let artifact = self.inner.artifacts.path(sha256);
-        if artifact.exists() {
-            match self.load_artifact(&artifact) {
-                Ok(pre) => {
-                    let code_bytes = std::fs::metadata(&artifact).map_or(0, |m| m.len());
-                    return Ok(Loaded {
-                        function: Function::new(
-                            sha256.to_string(),
-                            settings,
-                            pre,
-                            self.inner.meters_fuel,
-                            self.inner.executor.clone(),
-                        ),
-                        source: LoadSource::Cache,
-                        elapsed: started.elapsed(),
-                        code_bytes,
-                    });
-                }
-                Err(err) => tracing::warn!(
-                    artifact = %artifact.display(),
-                    error = %err,
-                    "cached artifact unusable; recompiling"
-                ),
-            }
+        if let Some(loaded) = self.cached(sha256, &settings, started)? {
+            return Ok(loaded);
         }
-        let wasm = std::fs::read(wasm_path).map_err(|source| PrepareError::Cache {
+        let wasm = std::fs::read(wasm_path).map_err(|error| PrepareError::ModuleFile {
             path: wasm_path.to_path_buf(),
-            source,
+            error,
         })?;
         let mut loaded = self.prepare(&wasm, sha256, settings)?;
         loaded.elapsed = started.elapsed();
         Ok(loaded)
     }
 
+    /// The function from the cached artifact of `sha256`, when there is a sound one. A damaged
+    /// artifact (its digest does not match, Wasmtime refuses it) is logged and left for the
+    /// caller to recompile; an artifact of the wrong kind is refused like the module would be.
+    fn cached(
+        &self,
+        sha256: &str,
+        settings: &FunctionSettings,
+        started: Instant,
+    ) -> Result<Option<Loaded>, PrepareError> {
+        let (path, code_bytes) = match self.inner.artifacts.verify(sha256) {
+            Verified::Sound { path, bytes } => (path, bytes),
+            Verified::Missing => return Ok(None),
+            Verified::Damaged { path, problem } => {
+                tracing::warn!(
+                    artifact = %path.display(),
+                    problem = %problem,
+                    "compiled artifact failed its integrity check; recompiling from the module"
+                );
+                return Ok(None);
+            }
+        };
+        match self.load_artifact(&path) {
+            Ok(pre) => Ok(Some(Loaded {
+                function: self.function(sha256, settings.clone(), pre),
+                source: LoadSource::Cache,
+                elapsed: started.elapsed(),
+                code_bytes,
+            })),
+            Err(err @ PrepareError::Unsupported(_)) => Err(err),
+            Err(err) => {
+                tracing::warn!(
+                    artifact = %path.display(),
+                    error = %err,
+                    "cached artifact unusable; recompiling"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    fn function(&self, sha256: &str, settings: FunctionSettings, pre: Pre) -> Function {
+        Function::new(sha256.to_string(), settings, pre, self.inner.shared.clone())
+    }
+
     /// True when the engine meters fuel, so that functions can have CPU budgets.
     pub fn meters_fuel(&self) -> bool {
-        self.inner.meters_fuel
+        self.inner.shared.meters_fuel
     }
 
     /// The largest memory limit a function may have: the pool's slot size.
@@ -235,8 +281,9 @@ impl Runtime {
         let invalid = |err: wasmtime::Error| PrepareError::Invalid(chain(&err));
         match Engine::detect_precompiled_file(path).map_err(invalid)? {
             // SAFETY: the artifact cache directory is written only by this runtime, from
-            // `serialize` of modules it compiled itself; Wasmtime additionally checks that the
-            // file was produced by a compatible engine before using it.
+            // `serialize` of modules it compiled itself, and the file's digest was checked
+            // against the one recorded when it was written; Wasmtime additionally checks that
+            // the file was produced by a compatible engine before using it.
             Some(Precompiled::Component) => {
                 let component =
                     unsafe { Component::deserialize_file(engine, path) }.map_err(invalid)?;

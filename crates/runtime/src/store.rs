@@ -1,132 +1,64 @@
-//! Per-request store state for both function kinds, and how every store is armed before the
-//! guest runs: a deadline, a memory limiter and, when the node meters fuel, a CPU budget.
+//! Building the store of one request's instance, the same way for both function kinds: every
+//! capability prepares its state, the kind adds what is its own (WAGI's CGI variables and
+//! pipes), and the store is armed before the guest runs with a deadline, a memory limiter and,
+//! when the node meters fuel, a CPU budget.
 //!
 //! The epoch deadline does two jobs: every tick a running guest yields its thread back to
 //! Tokio (so one busy guest cannot starve other requests), and once the wall-clock deadline
 //! has passed the guest is interrupted with a trap.
 
+use kindling_host::{Capabilities, GuestLimiter, HostState, InstanceBuilder, InstanceKind};
 use tokio::time::Instant;
-use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::outbound::OutboundHooks;
+use crate::config::FunctionSettings;
+use crate::error::InvokeError;
+use crate::invocation::RequestInfo;
 
-/// Store data for a `wasi:http` component instance.
-pub(crate) struct HttpState {
-    pub(crate) wasi: WasiCtx,
-    pub(crate) http: WasiHttpCtx,
-    pub(crate) table: ResourceTable,
-    pub(crate) hooks: OutboundHooks,
-    pub(crate) limiter: GuestLimiter,
+/// What one request's instance is built from.
+pub(crate) struct StoreParts<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) capabilities: &'a Capabilities,
+    pub(crate) settings: &'a FunctionSettings,
+    pub(crate) info: &'a RequestInfo,
+    pub(crate) deadline: Instant,
+    pub(crate) fuel: Option<u64>,
 }
 
-impl WasiView for HttpState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for HttpState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
-        }
-    }
-}
-
-/// Store data for a WAGI (WASI preview 1) module instance.
-pub(crate) struct WagiState {
-    pub(crate) wasi: WasiP1Ctx,
-    pub(crate) limiter: GuestLimiter,
-}
-
-/// Store data that carries a [`GuestLimiter`].
-pub(crate) trait Limited: Send + 'static {
-    fn limiter(&mut self) -> &mut GuestLimiter;
-}
-
-impl Limited for HttpState {
-    fn limiter(&mut self) -> &mut GuestLimiter {
-        &mut self.limiter
-    }
-}
-
-impl Limited for WagiState {
-    fn limiter(&mut self) -> &mut GuestLimiter {
-        &mut self.limiter
-    }
-}
-
-/// Caps the linear memory of all of an instance's memories together, and table sizes. A
-/// refused growth makes `memory.grow` fail as the WebAssembly spec says; the refusal is
-/// remembered so that the trap that usually follows is reported as the memory limit.
-#[derive(Debug)]
-pub(crate) struct GuestLimiter {
-    memory_limit: usize,
-    memory_used: usize,
-    table_elements_limit: usize,
-    memory_refused: bool,
-}
-
-/// Table elements any one table may hold; far above what real guests use.
-const TABLE_ELEMENTS_LIMIT: usize = 20_000;
-
-impl GuestLimiter {
-    pub(crate) fn new(memory_limit: u64) -> Self {
-        Self {
-            memory_limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
-            memory_used: 0,
-            table_elements_limit: TABLE_ELEMENTS_LIMIT,
-            memory_refused: false,
-        }
-    }
-
-    /// True once a memory growth was refused for exceeding the limit.
-    pub(crate) fn memory_refused(&self) -> bool {
-        self.memory_refused
-    }
-}
-
-impl ResourceLimiter for GuestLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let growth = desired.saturating_sub(current);
-        match self.memory_used.checked_add(growth) {
-            Some(total) if total <= self.memory_limit => {
-                self.memory_used = total;
-                Ok(true)
-            }
-            _ => {
-                self.memory_refused = true;
-                Ok(false)
-            }
-        }
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= self.table_elements_limit)
+impl StoreParts<'_> {
+    /// Builds and arms the store. `kind_env` turns the capabilities' environment into the
+    /// instance's (WAGI adds its CGI variables, which win on a clash) and may set up the rest
+    /// of the WASI context; `build` makes the kind's WASI context from it.
+    pub(crate) fn build<W: Send + 'static>(
+        &self,
+        kind: InstanceKind,
+        kind_env: impl FnOnce(&mut WasiCtxBuilder, Vec<(String, String)>) -> Vec<(String, String)>,
+        build: impl FnOnce(&mut WasiCtxBuilder) -> W,
+    ) -> Result<Store<HostState<W>>, InvokeError> {
+        let mut wasi = WasiCtxBuilder::new();
+        let mut env = Vec::new();
+        let states = {
+            let mut builder =
+                InstanceBuilder::new(&mut wasi, &mut env, &self.info.invocation, kind);
+            self.capabilities
+                .prepare(&self.settings.capabilities, &mut builder)
+                .map_err(|err| InvokeError::Internal(err.to_string()))?
+        };
+        let env = kind_env(&mut wasi, env);
+        wasi.envs(&env);
+        let limiter = GuestLimiter::new(self.settings.limits.memory_bytes);
+        let mut store = Store::new(
+            self.engine,
+            HostState::new(build(&mut wasi), limiter, states),
+        );
+        arm(&mut store, self.deadline, self.fuel);
+        Ok(store)
     }
 }
 
 /// Arms a store before the guest runs: deadline and yielding, memory limiter, fuel.
-pub(crate) fn arm<T: Limited>(store: &mut Store<T>, deadline: Instant, fuel: Option<u64>) {
+fn arm<W: Send + 'static>(store: &mut Store<HostState<W>>, deadline: Instant, fuel: Option<u64>) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {
@@ -135,32 +67,18 @@ pub(crate) fn arm<T: Limited>(store: &mut Store<T>, deadline: Instant, fuel: Opt
             Ok(UpdateDeadline::Yield(1))
         }
     });
-    store.limiter(|state| state.limiter());
+    store.limiter(|state| &mut state.limiter);
     if let Some(fuel) = fuel {
         // Only called when the engine meters fuel, so this cannot fail.
         let _ = store.set_fuel(fuel);
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn memory_is_counted_across_memories_and_refusals_remembered() {
-        let mut limiter = GuestLimiter::new(100);
-        assert!(limiter.memory_growing(0, 60, None).unwrap());
-        assert!(
-            limiter.memory_growing(0, 40, None).unwrap(),
-            "a second memory shares the cap"
-        );
-        assert!(!limiter.memory_refused());
-        assert!(!limiter.memory_growing(40, 41, None).unwrap());
-        assert!(limiter.memory_refused());
-        assert!(
-            !limiter
-                .table_growing(0, TABLE_ELEMENTS_LIMIT + 1, None)
-                .unwrap()
-        );
-    }
+/// After the guest: every capability finishes with its state (guest output reaches the log).
+pub(crate) fn finish<W>(
+    store: &mut Store<HostState<W>>,
+    capabilities: &Capabilities,
+    info: &RequestInfo,
+) {
+    capabilities.finish(store.data_mut().states_mut(), &info.invocation);
 }

@@ -5,39 +5,37 @@
 //! CGI output is buffered (it cannot be streamed before the headers are complete and the
 //! guest has exited), so it is capped by the function's response limit.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
+use kindling_host::{
+    BoxError, HostState, InstanceKind, ModuleCtx, OutputCapture, ResponseBody, WhenFull,
+};
 use tokio::time::Instant;
-use wasmtime::{InstancePre, Store};
+use wasmtime::InstancePre;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
-use crate::config::FunctionSettings;
 use crate::error::InvokeError;
-use crate::executor::Weight;
-use crate::http::LOG_CAPTURE_BYTES;
-use crate::invocation::{
-    BoxError, RequestInfo, ResponseBody, classify, log_guest_output, wasi_builder,
-};
-use crate::output::{OutputCapture, WhenFull};
-use crate::store::{GuestLimiter, WagiState, arm};
+use crate::function::Inner;
+use crate::invocation::{Invoked, RequestInfo, classify};
+use crate::store::{StoreParts, finish};
 
 pub(crate) async fn invoke<B>(
-    pre: &InstancePre<WagiState>,
-    settings: &FunctionSettings,
-    fuel: Option<u64>,
-    weight: &Weight,
+    function: &Inner,
+    pre: &InstancePre<HostState<ModuleCtx>>,
     request: http::Request<B>,
     info: &RequestInfo,
-) -> Result<http::Response<ResponseBody>, InvokeError>
+) -> Result<Invoked, InvokeError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let limits = settings.limits;
+    let limits = function.settings.limits;
     let deadline = Instant::now() + limits.timeout;
-    let (parts, body) = request.into_parts();
+    let (head, body) = request.into_parts();
 
     let body = tokio::time::timeout_at(
         deadline,
@@ -56,37 +54,41 @@ where
     })?
     .to_bytes();
 
-    let env = cgi_environment(&parts, body.len(), info, &settings.env);
     let stdout = OutputCapture::new(limits.max_response_body_bytes as usize, WhenFull::Refuse);
-    let stderr = OutputCapture::new(LOG_CAPTURE_BYTES, WhenFull::Truncate);
-    let mut builder = wasi_builder(settings, &env)?;
-    let wasi = builder
-        .args(&[info.script_name.as_str()])
-        .stdin(MemoryInputPipe::new(body))
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
-        .build_p1();
-    let mut store = Store::new(
-        pre.module().engine(),
-        WagiState {
-            wasi,
-            limiter: GuestLimiter::new(limits.memory_bytes),
+    let parts = StoreParts {
+        engine: pre.module().engine(),
+        capabilities: &function.shared.capabilities,
+        settings: &function.settings,
+        info,
+        deadline,
+        fuel: function.fuel(),
+    };
+    let content_length = body.len();
+    let mut store = parts.build(
+        InstanceKind::Wagi,
+        |wasi, env| {
+            wasi.args(&[info.script_name.as_str()])
+                .stdin(MemoryInputPipe::new(body))
+                .stdout(stdout.clone());
+            cgi_environment(&head, content_length, info, &env)
         },
-    );
-    arm(&mut store, deadline, fuel);
+        |wasi| wasi.build_p1(),
+    )?;
 
+    let mut instantiate = Duration::ZERO;
     let run = async {
+        let instantiating = std::time::Instant::now();
         let instance = pre.instantiate_async(&mut store).await?;
+        instantiate = instantiating.elapsed();
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         start.call_async(&mut store, ()).await
     };
     let mut cpu = std::time::Duration::ZERO;
     let result =
         tokio::time::timeout_at(deadline, crate::executor::busy_timed(run, &mut cpu)).await;
-    weight.record(cpu);
+    function.weight.record(cpu);
+    finish(&mut store, &function.shared.capabilities, info);
     let (output, output_dropped) = stdout.take();
-    let (errors, errors_dropped) = stderr.take();
-    log_guest_output(info, "stderr", &errors, errors_dropped);
 
     let exit_code = match result {
         Err(_elapsed) => return Err(InvokeError::Timeout(limits.timeout)),
@@ -104,12 +106,21 @@ where
             limit: limits.max_response_body_bytes,
         });
     }
-    if exit_code != 0 && output.is_empty() {
-        return Err(InvokeError::Guest(format!(
-            "the module exited with status {exit_code} without writing a response"
+    if exit_code != 0 {
+        // Whatever it wrote before failing may be half a response: never pass it on as whole.
+        let wrote = if output.is_empty() {
+            "without writing a response".to_string()
+        } else {
+            format!("after writing {} bytes of output", output.len())
+        };
+        return Err(InvokeError::BadCgiResponse(format!(
+            "the module exited with status {exit_code} {wrote}"
         )));
     }
-    parse_cgi_response(output)
+    Ok(Invoked {
+        response: parse_cgi_response(output)?,
+        instantiate,
+    })
 }
 
 /// Builds the CGI 1.1 environment: the function's own variables first, then the request
@@ -170,7 +181,7 @@ fn cgi_environment(
         ),
     );
     set("X_MATCHED_ROUTE", info.script_name.clone());
-    set("X_REQUEST_ID", info.request_id.to_string());
+    set("X_REQUEST_ID", info.invocation.request_id.to_string());
     set("AUTH_TYPE", String::new());
     set("REMOTE_USER", String::new());
     if let Some(remote) = info.remote_addr {
@@ -208,8 +219,28 @@ fn cgi_environment(
     env
 }
 
+/// Most header lines a WAGI response may have (the limit hyper puts on a request head).
+const MAX_RESPONSE_HEADERS: usize = 100;
+
+/// Largest header block a WAGI response may have, in bytes.
+const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
+
+/// Headers about the connection or the framing of a message: the node frames the body it
+/// collected itself, so a module can never make a response look longer, shorter or like two.
+const FRAMING_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
 /// Parses CGI output: header lines, a blank line, the body. `Status:` sets the status;
-/// `Location:` without a status means 302, as CGI 1.1 says.
+/// `Location:` without a status means 302, as CGI 1.1 says. Framing and hop-by-hop headers
+/// are dropped; the body's length is what the module wrote.
 fn parse_cgi_response(output: Bytes) -> Result<http::Response<ResponseBody>, InvokeError> {
     let (head_end, body_start) = find_blank_line(&output).ok_or_else(|| {
         InvokeError::BadCgiResponse(format!(
@@ -218,8 +249,20 @@ fn parse_cgi_response(output: Bytes) -> Result<http::Response<ResponseBody>, Inv
             String::from_utf8_lossy(&output[..output.len().min(80)])
         ))
     })?;
+    if head_end > MAX_RESPONSE_HEAD_BYTES {
+        return Err(InvokeError::BadCgiResponse(format!(
+            "the headers are {head_end} bytes, more than the {MAX_RESPONSE_HEAD_BYTES} a \
+             response may have"
+        )));
+    }
     let head = std::str::from_utf8(&output[..head_end])
         .map_err(|_| InvokeError::BadCgiResponse("the headers are not UTF-8".into()))?;
+    let lines = head.lines().count();
+    if lines > MAX_RESPONSE_HEADERS {
+        return Err(InvokeError::BadCgiResponse(format!(
+            "{lines} header lines, more than the {MAX_RESPONSE_HEADERS} a response may have"
+        )));
+    }
 
     let mut response = http::Response::builder();
     let mut status = None;
@@ -244,6 +287,10 @@ fn parse_cgi_response(output: Bytes) -> Result<http::Response<ResponseBody>, Inv
         let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
             InvokeError::BadCgiResponse(format!("invalid header name {:?}", name.trim()))
         })?;
+        if FRAMING_HEADERS.contains(&name.as_str()) {
+            tracing::debug!(header = %name, "dropped a framing header from CGI output");
+            continue;
+        }
         let value = HeaderValue::from_str(value)
             .map_err(|_| InvokeError::BadCgiResponse(format!("invalid value for header {name}")))?;
         has_location |= name == http::header::LOCATION;
@@ -313,6 +360,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn output_cannot_frame_the_response() {
+        let (status, headers, body) = parse(
+            "Content-Length: 0\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\
+             X-Kept: yes\r\n\r\nHTTP/1.1 200 OK\r\n\r\nsmuggled",
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+        for dropped in ["content-length", "transfer-encoding", "connection"] {
+            assert!(headers.get(dropped).is_none(), "{dropped} passed through");
+        }
+        assert_eq!(headers["x-kept"], "yes");
+        assert_eq!(
+            body, "HTTP/1.1 200 OK\r\n\r\nsmuggled",
+            "the body is data, whole"
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_heads_are_refused() {
+        let many = "X-A: 1\n".repeat(MAX_RESPONSE_HEADERS + 1) + "\n";
+        let err = parse(&many).await.unwrap_err().to_string();
+        assert!(err.contains("header lines"), "{err}");
+        let long = format!("X-A: {}\n\n", "a".repeat(MAX_RESPONSE_HEAD_BYTES));
+        let err = parse(&long).await.unwrap_err().to_string();
+        assert!(err.contains("more than the"), "{err}");
+    }
+
+    #[tokio::test]
     async fn malformed_output_is_named() {
         let err = parse("just a body").await.unwrap_err().to_string();
         assert!(err.contains("no blank line"), "{err}");
@@ -333,15 +409,18 @@ mod tests {
             .unwrap();
         let (parts, ()) = request.into_parts();
         let info = RequestInfo {
-            function: "hello".into(),
+            invocation: kindling_host::Invocation {
+                function: "hello".into(),
+                namespace: "default".into(),
+                request_id: "r1".into(),
+                log: None,
+                trace: None,
+                chain: kindling_host::CallChain::root(1),
+                dispatch: None,
+            },
             script_name: "/hello".into(),
             remote_addr: Some("10.1.2.3:5555".parse().unwrap()),
             local_addr: None,
-            request_id: "r1".into(),
-            log: None,
-            trace: None,
-            local: None,
-            call_depth: 0,
         };
         let function_env = vec![
             ("GREETING".to_string(), "hi".to_string()),

@@ -1,34 +1,62 @@
 //! The runtime in process, against guests built from source: kind detection and refusals,
 //! the artifact cache, and invocations of both function kinds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use kindling_host::{CallChain, FunctionContext, Invocation};
 use kindling_runtime::{
-    FunctionKind, FunctionSettings, InvokeError, Limits, LoadSource, PrepareError, RequestInfo,
-    Runtime, RuntimeConfig,
+    FunctionKind, FunctionSettings, InvokeError, Invoked, Limits, LoadSource, PrepareError,
+    RequestInfo, Runtime, RuntimeConfig,
 };
 use kindling_test_support::{example, test_program};
+use serde_json::json;
 
 fn runtime(dir: &std::path::Path) -> Runtime {
     let mut config = RuntimeConfig::default();
     // Small pool: many tests build engines in one process.
     config.max_instances = 16;
-    Runtime::new(&config, dir.join("artifacts")).unwrap()
+    let capabilities = kindling_host::Capabilities::builtin(None);
+    Runtime::new(&config, dir.join("artifacts"), capabilities).unwrap()
+}
+
+/// Settings with `limits` and the capabilities' `sections` of a configuration.
+fn settings(runtime: &Runtime, limits: Limits, sections: serde_json::Value) -> FunctionSettings {
+    let sections = serde_json::from_value(sections).unwrap();
+    let function = FunctionContext {
+        name: "test",
+        namespace: "default",
+    };
+    let configured = runtime
+        .capabilities()
+        .configure(&sections, &function, &[])
+        .unwrap();
+    FunctionSettings {
+        limits,
+        capabilities: Arc::new(configured),
+    }
+}
+
+fn plain(runtime: &Runtime) -> FunctionSettings {
+    settings(runtime, Limits::default(), json!({}))
 }
 
 fn info(script_name: &str) -> RequestInfo {
     RequestInfo {
-        function: "test".into(),
+        invocation: Invocation {
+            function: "test".into(),
+            namespace: "default".into(),
+            request_id: "test-request".into(),
+            log: None,
+            trace: None,
+            chain: CallChain::root(10),
+            dispatch: None,
+        },
         script_name: script_name.into(),
         remote_addr: Some("127.0.0.1:40000".parse().unwrap()),
         local_addr: Some("127.0.0.1:3000".parse().unwrap()),
-        request_id: "test-request".into(),
-        log: None,
-        trace: None,
-        local: None,
-        call_depth: 0,
     }
 }
 
@@ -39,7 +67,8 @@ fn get(path: &str) -> http::Request<Full<Bytes>> {
         .unwrap()
 }
 
-async fn text(response: http::Response<kindling_runtime::ResponseBody>) -> (u16, String) {
+async fn text(invoked: Invoked) -> (u16, String) {
+    let response = invoked.response;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8(body.to_vec()).unwrap())
@@ -60,7 +89,7 @@ async fn components_and_wagi_modules_are_told_apart_and_served() {
     let runtime = runtime(dir.path());
 
     let hello = std::fs::read(example("hello")).unwrap();
-    let loaded = prepare(&runtime, &hello, FunctionSettings::default()).unwrap();
+    let loaded = prepare(&runtime, &hello, plain(&runtime)).unwrap();
     assert_eq!(loaded.function.kind(), FunctionKind::WasiHttp);
     assert_eq!(loaded.source, LoadSource::Compiled);
     let (status, body) = text(
@@ -74,7 +103,7 @@ async fn components_and_wagi_modules_are_told_apart_and_served() {
     assert_eq!((status, body.as_str()), (200, "Hello from Kindling!\n"));
 
     let wagi = std::fs::read(example("wagi-hello")).unwrap();
-    let loaded = prepare(&runtime, &wagi, FunctionSettings::default()).unwrap();
+    let loaded = prepare(&runtime, &wagi, plain(&runtime)).unwrap();
     assert_eq!(loaded.function.kind(), FunctionKind::Wagi);
     let request = http::Request::post("/some/path?q=1")
         .header("host", "localhost:3000")
@@ -95,15 +124,15 @@ async fn components_and_wagi_modules_are_told_apart_and_served() {
     assert!(body.contains("body: payload"), "{body}");
 
     let c = std::fs::read(example("c-hello")).unwrap();
-    let loaded = prepare(&runtime, &c, FunctionSettings::default()).unwrap();
+    let loaded = prepare(&runtime, &c, plain(&runtime)).unwrap();
     assert_eq!(loaded.function.kind(), FunctionKind::Wagi);
-    let response = loaded
+    let invoked = loaded
         .function
         .invoke(get("/x"), &info("/c"), ())
         .await
         .unwrap();
-    assert_eq!(response.headers()["x-written-in"], "C");
-    let (_, body) = text(response).await;
+    assert_eq!(invoked.response.headers()["x-written-in"], "C");
+    let (_, body) = text(invoked).await;
     assert!(body.contains("Hello from C on Kindling!"), "{body}");
 }
 
@@ -113,29 +142,24 @@ async fn wrong_kinds_are_refused_with_what_is_missing() {
     let runtime = runtime(dir.path());
 
     let command = std::fs::read(test_program("cli-command")).unwrap();
-    let err = prepare(&runtime, &command, FunctionSettings::default()).unwrap_err();
+    let err = prepare(&runtime, &command, plain(&runtime)).unwrap_err();
     assert!(err.is_client_error());
     let message = err.to_string();
     assert!(message.contains("wasi:http/incoming-handler"), "{message}");
     assert!(message.contains("wasi:cli command"), "{message}");
 
     let library = std::fs::read(test_program("core-library")).unwrap();
-    let message = prepare(&runtime, &library, FunctionSettings::default())
+    let message = prepare(&runtime, &library, plain(&runtime))
         .unwrap_err()
         .to_string();
     assert!(message.contains("no `_start`"), "{message}");
 
     let hello = std::fs::read(example("hello")).unwrap();
     let truncated = &hello[..hello.len() / 2];
-    let err = prepare(&runtime, truncated, FunctionSettings::default()).unwrap_err();
+    let err = prepare(&runtime, truncated, plain(&runtime)).unwrap_err();
     assert!(matches!(err, PrepareError::Invalid(_)), "{err}");
 
-    let err = prepare(
-        &runtime,
-        b"<html>not wasm</html>",
-        FunctionSettings::default(),
-    )
-    .unwrap_err();
+    let err = prepare(&runtime, b"<html>not wasm</html>", plain(&runtime)).unwrap_err();
     assert!(
         err.to_string().contains("not a WebAssembly binary"),
         "{err}"
@@ -150,13 +174,13 @@ async fn a_second_runtime_loads_from_the_artifact_cache() {
     {
         let runtime = runtime(dir.path());
         runtime
-            .prepare(&wasm, "hello-sha", FunctionSettings::default())
+            .prepare(&wasm, "hello-sha", plain(&runtime))
             .unwrap();
         assert!(runtime.is_cached("hello-sha"));
     }
     let runtime = runtime(dir.path());
     let loaded = runtime
-        .load("hello-sha", &wasm_path, FunctionSettings::default())
+        .load("hello-sha", &wasm_path, plain(&runtime))
         .unwrap();
     assert_eq!(loaded.source, LoadSource::Cache);
     let (status, _) = text(
@@ -180,7 +204,7 @@ async fn a_second_runtime_loads_from_the_artifact_cache() {
     std::fs::remove_file(&artifact).unwrap();
     std::fs::write(&artifact, b"garbage").unwrap();
     let loaded = runtime
-        .load("hello-sha", &wasm_path, FunctionSettings::default())
+        .load("hello-sha", &wasm_path, plain(&runtime))
         .unwrap();
     assert_eq!(loaded.source, LoadSource::Compiled);
 }
@@ -190,14 +214,11 @@ async fn environment_and_request_body_limits_apply() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
     let wasm = std::fs::read(test_program("http-wasip2")).unwrap();
-    let settings = FunctionSettings {
-        env: vec![("GREETING".into(), "hej".into())],
-        limits: Limits {
-            max_request_body_bytes: 10,
-            ..Limits::default()
-        },
-        ..FunctionSettings::default()
+    let limits = Limits {
+        max_request_body_bytes: 10,
+        ..Limits::default()
     };
+    let settings = settings(&runtime, limits, json!({"env": {"GREETING": "hej"}}));
     let function = prepare(&runtime, &wasm, settings).unwrap().function;
 
     let (status, body) = text(
@@ -217,7 +238,8 @@ async fn environment_and_request_body_limits_apply() {
     .await;
     assert_eq!(status, 404, "the host's environment must not leak in");
 
-    let big = http::Request::post("/echo")
+    // No Content-Length: the limit fires while the guest reads, before it answers.
+    let big = http::Request::post("/consume")
         .header("host", "localhost")
         .body(Full::new(Bytes::from(vec![b'x'; 11])))
         .unwrap();
@@ -233,13 +255,11 @@ async fn a_sleeping_guest_does_not_hold_a_thread_and_deadlines_fire() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
     let wasm = std::fs::read(test_program("http-wstd")).unwrap();
-    let settings = FunctionSettings {
-        limits: Limits {
-            timeout: Duration::from_millis(300),
-            ..Limits::default()
-        },
-        ..FunctionSettings::default()
+    let limits = Limits {
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
     };
+    let settings = settings(&runtime, limits, json!({}));
     let function = prepare(&runtime, &wasm, settings).unwrap().function;
     let (status, body) = text(
         function

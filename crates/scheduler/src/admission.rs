@@ -63,6 +63,12 @@ pub struct AdmissionConfig {
     pub normal_share: f64,
     /// Fraction of `max_in_flight` that batch-priority requests may fill.
     pub batch_share: f64,
+    /// Memory the requests running at once may reserve together (each its function's
+    /// memory limit and buffers); `None` for no limit.
+    pub memory_budget_bytes: Option<u64>,
+    /// How long a critical request that finds the node full waits for a slot before it is
+    /// shed; other classes are shed at once.
+    pub critical_wait: Duration,
 }
 
 impl Default for AdmissionConfig {
@@ -71,6 +77,8 @@ impl Default for AdmissionConfig {
             max_in_flight: 512,
             normal_share: 0.8,
             batch_share: 0.5,
+            memory_budget_bytes: None,
+            critical_wait: Duration::from_millis(250),
         }
     }
 }
@@ -86,6 +94,8 @@ pub struct LaneConfig {
     pub queue_timeout: Duration,
     /// The function's priority class.
     pub priority: Priority,
+    /// Memory one of its requests reserves from the node's budget while it runs.
+    pub memory_bytes: u64,
 }
 
 impl Default for LaneConfig {
@@ -95,6 +105,7 @@ impl Default for LaneConfig {
             queue_len: 64,
             queue_timeout: Duration::from_secs(5),
             priority: Priority::Normal,
+            memory_bytes: 0,
         }
     }
 }
@@ -138,6 +149,19 @@ pub enum Rejection {
     /// The request's namespace is over its quota (429).
     #[error("{0}")]
     OverQuota(String),
+    /// The requests running now have reserved the node's memory budget (503).
+    #[error(
+        "the node is out of memory for requests: those running have reserved {reserved} bytes \
+         of its budget of {budget} and this one needs {need}"
+    )]
+    MemoryFull {
+        /// Bytes reserved by the requests running.
+        reserved: u64,
+        /// The budget.
+        budget: u64,
+        /// What this request would reserve.
+        need: u64,
+    },
 }
 
 impl Rejection {
@@ -145,7 +169,7 @@ impl Rejection {
     /// at a limit.
     pub fn status(&self) -> u16 {
         match self {
-            Self::NodeOverloaded { .. } => 503,
+            Self::NodeOverloaded { .. } | Self::MemoryFull { .. } => 503,
             _ => 429,
         }
     }
@@ -158,6 +182,7 @@ impl Rejection {
             Self::QueueFull { .. } => "queue_full",
             Self::QueueTimeout { .. } => "queue_timeout",
             Self::OverQuota(_) => "over_quota",
+            Self::MemoryFull { .. } => "node_memory_full",
         }
     }
 }
@@ -166,8 +191,12 @@ impl Rejection {
 pub struct Admission {
     config: AdmissionConfig,
     in_flight: AtomicU32,
+    /// Memory reserved by the requests running.
+    reserved: AtomicU64,
+    /// Woken when a request finishes, for critical requests waiting for a slot.
+    freed: tokio::sync::Notify,
     quota: Arc<dyn Quota>,
-    rejected: [AtomicU64; 5],
+    rejected: [AtomicU64; 6],
 }
 
 impl Admission {
@@ -176,6 +205,8 @@ impl Admission {
         Arc::new(Self {
             config,
             in_flight: AtomicU32::new(0),
+            reserved: AtomicU64::new(0),
+            freed: tokio::sync::Notify::new(),
             quota,
             rejected: Default::default(),
         })
@@ -189,6 +220,11 @@ impl Admission {
     /// Requests running on the node now.
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Memory reserved by the requests running now.
+    pub fn reserved_bytes(&self) -> u64 {
+        self.reserved.load(Ordering::Relaxed)
     }
 
     /// Rejections so far, by code.
@@ -237,33 +273,74 @@ impl Admission {
     ) -> Result<Permit, Rejection> {
         let quota = self.quota.admit(account).map_err(Rejection::OverQuota)?;
         let slot = lane.acquire().await?;
-        let limit = self.limit_for(lane.config.priority);
-        let taken = self
-            .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < limit).then_some(n + 1)
-            });
-        if taken.is_err() {
-            drop(slot);
-            return Err(Rejection::NodeOverloaded {
-                priority: lane.config.priority.as_str(),
-                limit,
-            });
+        let priority = lane.config.priority;
+        let need = lane.config.memory_bytes;
+        // A critical request may wait briefly for a request to finish; the others are shed
+        // at once, so that overload never builds a queue in front of the node.
+        let deadline = (priority == Priority::Critical && !self.config.critical_wait.is_zero())
+            .then(|| Instant::now() + self.config.critical_wait);
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.take(priority, need) {
+                Ok(()) => break,
+                Err(rejection) => match deadline {
+                    Some(deadline) if Instant::now() < deadline => {
+                        let _ = tokio::time::timeout_at(deadline, freed).await;
+                    }
+                    _ => {
+                        drop(slot);
+                        return Err(rejection);
+                    }
+                },
+            }
         }
         Ok(Permit {
             slot: Some(slot),
             admission: self.clone(),
+            memory: need,
             _quota: quota,
         })
     }
+
+    /// Takes a node slot and `need` bytes of the memory budget, or neither.
+    fn take(&self, priority: Priority, need: u64) -> Result<(), Rejection> {
+        let limit = self.limit_for(priority);
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .map_err(|_| Rejection::NodeOverloaded {
+                priority: priority.as_str(),
+                limit,
+            })?;
+        let Some(budget) = self.config.memory_budget_bytes else {
+            return Ok(());
+        };
+        self.reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |reserved| {
+                reserved.checked_add(need).filter(|total| *total <= budget)
+            })
+            .map(|_| ())
+            .map_err(|reserved| {
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                Rejection::MemoryFull {
+                    reserved,
+                    budget,
+                    need,
+                }
+            })
+    }
 }
 
-const REJECTION_CODES: [&str; 5] = [
+const REJECTION_CODES: [&str; 6] = [
     "node_overloaded",
     "concurrency_limit",
     "queue_full",
     "queue_timeout",
     "over_quota",
+    "node_memory_full",
 ];
 
 /// One function's admission state: its slots, its queue, and the load it has seen.
@@ -444,12 +521,18 @@ impl Drop for Slot {
 pub struct Permit {
     slot: Option<Slot>,
     admission: Arc<Admission>,
+    memory: u64,
     _quota: QuotaPermit,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.admission.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let admission = &self.admission;
+        if admission.config.memory_budget_bytes.is_some() {
+            admission.reserved.fetch_sub(self.memory, Ordering::AcqRel);
+        }
+        admission.in_flight.fetch_sub(1, Ordering::AcqRel);
         drop(self.slot.take());
+        admission.freed.notify_one();
     }
 }

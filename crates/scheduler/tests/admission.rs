@@ -33,6 +33,7 @@ fn lane(max_concurrency: u32, queue_len: u32, priority: Priority) -> Arc<Lane> {
         queue_len,
         queue_timeout: Duration::from_secs(5),
         priority,
+        ..LaneConfig::default()
     })
 }
 
@@ -216,4 +217,89 @@ async fn lanes_report_their_average_concurrency() {
     // Two in flight for one second, one for the next: an average of 1.5 over two seconds.
     let average = lane.sample(tokio::time::Instant::now());
     assert!((average - 1.5).abs() < 1e-6, "{average}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_memory_budget_bounds_what_requests_may_reserve_together() {
+    let admission = Admission::new(
+        AdmissionConfig {
+            memory_budget_bytes: Some(300),
+            ..AdmissionConfig::default()
+        },
+        Arc::new(Unlimited),
+    );
+    let big = Lane::new(LaneConfig {
+        memory_bytes: 128,
+        ..LaneConfig::default()
+    });
+    let small = Lane::new(LaneConfig {
+        memory_bytes: 40,
+        ..LaneConfig::default()
+    });
+    let a = admission.admit(&big, &account("default")).await.unwrap();
+    let b = admission.admit(&big, &account("default")).await.unwrap();
+    let refused = admission
+        .admit(&big, &account("default"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        refused,
+        Rejection::MemoryFull {
+            reserved: 256,
+            budget: 300,
+            need: 128
+        }
+    );
+    assert_eq!(
+        (refused.status(), refused.code()),
+        (503, "node_memory_full")
+    );
+    assert_eq!(admission.in_flight(), 2, "a refusal holds no slot");
+    let c = admission.admit(&small, &account("default")).await.unwrap();
+    assert_eq!(admission.reserved_bytes(), 296);
+    drop((a, b, c));
+    assert_eq!(admission.reserved_bytes(), 0);
+    assert!(admission.admit(&big, &account("default")).await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_critical_request_waits_briefly_for_a_slot_others_are_shed() {
+    let admission = Admission::new(
+        AdmissionConfig {
+            max_in_flight: 2,
+            critical_wait: Duration::from_millis(250),
+            ..AdmissionConfig::default()
+        },
+        Arc::new(Unlimited),
+    );
+    let critical = Lane::new(LaneConfig {
+        priority: Priority::Critical,
+        ..LaneConfig::default()
+    });
+    let held = vec![
+        admission
+            .admit(&critical, &account("default"))
+            .await
+            .unwrap(),
+        admission
+            .admit(&critical, &account("default"))
+            .await
+            .unwrap(),
+    ];
+    // A slot frees within the wait: the waiting critical request gets it.
+    let waiter = {
+        let (admission, critical) = (admission.clone(), critical.clone());
+        tokio::spawn(async move { admission.admit(&critical, &account("default")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut held = held.into_iter();
+    drop(held.next());
+    let admitted = waiter.await.unwrap().expect("admitted when a slot freed");
+    // Nothing frees within the wait: refused once it is over.
+    let started = tokio::time::Instant::now();
+    let refused = admission.admit(&critical, &account("default")).await;
+    assert_eq!(refused.err().unwrap().code(), "node_overloaded");
+    assert_eq!(started.elapsed(), Duration::from_millis(250));
+    drop((admitted, held));
 }

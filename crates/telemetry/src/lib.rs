@@ -9,11 +9,15 @@
 //!   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL`,
 //!   `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME`, `OTEL_SDK_DISABLED`,
 //!   `OTEL_TRACES_EXPORTER`). With none set there is no tracer, and a request pays nothing.
+//! - [`ProcessStats`]: what `/proc` says about a process, for the `process_*` metrics and the
+//!   benchmarks' samplers.
 
 mod context;
 mod export;
+mod process;
 mod span;
 
 pub use context::{SpanId, TraceContext, TraceId};
 pub use export::{TelemetryError, Tracer};
+pub use process::{Pid, ProcessStats};
 pub use span::{Span, SpanKind, Value};

@@ -15,6 +15,8 @@
 //! - `/env`: every environment variable it can see
 //! - `/socket?{host:port}`: opens a TCP connection
 //! - `/outbound?{authority}`: makes an HTTP request to `http://{authority}/`
+//! - `/fan/{n}/{depth}?{authority}`: calls `http://{authority}/fan/{n}/{depth - 1}` `n` times,
+//!   until depth 0: a fan-out of `n` to the power `depth` calls if nothing stops it
 
 use std::io::Write as _;
 
@@ -110,6 +112,17 @@ impl wasip2::exports::http::incoming_handler::Guest for Guest {
                 Err(err) => format!("error: {err}\n"),
             }),
             ["outbound"] => respond(out, 200, &outbound(query)),
+            ["fan", n, depth] => {
+                let (n, depth) = (n.parse().unwrap_or(0u32), depth.parse().unwrap_or(0u32));
+                let mut answers = String::new();
+                if depth > 0 {
+                    for _ in 0..n {
+                        let call = format!("{query}/fan/{n}/{}?{query}", depth - 1);
+                        answers.push_str(&outbound(&call));
+                    }
+                }
+                respond(out, 200, &answers)
+            }
             _ => respond(out, 404, "no such attack\n"),
         }
     }

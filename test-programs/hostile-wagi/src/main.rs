@@ -5,6 +5,12 @@
 //! - `/env`: prints every environment variable it can see
 //! - `/no-headers`: prints a body without CGI headers
 //! - `/huge/{mib}`: prints that many MiB
+//! - `/smuggle`: `Content-Length: 0`, then a body shaped like a second response
+//! - `/short-length`: `Content-Length: 2` and a longer body
+//! - `/chunked`: claims `Transfer-Encoding: chunked` and prints a plain body
+//! - `/many-headers`: 1,000 header lines
+//! - `/long-header`: one header of 100 KB
+//! - `/fail-after-output`: prints a whole response, then exits with status 3
 //! - anything else: echoes the body length
 
 use std::io::{Read as _, Write as _};
@@ -45,6 +51,25 @@ fn main() {
                     std::process::exit(1);
                 }
             }
+        }
+        "/smuggle" => write!(
+            out,
+            "Content-Length: 0\n\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"
+        )
+        .unwrap(),
+        "/short-length" => write!(out, "Content-Length: 2\n\nmuch longer than two").unwrap(),
+        "/chunked" => write!(out, "Transfer-Encoding: chunked\n\nnot chunked at all").unwrap(),
+        "/many-headers" => {
+            for i in 0..1000 {
+                writeln!(out, "X-Header-{i}: {i}").unwrap();
+            }
+            write!(out, "\nbody").unwrap();
+        }
+        "/long-header" => write!(out, "X-Long: {}\n\nbody", "a".repeat(100 * 1024)).unwrap(),
+        "/fail-after-output" => {
+            write!(out, "Content-Type: text/plain\n\nlooks complete\n").unwrap();
+            out.flush().unwrap();
+            std::process::exit(3);
         }
         _ => {
             let mut body = Vec::new();

@@ -1,6 +1,7 @@
 //! Test guest written against the raw `wasip2` bindings, one route per behaviour under test:
 //!
 //! - `/echo`: streams the request body back chunk by chunk as it arrives (full duplex)
+//! - `/consume`: reads the whole request body, then answers with its length
 //! - `/status/{code}`: answers with that status code
 //! - `/stream/{n}`: writes `n` lines, flushing each
 //! - `/trailers`: a body followed by trailers (announced in a `Trailer` header)
@@ -27,6 +28,15 @@ impl wasip2::exports::http::incoming_handler::Guest for Guest {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match segments.as_slice() {
             ["echo"] => echo(request, out),
+            ["consume"] => {
+                // Reads the whole body before answering (a failed read traps).
+                let body = request.consume().expect("body is consumed once");
+                let mut input = body.stream().expect("stream is taken once");
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut input, &mut bytes).expect("read request body");
+                let text = format!("{} bytes\n", bytes.len());
+                respond(out, 200, &[], text.as_bytes(), None)
+            }
             ["status", code] => match code.parse() {
                 Ok(code) => respond(out, code, &[], b"", None),
                 Err(_) => respond(out, 400, &[], b"bad status code\n", None),

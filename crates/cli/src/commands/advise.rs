@@ -202,7 +202,11 @@ impl AdviseCommand {
             memory_bytes: config.limits.memory_bytes,
             timeout_ms: config.limits.timeout_ms,
             fuel: config.limits.cpu_fuel,
-            allowed_outbound_hosts: config.allowed_outbound_hosts.clone(),
+            allowed_outbound_hosts: config
+                .sections
+                .get("allowed_outbound_hosts")
+                .and_then(|hosts| serde_json::from_value(hosts.clone()).ok())
+                .unwrap_or_default(),
             last_cold_start_ms: (cold > 0.0).then_some(cold),
         })
     }

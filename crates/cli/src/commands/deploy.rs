@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
-use kindling_registry::{FunctionConfig, MountConfig, Priority};
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
+use kindling_host::{DeployFlag, FlagForm};
+use kindling_registry::{FunctionConfig, Priority};
+use serde_json::Value;
 
 use super::{OutputArgs, ServerArgs};
 use crate::UsageError;
@@ -21,9 +23,9 @@ pub(crate) struct DeployCommand {
     name: String,
     /// The .wasm file: a wasi:http component or a WAGI (WASI preview 1) module
     file: PathBuf,
-    /// An environment variable for the function, KEY=VALUE (repeatable)
-    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
-    env: Vec<String>,
+    /// The host capabilities' flags (--env, --allow-outbound, --mount, ...).
+    #[command(flatten)]
+    capabilities: CapabilityFlags,
     /// Deadline per request, such as 2s (node default 30s)
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
@@ -48,13 +50,6 @@ pub(crate) struct DeployCommand {
     /// The tenant namespace its requests are accounted to
     #[arg(long)]
     namespace: Option<String>,
-    /// A host the function may call over HTTP, such as https://api.example.com (repeatable)
-    #[arg(long = "allow-outbound", value_name = "URL")]
-    allow_outbound: Vec<String>,
-    /// A read-only directory, SOURCE:/guest/path with SOURCE under the node's --mount-root
-    /// (repeatable)
-    #[arg(long = "mount", value_name = "SOURCE:PATH")]
-    mounts: Vec<String>,
     /// Largest request body the function accepts, such as 1MiB
     #[arg(long, value_parser = parse_size)]
     max_request_body: Option<u64>,
@@ -97,7 +92,17 @@ impl DeployCommand {
             let load = deployed
                 .load
                 .as_ref()
-                .map(|load| format!(", {} in {:.1} ms", load.source, load.millis))
+                .map(|load| match load.source.as_str() {
+                    "compiled" => format!(", compiled in {:.1} ms", load.millis),
+                    "cache" => format!(
+                        ", nothing compiled: these bytes were compiled before (cache, {:.1} ms)",
+                        load.millis
+                    ),
+                    "shared" => {
+                        ", nothing compiled: the code is shared with a loaded function".to_string()
+                    }
+                    other => format!(", {other} in {:.1} ms", load.millis),
+                })
                 .unwrap_or_default();
             println!(
                 "deployed {} version {} ({}, {}, sha256 {}){load}",
@@ -127,12 +132,7 @@ impl DeployCommand {
             }
             None => FunctionConfig::default(),
         };
-        for pair in &self.env {
-            let (key, value) = pair
-                .split_once('=')
-                .ok_or_else(|| UsageError(format!("--env {pair:?} must be KEY=VALUE")))?;
-            config.env.insert(key.to_string(), value.to_string());
-        }
+        self.capabilities.apply(&mut config)?;
         if let Some(timeout) = self.timeout {
             config.limits.timeout_ms = Some(timeout.as_millis().max(1) as u64);
         }
@@ -157,18 +157,6 @@ impl DeployCommand {
         if let Some(namespace) = &self.namespace {
             config.namespace = Some(namespace.clone());
         }
-        config
-            .allowed_outbound_hosts
-            .extend(self.allow_outbound.iter().cloned());
-        for mount in &self.mounts {
-            let (source, path) = mount.split_once(':').ok_or_else(|| {
-                UsageError(format!("--mount {mount:?} must be SOURCE:/guest/path"))
-            })?;
-            config.mounts.push(MountConfig {
-                source: source.to_string(),
-                path: path.to_string(),
-            });
-        }
         for pair in &self.require {
             let (dimension, level) = pair.split_once('=').ok_or_else(|| {
                 UsageError(format!(
@@ -189,5 +177,95 @@ impl DeployCommand {
             .validate()
             .map_err(|err| UsageError(err.to_string()))?;
         Ok(config)
+    }
+}
+
+/// The flags every capability of the node offers, added to `deploy`'s own; each use fills the
+/// capability's field of the configuration.
+#[derive(Debug, Default)]
+struct CapabilityFlags {
+    uses: Vec<(DeployFlag, Vec<String>)>,
+}
+
+fn capability_flags() -> Vec<DeployFlag> {
+    super::serve::capabilities(None).deploy_flags()
+}
+
+impl CapabilityFlags {
+    /// Writes the flags' values into `config`, after what `--config` gave.
+    fn apply(&self, config: &mut FunctionConfig) -> Result<(), UsageError> {
+        for (flag, values) in &self.uses {
+            let field = config
+                .sections
+                .entry(flag.field.to_string())
+                .or_insert_with(|| match flag.form {
+                    FlagForm::KeyValue => Value::Object(Default::default()),
+                    _ => Value::Array(Vec::new()),
+                });
+            for value in values {
+                match (flag.form, &mut *field) {
+                    (FlagForm::KeyValue, Value::Object(map)) => {
+                        let (key, value) = value.split_once('=').ok_or_else(|| {
+                            UsageError(format!("--{} {value:?} must be KEY=VALUE", flag.long))
+                        })?;
+                        map.insert(key.to_string(), Value::String(value.to_string()));
+                    }
+                    (FlagForm::List, Value::Array(list)) => list.push(Value::String(value.clone())),
+                    (FlagForm::ListOf(parse), Value::Array(list)) => {
+                        list.push(parse(value).map_err(UsageError)?)
+                    }
+                    _ => {
+                        return Err(UsageError(format!(
+                            "--{} cannot be combined with the {:?} of --config, which has \
+                             another shape",
+                            flag.long, flag.field
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FromArgMatches for CapabilityFlags {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let uses = capability_flags()
+            .into_iter()
+            .map(|flag| {
+                let values = matches
+                    .get_many::<String>(flag.long)
+                    .map(|values| values.cloned().collect())
+                    .unwrap_or_default();
+                (flag, values)
+            })
+            .collect();
+        Ok(Self { uses })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for CapabilityFlags {
+    fn augment_args(command: Command) -> Command {
+        capability_flags()
+            .into_iter()
+            .fold(command, |command, flag| {
+                command.arg(
+                    Arg::new(flag.long)
+                        .long(flag.long)
+                        .short(flag.short)
+                        .value_name(flag.value_name)
+                        .help(flag.help)
+                        .action(ArgAction::Append),
+                )
+            })
+    }
+
+    fn augment_args_for_update(command: Command) -> Command {
+        Self::augment_args(command)
     }
 }

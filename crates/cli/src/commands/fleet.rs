@@ -238,16 +238,9 @@ fn choose(functions: usize, sample: usize) -> Vec<usize> {
 
 /// The process's resident memory now and its peak, KiB, from `/proc`.
 fn memory(pid: u32) -> (Option<u64>, Option<u64>) {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return (None, None);
-    };
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let stats = kindling_telemetry::ProcessStats::read(kindling_telemetry::Pid::Other(pid));
+    let kib = |bytes: Option<u64>| bytes.map(|b| b / 1024);
+    (kib(stats.resident_bytes), kib(stats.peak_resident_bytes))
 }
 
 /// The report as text.

@@ -79,32 +79,8 @@ impl InspectCommand {
                 or_default(limits.max_response_body_bytes.map(format_size)),
             ),
         ];
-        let env = if f.config.env.is_empty() {
-            "(none)".to_string()
-        } else {
-            f.config
-                .env
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        fields.push(("env", env));
-        let outbound = if f.config.allowed_outbound_hosts.is_empty() {
-            "(none: outgoing HTTP is denied)".to_string()
-        } else {
-            f.config.allowed_outbound_hosts.join(" ")
-        };
-        fields.push(("outbound", outbound));
-        if !f.config.mounts.is_empty() {
-            let mounts = f
-                .config
-                .mounts
-                .iter()
-                .map(|m| format!("{}:{} (read-only)", m.source, m.path))
-                .collect::<Vec<_>>()
-                .join(" ");
-            fields.push(("mounts", mounts));
+        for line in &f.capabilities {
+            fields.push((line.label.as_str(), line.value.clone()));
         }
         if let Some(load) = &f.load {
             fields.push((

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use kindling_gateway::GatewayConfig;
+use kindling_host::Capabilities;
 use kindling_node::{Node, NodeConfig};
 use kindling_runtime::Limits;
 use kindling_scheduler::{AdmissionConfig, AutoscalerConfig, LaneConfig, PolicySpec};
@@ -16,6 +17,12 @@ use tokio::net::TcpListener;
 
 use crate::UsageError;
 use crate::units::{parse_duration, parse_size};
+
+/// What guests can reach, in order: the composition root of the capability seam. A new
+/// capability is one more `.with(...)` here (`docs/architecture.md`).
+pub(crate) fn capabilities(mount_root: Option<PathBuf>) -> Capabilities {
+    Capabilities::builtin(mount_root)
+}
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeCommand {
@@ -56,6 +63,14 @@ pub(crate) struct ServeCommand {
     /// Share of the in-flight limit batch-priority functions may fill
     #[arg(long, env = "KINDLING_BATCH_SHARE", default_value_t = 0.5)]
     batch_share: f64,
+    /// Memory the requests running at once may reserve together, each its function's memory
+    /// limit (and a WAGI module's buffers); more are refused with 503 (default: 80% of RAM)
+    #[arg(long, env = "KINDLING_MEMORY_BUDGET", value_parser = parse_size)]
+    memory_budget: Option<u64>,
+    /// How long a critical request that finds the node full waits for a slot before it is
+    /// refused (normal and batch requests are refused at once)
+    #[arg(long, env = "KINDLING_CRITICAL_WAIT", default_value = "250ms", value_parser = parse_duration)]
+    critical_wait: Duration,
     /// Queue length for functions with a concurrency limit that set none
     #[arg(long, env = "KINDLING_DEFAULT_QUEUE", default_value_t = 64)]
     default_queue: u32,
@@ -128,6 +143,13 @@ pub(crate) struct ServeCommand {
     /// How long a client may take to send its request headers (slow clients are cut off)
     #[arg(long, env = "KINDLING_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     header_read_timeout: Duration,
+    /// How long a deploy's upload may take to arrive (slower uploads get 408)
+    #[arg(long, env = "KINDLING_UPLOAD_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    upload_timeout: Duration,
+    /// Connections served at once (default: what the open-file limit allows); a small reserve
+    /// past it serves health checks and the admin API only
+    #[arg(long, env = "KINDLING_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
     /// How long in-flight requests may take to finish at shutdown
     #[arg(long, env = "KINDLING_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
@@ -147,10 +169,27 @@ enum LogFormat {
 impl ServeCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         init_tracing(self.log_format);
-        let (node_config, mut gateway_config) = self.validate()?;
-        gateway_config.tracer = kindling_telemetry::Tracer::from_env()
+        let (mut node_config, mut gateway_config) = self.validate()?;
+        node_config.tracer = kindling_telemetry::Tracer::from_env()
             .map_err(|err| UsageError(format!("tracing: {err}")))?;
-        raise_open_file_limit();
+        let tracer = node_config.tracer.clone();
+        let open_files = raise_open_file_limit();
+        // Every connection is a descriptor; keep some for the registry, modules, artifacts and
+        // the reserve of connections for health checks and the admin API.
+        let affordable = usize::try_from(open_files.saturating_sub(512))
+            .unwrap_or(usize::MAX)
+            .max(16);
+        gateway_config.max_connections = match self.max_connections {
+            Some(max) if max > affordable => {
+                return Err(UsageError(format!(
+                    "--max-connections {max} is more than the open-file limit ({open_files}) \
+                     allows; raise the limit (ulimit -n) or ask for at most {affordable}"
+                ))
+                .into());
+            }
+            Some(max) => max,
+            None => affordable.min(100_000),
+        };
         std::fs::create_dir_all(&node_config.data_dir).map_err(|err| {
             UsageError(format!(
                 "cannot create the data directory {:?}: {err}; pass --data-dir with a writable path",
@@ -177,14 +216,17 @@ impl ServeCommand {
             data_dir.display()
         );
 
-        if gateway_config.tracer.is_some() {
+        if tracer.is_some() {
             println!("kindling: exporting traces over OTLP (OTEL_EXPORTER_OTLP_* variables)");
         }
         let app = kindling_gateway::app(Arc::clone(&node), gateway_config.clone());
         kindling_gateway::serve(listener, app, &gateway_config, shutdown_signal())
             .await
             .context("the server failed")?;
-        if let Some(tracer) = &gateway_config.tracer {
+        node.checkpoint()
+            .await
+            .context("cannot make the registry durable at shutdown")?;
+        if let Some(tracer) = &tracer {
             tracer.flush().await;
         }
         tracing::info!("stopped");
@@ -270,10 +312,24 @@ impl ServeCommand {
         let ms = |d: Duration| d.as_millis() as u64;
         let mut node = NodeConfig::new(self.data_dir.clone());
         node.runtime.max_instances = self.max_instances;
+        let memory_budget = self
+            .memory_budget
+            .or_else(|| physical_memory().map(|ram| ram / 5 * 4));
+        if let Some(budget) = memory_budget
+            && budget < self.default_memory
+        {
+            return Err(UsageError(format!(
+                "--memory-budget ({budget} bytes) is below --default-memory ({} bytes): no \
+                 request with the default limit could ever run",
+                self.default_memory
+            )));
+        }
         node.admission = AdmissionConfig {
             max_in_flight: self.max_in_flight,
             normal_share: self.normal_share,
             batch_share: self.batch_share,
+            memory_budget_bytes: memory_budget,
+            critical_wait: self.critical_wait,
         };
         node.default_lane = LaneConfig {
             queue_len: self.default_queue,
@@ -299,7 +355,7 @@ impl ServeCommand {
         if let Some(threads) = self.guest_threads {
             node.runtime.guest_threads = threads;
         }
-        node.mount_root = self.mount_root.clone();
+        node.capabilities = capabilities(self.mount_root.clone());
         node.default_limits = Limits {
             memory_bytes: self.default_memory,
             timeout: self.default_timeout,
@@ -313,15 +369,36 @@ impl ServeCommand {
                 .map_err(|_| UsageError("--max-module-size is too large".into()))?,
             shutdown_grace: self.shutdown_grace,
             header_read_timeout: self.header_read_timeout,
+            upload_timeout: self.upload_timeout,
             ..GatewayConfig::default()
         };
         Ok((node, gateway))
     }
 }
 
+/// The machine's memory, or the cgroup's limit when the node runs in a smaller one.
+fn physical_memory() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kib| kib * 1024)
+        });
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match (total, cgroup) {
+        (Some(total), Some(limit)) => Some(total.min(limit)),
+        (total, limit) => total.or(limit),
+    }
+}
+
 /// Every connection is a file descriptor: lift the soft limit to the hard one so that many
-/// idle clients cannot starve the node of descriptors at the default of 1024.
-fn raise_open_file_limit() {
+/// idle clients cannot starve the node of descriptors at the default of 1024. Returns the
+/// limit now in force.
+fn raise_open_file_limit() -> u64 {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current < limit.maximum {
@@ -330,7 +407,9 @@ fn raise_open_file_limit() {
             tracing::warn!(error = %err, "cannot raise the open-file limit");
         }
     }
-    tracing::debug!(open_files = ?getrlimit(Resource::Nofile).current, "open-file limit");
+    let current = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    tracing::debug!(open_files = current, "open-file limit");
+    current
 }
 
 fn init_tracing(format: LogFormat) {

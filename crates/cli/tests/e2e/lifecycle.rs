@@ -133,7 +133,8 @@ async fn a_restart_serves_at_once_from_the_artifact_cache() {
     }
     let artifacts = dir.path().join("data").join("artifacts");
     let before = modification_times(&artifacts);
-    assert_eq!(before.len(), 2);
+    let compiled = before.iter().filter(|(name, _)| name.ends_with(".cwasm"));
+    assert_eq!(compiled.count(), 2, "{before:?}");
 
     let server = server.restart(&[], &[]);
     for name in ["hello", "c"] {

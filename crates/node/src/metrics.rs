@@ -6,23 +6,23 @@
 //! starts and pre-warms, the time spent loading) is read from the node's own counters when
 //! Prometheus scrapes, so nothing is counted twice and nothing drifts. Process metrics
 //! (`process_cpu_seconds_total`, `process_resident_memory_bytes`, ...) follow the standard
-//! names and are read from `/proc/self` (`process.rs`). Only deployed functions get series: a
-//! request for an unknown name adds no label.
+//! names and are read from `/proc/self`. Only deployed functions get series, created on their
+//! first request: a request for an unknown name adds no label, and a function never called
+//! costs no memory here. A function's series are resolved once per version, so the request
+//! path counts without looking labels up.
 
-use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
-use kindling_node::Node;
+use kindling_telemetry::{Pid, ProcessStats};
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::router::AppState;
+use crate::entry::Entry;
+use crate::node::Node;
 
 /// The metrics counted per request, kept for the node's life (a deleted function's series stay
 /// until the node restarts, as counters should).
@@ -32,6 +32,18 @@ pub(crate) struct Metrics {
     duration: HistogramVec,
     rejected: IntCounterVec,
     started: Instant,
+}
+
+/// One function version's request series, resolved on its first request.
+#[derive(Default)]
+pub(crate) struct FunctionSeries {
+    resolved: OnceLock<Resolved>,
+}
+
+struct Resolved {
+    /// Answers by status class, 1xx to 5xx.
+    requests: [IntCounter; 5],
+    duration: Histogram,
 }
 
 impl Metrics {
@@ -81,32 +93,43 @@ impl Metrics {
     }
 
     /// Counts an answer of a deployed function.
-    pub(crate) fn observe(&self, function: &str, version: u32, status: StatusCode, took: Duration) {
-        let version = version.to_string();
-        let class = match status.as_u16() {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
-        self.requests
-            .with_label_values(&[function, &version, class])
-            .inc();
-        self.duration
-            .with_label_values(&[function, &version])
-            .observe(took.as_secs_f64());
+    pub(crate) fn observe(&self, entry: &Entry, status: u16, took: Duration) {
+        let series = entry.series.resolved.get_or_init(|| {
+            let version = entry.version.version.to_string();
+            let class = |class: &str| {
+                self.requests
+                    .with_label_values(&[&*entry.name, &version, class])
+            };
+            Resolved {
+                requests: [
+                    class("1xx"),
+                    class("2xx"),
+                    class("3xx"),
+                    class("4xx"),
+                    class("5xx"),
+                ],
+                duration: self
+                    .duration
+                    .with_label_values(&[&*entry.name, version.as_str()]),
+            }
+        });
+        let class = usize::from((status / 100).clamp(1, 5) - 1);
+        series.requests[class].inc();
+        series.duration.observe(took.as_secs_f64());
     }
 
     /// Counts a refusal by admission control.
-    pub(crate) fn rejected(&self, function: &str, reason: &str) {
-        self.rejected.with_label_values(&[function, reason]).inc();
+    pub(crate) fn rejected(&self, entry: &Entry, reason: &str) {
+        self.rejected
+            .with_label_values(&[&*entry.name, reason])
+            .inc();
     }
 
-    /// The whole exposition: the kept metrics and a snapshot of the node.
-    pub(crate) fn render(&self, node: &Node) -> String {
+    /// The whole exposition: the kept metrics and a snapshot of the node. Reads `/proc` and
+    /// file sizes: call it from a blocking thread.
+    pub(crate) fn render(&self, node: &Node, catalog_bytes: u64) -> String {
         let mut families = self.registry.gather();
-        families.extend(snapshot(node, self.started.elapsed()).gather());
+        families.extend(snapshot(node, self.started.elapsed(), catalog_bytes).gather());
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::new();
         TextEncoder::new()
@@ -117,7 +140,7 @@ impl Metrics {
 }
 
 /// A registry of gauges and counters read from the node now.
-fn snapshot(node: &Node, uptime: Duration) -> Registry {
+fn snapshot(node: &Node, uptime: Duration, catalog_bytes: u64) -> Registry {
     let registry = Registry::new();
     let labels = &["function", "version"];
     let gauge = |name: &str, help: &str| {
@@ -132,9 +155,10 @@ fn snapshot(node: &Node, uptime: Duration) -> Registry {
         "kindling_queued_requests",
         "Requests waiting in the function's queue now",
     );
-    let instances = gauge(
-        "kindling_instances",
-        "Instances alive now (Kindling instantiates one per request in flight)",
+    let desired = gauge(
+        "kindling_desired_instances",
+        "Instances the autoscaler asks for (what KEDA's prometheus scaler reads); on one node an \
+         instance is created per request, so this sizes a cluster, not this process",
     );
     let loaded = gauge(
         "kindling_function_loaded",
@@ -173,7 +197,11 @@ fn snapshot(node: &Node, uptime: Duration) -> Registry {
         let values = [entry.name.as_ref(), version.as_str()];
         let lane_in_flight = i64::from(entry.lane.in_flight());
         in_flight.with_label_values(&values).set(lane_in_flight);
-        instances.with_label_values(&values).set(lane_in_flight);
+        if let Some(scale) = entry.scale() {
+            desired
+                .with_label_values(&values)
+                .set(i64::from(scale.desired));
+        }
         queued
             .with_label_values(&values)
             .set(entry.lane.queued() as i64);
@@ -211,12 +239,10 @@ fn snapshot(node: &Node, uptime: Duration) -> Registry {
         "Functions whose code is resident",
         entries.iter().filter(|e| e.code().is_some()).count() as i64,
     );
-    let registry_bytes =
-        std::fs::metadata(node.config().data_dir.join("registry.db")).map_or(0, |m| m.len() as i64);
     single(
         "kindling_registry_database_bytes",
-        "Size of the registry database file",
-        registry_bytes,
+        "Size of the registry database on disk",
+        catalog_bytes as i64,
     );
     let admission = node.admission();
     single(
@@ -224,7 +250,7 @@ fn snapshot(node: &Node, uptime: Duration) -> Registry {
         "Requests running now on the whole node",
         i64::from(admission.in_flight()),
     );
-    let process = crate::process::read();
+    let process = ProcessStats::read(Pid::This);
     let float = |name: &str, help: &str, value: Option<f64>, counter: bool| {
         let Some(value) = value else { return };
         if counter {
@@ -284,16 +310,4 @@ fn snapshot(node: &Node, uptime: Duration) -> Registry {
     build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     registry.register(Box::new(build)).expect("unique name");
     registry
-}
-
-/// `GET /metrics`.
-pub(crate) async fn handler(State(state): State<AppState>) -> Response {
-    let node = Arc::clone(&state.node);
-    let body = state.metrics.render(&node);
-    let mut response = (StatusCode::OK, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
 }

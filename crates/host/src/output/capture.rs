@@ -15,7 +15,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
 /// What happens to writes past the cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WhenFull {
+pub enum WhenFull {
     /// Drop the excess and count it.
     Truncate,
     /// Close the stream: the guest's next write fails.
@@ -30,14 +30,15 @@ struct Captured {
 
 /// A capped capture buffer; clones share the same buffer.
 #[derive(Debug, Clone)]
-pub(crate) struct OutputCapture {
+pub struct OutputCapture {
     cap: usize,
     when_full: WhenFull,
     inner: Arc<Mutex<Captured>>,
 }
 
 impl OutputCapture {
-    pub(crate) fn new(cap: usize, when_full: WhenFull) -> Self {
+    /// A capture that keeps at most `cap` bytes.
+    pub fn new(cap: usize, when_full: WhenFull) -> Self {
         Self {
             cap,
             when_full,
@@ -46,7 +47,7 @@ impl OutputCapture {
     }
 
     /// The captured bytes and the number of bytes that did not fit.
-    pub(crate) fn take(&self) -> (Bytes, u64) {
+    pub fn take(&self) -> (Bytes, u64) {
         let mut inner = self.inner.lock().expect("output capture lock");
         let bytes = std::mem::take(&mut inner.bytes).freeze();
         (bytes, inner.dropped)

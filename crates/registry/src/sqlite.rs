@@ -1,20 +1,28 @@
-//! The registry proper: SQLite for functions and versions, a directory of content-addressed
+//! The embedded catalog: SQLite for functions and versions, a directory of content-addressed
 //! module files. All work runs on Tokio's blocking pool, never on the async runtime.
 //!
 //! Crash safety: module files are written to a temporary name, synced and renamed, before the
 //! single transaction that records a version and makes it active. A process killed at any
-//! point leaves either the old active version or the new one, never a half-written state; a
-//! module file whose transaction never committed is unreferenced and removed at next open.
+//! point leaves either the old active version or the new one, never a half-written state. Every
+//! control-plane change is checkpointed into `registry.db` at once, so the database file alone
+//! is a complete copy and a lost or damaged write-ahead log loses nothing.
+//!
+//! Module files are never deleted on a guess: a delete removes only the files of the modules it
+//! unreferenced (and nobody holds), and the start-up sweep moves files no version references into
+//! `quarantine/` instead of deleting them, so a registry restored from an older backup can
+//! still find them.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use crate::catalog::{Catalog, ModuleHold, ModuleHolds};
 use crate::error::RegistryError;
-use crate::model::{FunctionConfig, FunctionRecord, VersionRecord, validate_name};
+use crate::model::{FunctionConfig, FunctionRecord, NewVersion, VersionRecord, validate_name};
 use crate::schema;
 
 /// The hex sha256 of a module: its address in the registry.
@@ -22,61 +30,82 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// A handle to the registry; clones share one connection.
+/// The SQLite catalog; clones share one connection.
 #[derive(Clone)]
-pub struct Registry {
+pub struct SqliteCatalog {
     inner: Arc<Inner>,
 }
 
 struct Inner {
     conn: Mutex<Connection>,
+    db_path: PathBuf,
     modules_dir: PathBuf,
+    quarantine_dir: PathBuf,
+    holds: ModuleHolds,
 }
 
-/// A version about to be recorded.
-#[derive(Debug, Clone)]
-pub struct NewVersion {
-    /// The module's sha256 (hex), as returned by [`Registry::store_module`].
-    pub sha256: String,
-    /// The detected function kind.
-    pub kind: String,
-    /// Size of the module in bytes.
-    pub size_bytes: u64,
-    /// The configuration it runs with.
-    pub config: FunctionConfig,
-}
-
-impl Registry {
-    /// Opens (creating if needed) the registry under `data_dir`: `registry.db` and `modules/`.
+impl SqliteCatalog {
+    /// Opens (creating if needed) the catalog under `data_dir`: `registry.db` and `modules/`.
+    /// A damaged database is refused with what to do; module files no version references are
+    /// moved to `quarantine/`, never deleted.
     pub async fn open(data_dir: &Path) -> Result<Self, RegistryError> {
         let data_dir = data_dir.to_path_buf();
         blocking(move || {
             let modules_dir = data_dir.join("modules");
-            std::fs::create_dir_all(&modules_dir).map_err(|source| RegistryError::Io {
+            std::fs::create_dir_all(&modules_dir).map_err(|error| RegistryError::Io {
                 path: modules_dir.clone(),
-                source,
+                error,
             })?;
             let db_path = data_dir.join("registry.db");
             let conn = schema::open(&db_path)?;
-            let registry = Inner {
+            let inner = Inner {
                 conn: Mutex::new(conn),
+                db_path,
                 modules_dir,
+                quarantine_dir: data_dir.join("quarantine"),
+                holds: ModuleHolds::default(),
             };
-            registry.collect_garbage()?;
+            inner.sweep()?;
+            inner.checkpoint()?;
             Ok(Self {
-                inner: Arc::new(registry),
+                inner: Arc::new(inner),
             })
         })
         .await
     }
 
-    /// Where the module with this hash is stored.
-    pub fn module_path(&self, sha256: &str) -> PathBuf {
-        self.inner.module_path(sha256)
+    async fn with_conn<T, F>(&self, work: F) -> Result<T, RegistryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, RegistryError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        blocking(move || work(&mut *inner.lock()?)).await
     }
 
-    /// Hashes the module and stores it (once per distinct content); returns its sha256.
-    pub async fn store_module(&self, bytes: Bytes) -> Result<String, RegistryError> {
+    /// Runs a change and checkpoints it into the database file before returning.
+    async fn change<T, F>(&self, work: F) -> Result<T, RegistryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, RegistryError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let value = work(&mut *inner.lock()?)?;
+            inner.checkpoint()?;
+            Ok(value)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Catalog for SqliteCatalog {
+    fn hold(&self, sha256: &str) -> ModuleHold {
+        self.inner.holds.hold(sha256)
+    }
+
+    async fn store_module(&self, bytes: Bytes) -> Result<String, RegistryError> {
         let inner = self.inner.clone();
         blocking(move || {
             let sha256 = sha256_hex(&bytes);
@@ -89,8 +118,11 @@ impl Registry {
         .await
     }
 
-    /// Records a new version and makes it active, in one transaction. Returns the version.
-    pub async fn commit_version(
+    fn module_path(&self, sha256: &str) -> PathBuf {
+        self.inner.module_path(sha256)
+    }
+
+    async fn commit_version(
         &self,
         name: &str,
         new: NewVersion,
@@ -98,7 +130,7 @@ impl Registry {
         validate_name(name)?;
         new.config.validate()?;
         let name = name.to_string();
-        self.with_conn(move |conn| {
+        self.change(move |conn| {
             let config = serde_json::to_string(&new.config)
                 .map_err(|err| RegistryError::Corrupt(err.to_string()))?;
             let now = now();
@@ -136,10 +168,9 @@ impl Registry {
         .await
     }
 
-    /// Makes an existing version active (a rollback or roll-forward).
-    pub async fn activate(&self, name: &str, version: u32) -> Result<VersionRecord, RegistryError> {
+    async fn activate(&self, name: &str, version: u32) -> Result<VersionRecord, RegistryError> {
         let name = name.to_string();
-        self.with_conn(move |conn| {
+        self.change(move |conn| {
             let tx = conn.transaction()?;
             let record = version_row(&tx, &name, version)?.ok_or_else(|| {
                 if function_exists(&tx, &name).unwrap_or(false) {
@@ -161,18 +192,10 @@ impl Registry {
         .await
     }
 
-    /// The version a plain `rollback` goes to: the highest version below the active one.
-    pub async fn previous_version(&self, name: &str) -> Result<u32, RegistryError> {
+    async fn previous_version(&self, name: &str) -> Result<u32, RegistryError> {
         let name = name.to_string();
         self.with_conn(move |conn| {
-            let active: u32 = conn
-                .query_row(
-                    "SELECT active_version FROM functions WHERE name = ?1",
-                    params![name],
-                    |row| row.get(0),
-                )
-                .optional()?
-                .ok_or_else(|| RegistryError::FunctionNotFound(name.clone()))?;
+            let active = active_number(conn, &name)?;
             conn.query_row(
                 "SELECT MAX(version) FROM versions WHERE function = ?1 AND version < ?2",
                 params![name, active],
@@ -183,61 +206,54 @@ impl Registry {
         .await
     }
 
-    /// Deletes a function and all its versions. Module files no version uses any more are
-    /// removed; their hashes are returned so that derived files can go too.
-    pub async fn delete_function(&self, name: &str) -> Result<Vec<String>, RegistryError> {
+    async fn delete_function(&self, name: &str) -> Result<Vec<String>, RegistryError> {
         let name = name.to_string();
         let inner = self.inner.clone();
-        blocking(move || {
-            let unreferenced = {
-                let mut conn = inner.lock()?;
-                let tx = conn.transaction()?;
-                if !function_exists(&tx, &name)? {
-                    return Err(RegistryError::FunctionNotFound(name));
-                }
-                let hashes = {
-                    let mut stmt =
-                        tx.prepare("SELECT DISTINCT sha256 FROM versions WHERE function = ?1")?;
-                    stmt.query_map(params![name], |row| row.get::<_, String>(0))?
-                        .collect::<Result<Vec<_>, _>>()?
-                };
-                tx.execute("DELETE FROM versions WHERE function = ?1", params![name])?;
-                tx.execute("DELETE FROM functions WHERE name = ?1", params![name])?;
-                let mut unreferenced = Vec::new();
-                for sha256 in hashes {
-                    let used = tx
-                        .query_row(
-                            "SELECT 1 FROM versions WHERE sha256 = ?1 LIMIT 1",
-                            params![sha256],
-                            |_| Ok(()),
-                        )
-                        .optional()?
-                        .is_some();
-                    if !used {
-                        unreferenced.push(sha256);
-                    }
-                }
-                tx.commit()?;
-                unreferenced
+        self.change(move |conn| {
+            let tx = conn.transaction()?;
+            if !function_exists(&tx, &name)? {
+                return Err(RegistryError::FunctionNotFound(name));
+            }
+            let hashes = {
+                let mut stmt =
+                    tx.prepare("SELECT DISTINCT sha256 FROM versions WHERE function = ?1")?;
+                stmt.query_map(params![name], |row| row.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?
             };
-            inner.collect_garbage()?;
+            tx.execute("DELETE FROM versions WHERE function = ?1", params![name])?;
+            tx.execute("DELETE FROM functions WHERE name = ?1", params![name])?;
+            let mut unreferenced = Vec::new();
+            for sha256 in hashes {
+                let used = tx
+                    .query_row(
+                        "SELECT 1 FROM versions WHERE sha256 = ?1 LIMIT 1",
+                        params![sha256],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some();
+                if !used {
+                    unreferenced.push(sha256);
+                }
+            }
+            tx.commit()?;
+            // A deploy between its upload and its commit holds its module: keep that file.
+            unreferenced.retain(|sha256| {
+                inner.holds.unless_held(sha256, || {
+                    let _ = std::fs::remove_file(inner.module_path(sha256));
+                })
+            });
             Ok(unreferenced)
         })
         .await
     }
 
-    /// The hashes of all modules some version uses.
-    pub async fn referenced_modules(&self) -> Result<Vec<String>, RegistryError> {
-        self.with_conn(|conn| {
-            let mut stmt = conn.prepare("SELECT DISTINCT sha256 FROM versions")?;
-            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
+    async fn referenced_modules(&self) -> Result<Vec<String>, RegistryError> {
+        self.with_conn(|conn| referenced(conn).map(|set| set.into_iter().collect()))
+            .await
     }
 
-    /// One function, if it exists.
-    pub async fn function(&self, name: &str) -> Result<Option<FunctionRecord>, RegistryError> {
+    async fn function(&self, name: &str) -> Result<Option<FunctionRecord>, RegistryError> {
         let name = name.to_string();
         self.with_conn(move |conn| {
             let mut functions = query_functions(conn, Some(&name))?;
@@ -246,13 +262,11 @@ impl Registry {
         .await
     }
 
-    /// All functions, by name.
-    pub async fn functions(&self) -> Result<Vec<FunctionRecord>, RegistryError> {
+    async fn functions(&self) -> Result<Vec<FunctionRecord>, RegistryError> {
         self.with_conn(|conn| query_functions(conn, None)).await
     }
 
-    /// A function's versions, newest first.
-    pub async fn versions(&self, name: &str) -> Result<Vec<VersionRecord>, RegistryError> {
+    async fn versions(&self, name: &str) -> Result<Vec<VersionRecord>, RegistryError> {
         let name = name.to_string();
         self.with_conn(move |conn| {
             if !function_exists(conn, &name)? {
@@ -268,8 +282,7 @@ impl Registry {
         .await
     }
 
-    /// The active version of every function: what a starting node loads.
-    pub async fn active_versions(&self) -> Result<Vec<VersionRecord>, RegistryError> {
+    async fn active_versions(&self) -> Result<Vec<VersionRecord>, RegistryError> {
         self.with_conn(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT v.function, v.version, v.sha256, v.kind, v.size_bytes, v.config, v.created_at
@@ -283,32 +296,38 @@ impl Registry {
         .await
     }
 
-    /// The active version of one function.
-    pub async fn active_version(&self, name: &str) -> Result<VersionRecord, RegistryError> {
+    async fn active_version(&self, name: &str) -> Result<VersionRecord, RegistryError> {
         let name = name.to_string();
         self.with_conn(move |conn| {
-            let active: u32 = conn
-                .query_row(
-                    "SELECT active_version FROM functions WHERE name = ?1",
-                    params![name],
-                    |row| row.get(0),
-                )
-                .optional()?
-                .ok_or_else(|| RegistryError::FunctionNotFound(name.clone()))?;
+            let active = active_number(conn, &name)?;
             version_row(conn, &name, active)?.ok_or_else(|| {
-                RegistryError::Corrupt(format!("{name:?} has no active version row"))
+                RegistryError::Corrupt(format!(
+                    "function {name:?} names version {active} as active, but there is no such \
+                     version"
+                ))
             })
         })
         .await
     }
 
-    async fn with_conn<T, F>(&self, work: F) -> Result<T, RegistryError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, RegistryError> + Send + 'static,
-    {
+    async fn disk_bytes(&self) -> u64 {
         let inner = self.inner.clone();
-        blocking(move || work(&mut *inner.lock()?)).await
+        blocking(move || {
+            let mut wal = inner.db_path.as_os_str().to_owned();
+            wal.push("-wal");
+            Ok([inner.db_path.clone(), PathBuf::from(wal)]
+                .iter()
+                .filter_map(|path| std::fs::metadata(path).ok())
+                .map(|meta| meta.len())
+                .sum())
+        })
+        .await
+        .unwrap_or(0)
+    }
+
+    async fn checkpoint(&self) -> Result<(), RegistryError> {
+        let inner = self.inner.clone();
+        blocking(move || inner.checkpoint()).await
     }
 }
 
@@ -323,34 +342,76 @@ impl Inner {
         self.modules_dir.join(format!("{sha256}.wasm"))
     }
 
-    /// Removes module files that no version references (left by deletes, or by deploys
-    /// killed before their transaction committed) and stray temporary files.
-    fn collect_garbage(&self) -> Result<(), RegistryError> {
-        let referenced: std::collections::HashSet<String> = {
-            let conn = self.lock()?;
-            let mut stmt = conn.prepare("SELECT DISTINCT sha256 FROM versions")?;
-            stmt.query_map([], |row| row.get::<_, String>(0))?
-                .collect::<Result<_, _>>()?
-        };
-        let io = |source| RegistryError::Io {
-            path: self.modules_dir.clone(),
-            source,
-        };
-        for entry in std::fs::read_dir(&self.modules_dir).map_err(io)? {
-            let path = entry.map_err(io)?.path();
-            let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            let keep = file
-                .strip_suffix(".wasm")
-                .is_some_and(|sha| referenced.contains(sha));
-            if !keep {
-                tracing::debug!(file, "removing unreferenced module file");
-                let _ = std::fs::remove_file(&path);
-            }
+    /// Copies everything the write-ahead log holds into the database file and empties the log.
+    fn checkpoint(&self) -> Result<(), RegistryError> {
+        let conn = self.lock()?;
+        let (busy, _, _): (i64, i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+        if busy != 0 {
+            tracing::debug!("registry checkpoint incomplete: a reader held the log");
         }
         Ok(())
     }
+
+    /// At start-up: removes stray temporary files and moves module files no version
+    /// references (left by deploys killed before their commit, or by a registry restored from
+    /// an older backup) into `quarantine/`.
+    fn sweep(&self) -> Result<(), RegistryError> {
+        let referenced = referenced(&*self.lock()?)?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |error| RegistryError::Io { path, error }
+        };
+        let mut quarantined = 0;
+        for entry in std::fs::read_dir(&self.modules_dir).map_err(io(&self.modules_dir))? {
+            let path = entry.map_err(io(&self.modules_dir))?.path();
+            let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if file.starts_with(".tmp-") {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let known = file
+                .strip_suffix(".wasm")
+                .is_some_and(|sha| referenced.contains(sha));
+            if !known {
+                std::fs::create_dir_all(&self.quarantine_dir).map_err(io(&self.quarantine_dir))?;
+                std::fs::rename(&path, self.quarantine_dir.join(file)).map_err(io(&path))?;
+                quarantined += 1;
+            }
+        }
+        if quarantined > 0 {
+            tracing::warn!(
+                quarantined,
+                dir = %self.quarantine_dir.display(),
+                "module files no version references were moved to quarantine (left by a deploy \
+                 that never committed, or the registry is older than its modules); delete them \
+                 once you are sure they are not needed"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn referenced(conn: &Connection) -> Result<std::collections::HashSet<String>, RegistryError> {
+    let mut stmt = conn.prepare("SELECT DISTINCT sha256 FROM versions")?;
+    let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The active version's number; a function row without one is named as corrupt.
+fn active_number(conn: &Connection, name: &str) -> Result<u32, RegistryError> {
+    conn.query_row(
+        "SELECT active_version FROM functions WHERE name = ?1",
+        params![name],
+        |row| row.get::<_, Option<u32>>(0),
+    )
+    .optional()?
+    .ok_or_else(|| RegistryError::FunctionNotFound(name.to_string()))?
+    .ok_or_else(|| RegistryError::Corrupt(format!("function {name:?} has no active version")))
 }
 
 fn query_functions(
@@ -431,9 +492,9 @@ fn now() -> String {
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let io = |source| RegistryError::Io {
+    let io = |error| RegistryError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
