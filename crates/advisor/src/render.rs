@@ -42,7 +42,7 @@ impl KnowledgeBase {
                     components, source, ..
                 } => {
                     let note = if source.as_deref() == Some("kindling") {
-                        " (a branch the seeds leave open, filled in by Kindling)"
+                        " (a branch the technology-selection decision tree leaves open, filled in by Kindling)"
                     } else {
                         ""
                     };
@@ -66,7 +66,10 @@ impl KnowledgeBase {
             }
         }
         if !advice.summary.is_empty() && advice.tree != "general" {
-            let _ = writeln!(out, "\nThe seed's recommendation for this scenario:");
+            let _ = writeln!(
+                out,
+                "\nThe technology-selection decision tree's recommendation for this scenario:"
+            );
             for (part, ids) in &advice.summary {
                 let _ = writeln!(out, "  {part}: {}", self.names(ids));
             }
@@ -175,7 +178,7 @@ impl KnowledgeBase {
                 )
             };
             let source = if m.source.as_deref() == Some("kindling") {
-                " [not from the seeds]"
+                " [added by Kindling, not from the technology relation network]"
             } else {
                 ""
             };

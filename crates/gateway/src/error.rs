@@ -8,7 +8,7 @@ use http::StatusCode;
 pub use kindling_node::{ErrorBody, ErrorDetail};
 use kindling_node::{Fault, INTERNAL_MESSAGE, InvokeFailure, NodeError};
 
-use crate::request_id::REQUEST_ID;
+use crate::request_id::{REQUEST_ID, current_request_id};
 
 /// An error answered to a client.
 #[derive(Debug)]
@@ -34,7 +34,9 @@ impl ApiError {
 
     /// A 500 whose detail is logged, not shown.
     pub fn internal(detail: impl std::fmt::Display, request_id: Option<&str>) -> Self {
-        tracing::error!(request_id = request_id.unwrap_or("-"), error = %detail, "internal error");
+        let request_id = request_id.map_or_else(current_request_id, Into::into);
+        tracing::error!(request_id = %request_id, error = %detail, "internal error");
+        let request_id = Some(&*request_id);
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -75,6 +77,17 @@ impl From<NodeError> for ApiError {
             Fault::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Fault::Client => (StatusCode::BAD_REQUEST, "invalid"),
             Fault::Conflict => (StatusCode::CONFLICT, "conflict"),
+            Fault::Storage => {
+                tracing::error!(request_id = %current_request_id(), error = %err, "disk full");
+                return Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    format!(
+                        "the node's disk is full ({err}); nothing was changed: free space on the \
+                         disk that holds the node's --data-dir, or move it to a larger one"
+                    ),
+                );
+            }
             _ => return Self::internal(err, None),
         };
         Self::new(status, code, err.to_string())
@@ -83,16 +96,20 @@ impl From<NodeError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let response_id = self.request_id.clone();
+        let response_id = self
+            .request_id
+            .clone()
+            .unwrap_or_else(|| current_request_id().to_string());
+        let request_id = Some(response_id.clone());
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_string(),
                 message: self.message,
-                request_id: self.request_id,
+                request_id,
             },
         };
         let mut response = (self.status, Json(body)).into_response();
-        if let Some(id) = response_id.and_then(|id| http::HeaderValue::from_str(&id).ok()) {
+        if let Ok(id) = http::HeaderValue::from_str(&response_id) {
             response.headers_mut().insert(REQUEST_ID, id);
         }
         if let Some(seconds) = self.retry_after {

@@ -18,6 +18,37 @@ pub(crate) fn request_id(headers: &http::HeaderMap) -> Arc<str> {
     kindling_node::new_request_id()
 }
 
+tokio::task_local! {
+    /// The id of the request being handled, set by [`layer`] around every handler.
+    static CURRENT: Arc<str>;
+}
+
+/// The id of the request this task is handling; a fresh one outside any request.
+pub(crate) fn current_request_id() -> Arc<str> {
+    CURRENT
+        .try_with(Arc::clone)
+        .unwrap_or_else(|_| kindling_node::new_request_id())
+}
+
+/// Middleware: every request gets an id (the client's when sane) that every error body and
+/// every response's `x-request-id` carries, whatever route answered.
+pub(crate) async fn layer(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let id = request_id(request.headers());
+    if let Ok(value) = http::HeaderValue::from_str(&id) {
+        request.headers_mut().insert(REQUEST_ID, value);
+    }
+    let mut response = CURRENT.scope(id.clone(), next.run(request)).await;
+    if !response.headers().contains_key(REQUEST_ID)
+        && let Ok(value) = http::HeaderValue::from_str(&id)
+    {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,6 +34,9 @@ pub fn app(node: Arc<Node>, config: GatewayConfig) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::dashboard::routes())
         .nest("/v1", crate::admin::routes(state.config.max_module_bytes))
+        // Every answer of the node's own routes carries a request id; invocations (the
+        // fallback) set theirs on the request path, without this hop.
+        .route_layer(axum::middleware::from_fn(crate::request_id::layer))
         .fallback(crate::invoke::by_path);
     // Host routing must see every request first, so that `hello.{domain}/v1/...` reaches the
     // function; it costs a middleware hop, so it is only installed when asked for.
@@ -61,15 +64,33 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the registry answers: the node found its functions before it bound its port,
-/// and loads their code on demand.
-async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match state.node.catalog_answers().await {
-        Ok(_) => (StatusCode::OK, "ready\n"),
-        Err(err) => {
-            tracing::error!(error = %err, "readiness: the registry does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "registry unavailable\n")
-        }
+/// Ready when the registry answers and no deployed function failed to load: the node found
+/// its functions before it bound its port (and, with `--preload`, loaded them).
+async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
+    if let Err(err) = state.node.catalog_answers().await {
+        tracing::error!(error = %err, "readiness: the registry does not answer");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "registry unavailable\n".into(),
+        );
+    }
+    let failed: Vec<String> = state
+        .node
+        .load_failures()
+        .into_iter()
+        .map(|(name, why)| format!("{name}: {why}"))
+        .collect();
+    if failed.is_empty() {
+        (StatusCode::OK, "ready\n".into())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: {} function(s) failed to load; redeploy or roll them back\n{}\n",
+                failed.len(),
+                failed.join("\n")
+            ),
+        )
     }
 }
 

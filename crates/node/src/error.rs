@@ -43,6 +43,8 @@ pub enum Fault {
     Client,
     /// The request conflicts with the current state (nothing to roll back to).
     Conflict,
+    /// The node's disk is full: the change was not made.
+    Storage,
     /// The node failed.
     Server,
 }
@@ -50,6 +52,9 @@ pub enum Fault {
 impl NodeError {
     /// Classifies the error.
     pub fn fault(&self) -> Fault {
+        if self.is_storage_full() {
+            return Fault::Storage;
+        }
         match self {
             Self::Registry(
                 RegistryError::FunctionNotFound(_) | RegistryError::VersionNotFound { .. },
@@ -61,6 +66,24 @@ impl NodeError {
             | Self::Capability(_) => Fault::Client,
             Self::Prepare { error, .. } if error.is_client_error() => Fault::Client,
             _ => Fault::Server,
+        }
+    }
+}
+
+impl NodeError {
+    /// True when the error is a full disk (or a full database).
+    fn is_storage_full(&self) -> bool {
+        let full = |error: &std::io::Error| error.kind() == std::io::ErrorKind::StorageFull;
+        match self {
+            Self::Registry(RegistryError::Io { error, .. }) => full(error),
+            Self::Registry(RegistryError::Database(error)) => {
+                error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+            }
+            Self::Prepare {
+                error: PrepareError::Cache { error, .. },
+                ..
+            } => full(error),
+            _ => false,
         }
     }
 }

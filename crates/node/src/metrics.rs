@@ -250,6 +250,18 @@ fn snapshot(node: &Node, uptime: Duration, catalog_bytes: u64) -> Registry {
         "Requests running now on the whole node",
         i64::from(admission.in_flight()),
     );
+    single(
+        "kindling_node_reserved_memory_bytes",
+        "Memory reserved by the requests running now (their functions' limits and buffers)",
+        admission.reserved_bytes() as i64,
+    );
+    if let Some(budget) = admission.config().memory_budget_bytes {
+        single(
+            "kindling_node_memory_budget_bytes",
+            "Memory the requests running at once may reserve together",
+            budget as i64,
+        );
+    }
     let process = ProcessStats::read(Pid::This);
     let float = |name: &str, help: &str, value: Option<f64>, counter: bool| {
         let Some(value) = value else { return };

@@ -54,6 +54,8 @@ pub struct Node {
     pub(crate) metrics: Metrics,
     pub(crate) dispatch: Arc<dyn kindling_host::Dispatch>,
     table: RwLock<HashMap<String, Arc<Entry>>>,
+    /// Deployed functions this node could not install at start-up, and why.
+    unrunnable: Mutex<Vec<(String, String)>>,
     control: tokio::sync::Mutex<()>,
     started: Instant,
 }
@@ -105,6 +107,7 @@ impl Node {
             metrics: Metrics::new(),
             dispatch: Arc::new(crate::dispatch::LocalDispatch { node: node.clone() }),
             table: RwLock::default(),
+            unrunnable: Mutex::default(),
             control: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             config,
@@ -184,6 +187,25 @@ impl Node {
     pub async fn catalog_answers(&self) -> Result<(), NodeError> {
         self.catalog.functions().await?;
         Ok(())
+    }
+
+    /// Deployed functions that cannot serve, and why: their code failed to load, or this node
+    /// could not honour their configuration at start-up. Readiness is this list being empty.
+    pub fn load_failures(&self) -> Vec<(String, String)> {
+        let mut failures: Vec<(String, String)> = self
+            .entries()
+            .iter()
+            .filter_map(|entry| Some((entry.name.to_string(), entry.failure()?)))
+            .collect();
+        let unrunnable = self.unrunnable.lock().expect("unrunnable lock");
+        failures.extend(
+            unrunnable
+                .iter()
+                .filter(|(name, _)| self.lookup(name).is_none())
+                .cloned(),
+        );
+        failures.sort();
+        failures
     }
 
     /// What `kindling inspect` shows of a configuration, capability by capability.
@@ -432,7 +454,11 @@ impl Node {
                     }
                 }
                 Err(err) => {
-                    tracing::error!(function = %name, error = %err, "function cannot run on this node")
+                    tracing::error!(function = %name, error = %err, "function cannot run on this node");
+                    self.unrunnable
+                        .lock()
+                        .expect("unrunnable lock")
+                        .push((name, err.to_string()));
                 }
             }
         }

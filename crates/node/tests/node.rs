@@ -311,3 +311,143 @@ async fn budget_only_policies_refuse_to_start_without_a_budget() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn the_same_bytes_under_another_name_or_config_compile_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(config(dir.path())).await.unwrap();
+    let first = created(
+        node.deploy(
+            "a",
+            wasm(test_program("http-wasip2")),
+            FunctionConfig::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(first.code().unwrap().source, LoadSource::Compiled);
+
+    let second = created(
+        node.deploy(
+            "b",
+            wasm(test_program("http-wasip2")),
+            FunctionConfig::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(
+        second.code().unwrap().source,
+        LoadSource::Shared,
+        "a second name shares the resident code"
+    );
+    let mut other = FunctionConfig::default();
+    other
+        .sections
+        .insert("env".into(), serde_json::json!({"GREETING": "other"}));
+    let third = created(
+        node.deploy("b", wasm(test_program("http-wasip2")), other)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(third.code().unwrap().source, LoadSource::Shared);
+    assert_eq!(
+        call(&node, "b", "/env/GREETING").await,
+        (200, "other".into()),
+        "the shared code runs with the new configuration"
+    );
+    assert_eq!(call(&node, "a", "/env/GREETING").await.0, 404);
+
+    // After a restart nothing is resident: the artifact of those bytes serves the new name.
+    drop(node);
+    let node = Node::open(config(dir.path())).await.unwrap();
+    let fourth = created(
+        node.deploy(
+            "c",
+            wasm(test_program("http-wasip2")),
+            FunctionConfig::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(fourth.code().unwrap().source, LoadSource::Cache);
+}
+
+#[tokio::test]
+async fn identical_concurrent_deploys_make_one_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(config(dir.path())).await.unwrap();
+    let module = wasm(example("hello"));
+    let deploys = (0..10).map(|_| {
+        let (node, module) = (node.clone(), module.clone());
+        tokio::spawn(async move { node.deploy("f", module, FunctionConfig::default()).await })
+    });
+    let outcomes = futures::future::join_all(deploys).await;
+    let created = outcomes
+        .into_iter()
+        .map(|outcome| outcome.unwrap().unwrap())
+        .filter(|outcome| matches!(outcome, DeployOutcome::Created(_)))
+        .count();
+    assert_eq!(
+        created, 1,
+        "one deploy made the version, the others changed nothing"
+    );
+    assert_eq!(node.versions("f").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn deleting_one_function_never_takes_the_modules_of_versions_being_deployed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(config(dir.path())).await.unwrap();
+    let hello = std::fs::read(example("hello")).unwrap();
+    // Distinct modules with the same code: a custom section makes each its own hash.
+    let variant = |i: u32| {
+        let mut bytes = hello.clone();
+        let payload = format!("kindling-test-{i}");
+        let name = b"x";
+        let size = 1 + name.len() + payload.len();
+        assert!(size < 128, "one-byte LEB128 sizes");
+        bytes.extend_from_slice(&[0, size as u8, name.len() as u8]);
+        bytes.extend_from_slice(name);
+        bytes.extend_from_slice(payload.as_bytes());
+        Bytes::from(bytes)
+    };
+    let churn = {
+        let node = node.clone();
+        let module = variant(1000);
+        tokio::spawn(async move {
+            for _ in 0..30 {
+                node.deploy("churn", module.clone(), FunctionConfig::default())
+                    .await
+                    .unwrap();
+                node.delete("churn").await.unwrap();
+            }
+        })
+    };
+    for i in 0..30 {
+        // Half of them share the churning function's module, the rest are their own.
+        let module = if i % 2 == 0 {
+            variant(1000)
+        } else {
+            variant(i)
+        };
+        node.deploy("kept", module, FunctionConfig::default())
+            .await
+            .unwrap();
+    }
+    churn.await.unwrap();
+    let versions = node.versions("kept").await.unwrap();
+    assert_eq!(versions.len(), 30);
+    for version in &versions {
+        let module = dir
+            .path()
+            .join("modules")
+            .join(format!("{}.wasm", version.sha256));
+        assert!(
+            module.exists(),
+            "version {} lost its module {}",
+            version.version,
+            module.display()
+        );
+    }
+}

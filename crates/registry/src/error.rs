@@ -25,6 +25,23 @@ pub enum RegistryError {
         /// What SQLite's check found first.
         detail: String,
     },
+    /// Another process holds the data directory.
+    #[error(
+        "the data directory {path:?} is in use by another `kindling serve` (or a restore); stop \
+         it first, or give this node its own --data-dir"
+    )]
+    InUse {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// A backup is incomplete or inconsistent.
+    #[error("backup {path:?}: {problem}")]
+    Backup {
+        /// The backup directory.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// The database was written by a newer Kindling.
     #[error(
         "registry database {path:?} has schema version {found}, newer than the {known} this \

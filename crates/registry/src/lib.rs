@@ -5,12 +5,14 @@
 //! in SQLite and files named by their hash. Deploys are atomic: the module file is durable
 //! before the one transaction that records the version and activates it.
 
+mod backup;
 mod catalog;
 mod error;
 mod model;
 mod schema;
 mod sqlite;
 
+pub use backup::{BackupReport, backup, restore};
 pub use catalog::{Catalog, ModuleHold, ModuleHolds};
 pub use error::RegistryError;
 pub use model::{

@@ -29,21 +29,24 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX versions_by_sha256 ON versions (sha256);",
 ];
 
-pub(crate) fn open(path: &Path) -> Result<Connection, RegistryError> {
+/// Opens and checks an existing database (a backup) without creating or migrating it.
+pub(crate) fn open_existing(path: &Path) -> Result<Connection, RegistryError> {
     let fail = |error| RegistryError::Open {
         path: path.to_path_buf(),
         error,
     };
-    let mut conn = Connection::open(path).map_err(fail)?;
-    // WAL keeps readers off writers' backs; FULL sync makes a committed deploy survive a
-    // power cut, not just a crash of the process.
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 5000;",
-    )
-    .map_err(fail)?;
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(fail)?;
+    check(&conn, path)?;
+    Ok(conn)
+}
+
+/// SQLite's integrity check, and a schema this build can read.
+fn check(conn: &Connection, path: &Path) -> Result<(), RegistryError> {
+    let fail = |error| RegistryError::Open {
+        path: path.to_path_buf(),
+        error,
+    };
     let check: String = conn
         .query_row("PRAGMA quick_check", [], |row| row.get(0))
         .map_err(fail)?;
@@ -64,6 +67,37 @@ pub(crate) fn open(path: &Path) -> Result<Connection, RegistryError> {
             known: MIGRATIONS.len(),
         });
     }
+    Ok(())
+}
+
+pub(crate) fn open(path: &Path) -> Result<Connection, RegistryError> {
+    let fail = |error: rusqlite::Error| match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            RegistryError::Damaged {
+                path: path.to_path_buf(),
+                detail: error.to_string(),
+            }
+        }
+        _ => RegistryError::Open {
+            path: path.to_path_buf(),
+            error,
+        },
+    };
+    let mut conn = Connection::open(path).map_err(fail)?;
+    // WAL keeps readers off writers' backs; FULL sync makes a committed deploy survive a
+    // power cut, not just a crash of the process.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )
+    .map_err(fail)?;
+    check(&conn, path)?;
+    let current = conn
+        .query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))
+        .map_err(fail)?
+        .max(0) as usize;
     migrate(&mut conn, current).map_err(fail)?;
     Ok(conn)
 }

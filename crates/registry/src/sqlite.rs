@@ -37,6 +37,8 @@ pub struct SqliteCatalog {
 }
 
 struct Inner {
+    /// Held for the life of the catalog: one node per data directory.
+    _lock: std::fs::File,
     conn: Mutex<Connection>,
     db_path: PathBuf,
     modules_dir: PathBuf,
@@ -56,9 +58,11 @@ impl SqliteCatalog {
                 path: modules_dir.clone(),
                 error,
             })?;
+            let lock = lock_data_dir(&data_dir)?;
             let db_path = data_dir.join("registry.db");
             let conn = schema::open(&db_path)?;
             let inner = Inner {
+                _lock: lock,
                 conn: Mutex::new(conn),
                 db_path,
                 modules_dir,
@@ -396,7 +400,31 @@ impl Inner {
     }
 }
 
-fn referenced(conn: &Connection) -> Result<std::collections::HashSet<String>, RegistryError> {
+/// Takes the data directory's lock, so that two nodes (or a restore and a node) never share
+/// one registry.
+pub(crate) fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, RegistryError> {
+    let path = data_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| RegistryError::Io {
+            path: path.clone(),
+            error,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RegistryError::InUse {
+            path: data_dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(error)) => Err(RegistryError::Io { path, error }),
+    }
+}
+
+pub(crate) fn referenced(
+    conn: &Connection,
+) -> Result<std::collections::HashSet<String>, RegistryError> {
     let mut stmt = conn.prepare("SELECT DISTINCT sha256 FROM versions")?;
     let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -489,7 +517,7 @@ fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     let io = |error| RegistryError::Io {

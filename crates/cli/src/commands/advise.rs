@@ -1,6 +1,6 @@
-//! `kindling advise`: where a workload belongs, from the seeds' decision trees, matrices and
-//! technology coordinates (the `kindling-advisor` crate). Requirements come from flags, from an
-//! interactive prompt, or from what a deployed function declared.
+//! `kindling advise`: where a workload belongs, from the technology-selection decision trees,
+//! decision matrices and technology coordinates (the `kindling-advisor` crate). Requirements
+//! come from flags, from an interactive prompt, or from what a deployed function declared.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;

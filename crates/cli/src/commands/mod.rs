@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, shared flags flattened in.
 
 mod advise;
+mod backup;
 mod bench;
 mod deploy;
 mod fleet;
@@ -50,10 +51,15 @@ enum Command {
     Invoke(invoke::InvokeCommand),
     /// Load a URL and report throughput and latency percentiles
     Bench(bench::BenchCommand),
-    /// Where a workload belongs: the seeds' decision trees, matrices and technology coordinates
+    /// Where a workload belongs: technology-selection decision trees, decision matrices and a
+    /// technology relation network
     Advise(advise::AdviseCommand),
     /// Replay a serverless trace through keep-alive policies: cold starts against memory held
     Sim(sim::SimCommand),
+    /// Copy a node's registry and modules to a new directory (safe while it serves)
+    Backup(backup::BackupCommand),
+    /// Put a backup back into a data directory (with its node stopped)
+    Restore(backup::RestoreCommand),
 }
 
 impl Cli {
@@ -71,6 +77,8 @@ impl Cli {
             Command::Bench(command) => command.execute().await,
             Command::Advise(command) => command.execute().await,
             Command::Sim(command) => command.execute().await,
+            Command::Backup(command) => command.execute().await,
+            Command::Restore(command) => command.execute().await,
         }
     }
 }
