@@ -1,10 +1,51 @@
-//! Printing results: aligned tables for people, JSON for programs (`--json`).
+//! Printing results: aligned tables for people, JSON for programs (`--json`). Everything the
+//! commands print goes through [`write`], which ends the process quietly (status 0) when the
+//! reader has gone away, as `kindling ls | head -1` expects, instead of panicking on the
+//! closed pipe.
+
+use std::io::Write as _;
 
 use serde::Serialize;
 
+/// Like `print!`, through [`write`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::write(format_args!($($arg)*)) };
+}
+
+/// Like `println!`, through [`write`].
+macro_rules! outln {
+    () => { $crate::output::write(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+pub(crate) use {out, outln};
+
+/// Writes to stdout. A closed pipe ends the process with status 0: the reader has what it
+/// wanted. Any other failure to write is reported once and ends it with status 1.
+pub(crate) fn write(text: std::fmt::Arguments<'_>) {
+    if let Err(err) = std::io::stdout().lock().write_fmt(text) {
+        quit_on(&err);
+    }
+}
+
+/// Writes bytes to stdout, as [`write`].
+pub(crate) fn write_bytes(bytes: &[u8]) {
+    if let Err(err) = std::io::stdout().lock().write_all(bytes) {
+        quit_on(&err);
+    }
+}
+
+fn quit_on(err: &std::io::Error) -> ! {
+    if err.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("kindling: cannot write the output: {err}");
+    std::process::exit(1);
+}
+
 /// Prints `value` as pretty JSON.
 pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -25,7 +66,7 @@ pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
                 text.push_str(&format!("{cell:<width$}  "));
             }
         }
-        println!("{}", text.trim_end());
+        outln!("{}", text.trim_end());
     };
     line(header.to_vec());
     for row in rows {
@@ -42,6 +83,6 @@ pub(crate) fn print_fields(fields: &[(&str, String)]) {
         .unwrap_or(0)
         + 1;
     for (label, value) in fields {
-        println!("{:<width$} {value}", format!("{label}:"));
+        outln!("{:<width$} {value}", format!("{label}:"));
     }
 }

@@ -1,11 +1,14 @@
 //! How a node is set up.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kindling_host::Capabilities;
 use kindling_runtime::{Limits, RuntimeConfig};
 use kindling_scheduler::{AdmissionConfig, AutoscalerConfig, LaneConfig, PolicySpec};
+
+use crate::clock::{Clock, SystemClock};
 
 /// Everything a node is configured with.
 #[derive(Debug, Clone)]
@@ -43,6 +46,8 @@ pub struct NodeConfig {
     /// How many invocations one request from outside may cause, itself included, however the
     /// calls fan out.
     pub max_calls_per_request: u32,
+    /// The clock the keep-alive policies run on.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl NodeConfig {
@@ -65,6 +70,7 @@ impl NodeConfig {
             tracer: None,
             max_call_depth: 8,
             max_calls_per_request: 1000,
+            clock: Arc::new(SystemClock::default()),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! warm-up, metrics and the span), and the background tick that unloads idle functions and
 //! computes autoscaling signals. A failed change leaves the previous version serving.
 
+mod clock;
 mod config;
 mod dispatch;
 mod entry;
@@ -19,6 +20,7 @@ mod metrics;
 mod node;
 mod settings;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::NodeConfig;
 pub use entry::{Code, Entry, Usage};
 pub use error::{Fault, NodeError};

@@ -57,7 +57,6 @@ pub struct Node {
     /// Deployed functions this node could not install at start-up, and why.
     unrunnable: Mutex<Vec<(String, String)>>,
     control: tokio::sync::Mutex<()>,
-    started: Instant,
 }
 
 impl Node {
@@ -109,7 +108,6 @@ impl Node {
             table: RwLock::default(),
             unrunnable: Mutex::default(),
             control: tokio::sync::Mutex::new(()),
-            started: Instant::now(),
             config,
         });
         node.discover().await?;
@@ -119,7 +117,14 @@ impl Node {
 
     /// Milliseconds since the node started: the clock its policies run on.
     pub fn now(&self) -> Millis {
-        self.started.elapsed().as_millis() as Millis
+        self.config.clock.now()
+    }
+
+    /// Runs the background keeper once now: reports use to the keep-alive policy, unloads
+    /// what it evicts, pre-warms what it asks for, feeds the autoscalers. It also runs every
+    /// `tick` on its own; tests with a manual clock call this instead.
+    pub async fn tick(self: &Arc<Self>) {
+        crate::keeper::tick(self).await;
     }
 
     /// The admission controller, for its counters.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use kindling_node::{CallContext, DeployOutcome, Entry, Fault, Node, NodeConfig};
+use kindling_node::{CallContext, DeployOutcome, Entry, Fault, ManualClock, Node, NodeConfig};
 use kindling_registry::FunctionConfig;
 use kindling_runtime::LoadSource;
 use kindling_scheduler::PolicySpec;
@@ -183,25 +183,30 @@ async fn a_restarted_node_serves_from_the_artifact_cache() {
     assert!(node.lookup("c").unwrap().code().is_some());
 }
 
-/// Waits, polling, until `condition` holds; the bound is generous and never the assertion.
-async fn eventually(what: &str, condition: impl Fn() -> bool) {
-    let started = std::time::Instant::now();
-    while !condition() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{what} never happened"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// A node whose policies run on a manual clock and whose keeper runs only when the test says.
+fn on_a_manual_clock(mut config: NodeConfig) -> (NodeConfig, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::default());
+    config.clock = clock.clone();
+    config.tick = Duration::from_secs(24 * 3600);
+    (config, clock)
+}
+
+/// Moves the clock forward by `ms` in steps of `step`, running the keeper after each.
+async fn pass(node: &Arc<Node>, clock: &ManualClock, ms: u64, step: u64) {
+    let mut passed = 0;
+    while passed < ms {
+        clock.advance(step);
+        passed += step;
+        node.tick().await;
     }
 }
 
 #[tokio::test]
 async fn idle_functions_are_unloaded_and_come_back_cold() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(dir.path());
+    let (mut config, clock) = on_a_manual_clock(config(dir.path()));
     // The default policy: a function without history keeps the fixed keep-alive.
     config.keep_alive_policy = PolicySpec::default_with(200);
-    config.tick = Duration::from_millis(50);
     let node = Node::open(config).await.unwrap();
     node.deploy("f", wasm(example("hello")), FunctionConfig::default())
         .await
@@ -210,7 +215,13 @@ async fn idle_functions_are_unloaded_and_come_back_cold() {
     assert!(entry.code().is_some(), "a fresh deploy is warm");
     assert_eq!(call(&node, "f", "/").await.0, 200);
 
-    eventually("the idle function is unloaded", || entry.code().is_none()).await;
+    pass(&node, &clock, 100, 50).await;
+    assert!(entry.code().is_some(), "kept within its keep-alive");
+    pass(&node, &clock, 200, 50).await;
+    assert!(
+        entry.code().is_none(),
+        "unloaded once idle past its keep-alive"
+    );
     assert_eq!(
         call(&node, "f", "/").await,
         (200, "Hello from Kindling!\n".into())
@@ -242,51 +253,60 @@ async fn the_code_budget_keeps_the_most_recently_used() {
         (size("a"), size("b"))
     };
     // A budget with room for the bigger of the two but not for both.
-    let mut config = config(dir.path());
+    let (mut config, clock) = on_a_manual_clock(config(dir.path()));
     config.keep_alive_policy = PolicySpec::Lru;
-    config.tick = Duration::from_millis(50);
     config.code_memory_budget = Some(sizes.0.max(sizes.1));
     let node = Node::open(config).await.unwrap();
     call(&node, "a", "/").await;
+    clock.advance(10);
     call(&node, "b", "/").await;
     let (a, b) = (node.lookup("a").unwrap(), node.lookup("b").unwrap());
-    eventually("the least recently used is unloaded", || a.code().is_none()).await;
+    pass(&node, &clock, 10, 10).await;
+    assert!(a.code().is_none(), "the least recently used is unloaded");
     assert!(
         b.code().is_some(),
         "the most recently used stays within the budget"
     );
     // Using `a` again brings it back and pushes `b` out.
     call(&node, "a", "/").await;
-    eventually("now `b` is the least recently used", || b.code().is_none()).await;
+    pass(&node, &clock, 10, 10).await;
+    assert!(b.code().is_none(), "now `b` is the least recently used");
     assert!(a.code().is_some());
 }
 
 #[tokio::test]
 async fn a_periodic_function_is_unloaded_between_calls_and_prewarmed_before_them() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(dir.path());
-    // The default policy with 100 ms bins instead of minutes, so the test takes seconds.
+    let (mut config, clock) = on_a_manual_clock(config(dir.path()));
+    // The default policy with 100 ms bins instead of minutes.
     config.keep_alive_policy =
         PolicySpec::parse("kindling:bin=100ms,min-samples=3", 10_000).unwrap();
-    config.tick = Duration::from_millis(20);
     let node = Node::open(config).await.unwrap();
     node.deploy("cron", wasm(example("hello")), FunctionConfig::default())
         .await
         .unwrap();
     let entry = node.lookup("cron").unwrap();
-    // Learn the period: a call every 550 ms, about 530 ms idle between ticks with calls.
+    // Learn the period: a call every 550 ms, with the keeper running every 20 ms between.
     for _ in 0..4 {
         assert_eq!(call(&node, "cron", "/").await.0, 200);
-        tokio::time::sleep(Duration::from_millis(550)).await;
+        pass(&node, &clock, 560, 20).await;
     }
     assert_eq!(call(&node, "cron", "/").await.0, 200);
     let cold = entry.usage.cold_starts.load(Ordering::Relaxed);
     for _ in 0..2 {
-        eventually("unloaded after the call", || entry.code().is_none()).await;
-        eventually("loaded again ahead of the next call", || {
-            entry.code().is_some()
-        })
-        .await;
+        // Within the period it is unloaded after the call, then loaded again before the next.
+        let mut states = Vec::new();
+        for _ in 0..28 {
+            clock.advance(20);
+            node.tick().await;
+            states.push(entry.code().is_some());
+        }
+        let unloaded = states.iter().position(|warm| !warm);
+        let reloaded = unloaded.and_then(|at| states[at..].iter().position(|warm| *warm));
+        assert!(
+            unloaded.is_some() && reloaded.is_some(),
+            "unloaded after the call and pre-warmed before the next: {states:?}"
+        );
         assert_eq!(call(&node, "cron", "/").await.0, 200);
     }
     assert!(entry.usage.prewarms.load(Ordering::Relaxed) >= 2);

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum TraceError {
     /// The file or directory could not be read.
-    #[error("cannot read trace {path:?}: {source}")]
+    #[error("cannot read trace {path:?}: {error}")]
     Read {
         /// What was read.
         path: PathBuf,
         /// Why it failed.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not in a format this crate reads.
     #[error("trace {path:?}: {problem}")]

@@ -1,12 +1,17 @@
 //! Traces: the calls to replay and what each function costs to keep.
 //!
 //! Two public formats are read:
-//! - **Azure Functions 2019** (Shahrad et al., ATC 2020): a directory holding
-//!   `invocations_per_function*.csv` (`HashFunction,HashOwner,HashApp,1..N` or `minute_1..N`:
-//!   calls per minute) and optionally `function_durations_percentiles*.csv` (average duration
-//!   per function, ms) and `app_memory_percentiles*.csv` (average allocated memory per app,
-//!   MB), or the invocations file alone. The trace gives counts per minute, so the `n` calls of
-//!   a minute are spread evenly over it.
+//! - **Azure Functions 2019** (Shahrad et al., ATC 2020), in each layout it is published in:
+//!   the release itself (`invocations_per_function_md.anon.d01.csv` with
+//!   `HashOwner,HashApp,HashFunction,Trigger,1,...,1440`), vHive invitro's samples
+//!   (`invocations.csv` with `HashOwner,HashApp,HashFunction,Trigger,480,481,...`, and
+//!   `durations.csv`, `memory.csv` keyed by function), and samples with
+//!   `HashFunction,HashOwner,HashApp,minute_1,...`. Columns are found by name; every column
+//!   named by a number or `minute_N` is a minute, in order, and the first one is the start of
+//!   the replay. A directory may also hold the durations (average per function, ms) and memory
+//!   (average allocated MB, per function or per app) files, or the invocations file is given
+//!   alone. The trace gives counts per minute, so the `n` calls of a minute are spread evenly
+//!   over it.
 //! - **Azure Functions 2021** (per invocation): a file `app,func,end_timestamp,duration` with
 //!   seconds from the start of the trace; a call starts at `end_timestamp - duration`.
 //!
@@ -58,15 +63,15 @@ impl Trace {
     /// apart by their headers.
     pub fn load(path: &Path, default_memory_mb: f64) -> Result<Self, TraceError> {
         if path.is_dir() {
-            let invocations =
-                find(path, "invocations_per_function")?.ok_or_else(|| TraceError::Format {
+            let invocations = find(path, &["invocations_per_function", "invocations"])?
+                .ok_or_else(|| TraceError::Format {
                     path: path.to_path_buf(),
-                    problem: "no invocations_per_function*.csv in this directory (expected \
-                              the Azure 2019 files, or give a file)"
+                    problem: "no invocations_per_function*.csv or invocations*.csv in this \
+                              directory (expected the Azure 2019 files, or give a file)"
                         .into(),
                 })?;
-            let durations = find(path, "function_durations_percentiles")?;
-            let memory = find(path, "app_memory_percentiles")?;
+            let durations = find(path, &["function_durations_percentiles", "durations"])?;
+            let memory = find(path, &["app_memory_percentiles", "memory"])?;
             return azure2019(
                 &invocations,
                 durations.as_deref(),
@@ -76,7 +81,8 @@ impl Trace {
         }
         let text = read(path)?;
         let header = text.lines().next().unwrap_or("");
-        if header.starts_with("HashFunction,HashOwner,HashApp,") {
+        let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+        if columns.contains(&"HashFunction") && columns.contains(&"HashApp") {
             azure2019(path, None, None, default_memory_mb)
         } else if header.trim() == "app,func,end_timestamp,duration" {
             azure2021(path, &text, default_memory_mb)
@@ -85,7 +91,7 @@ impl Trace {
                 path: path.to_path_buf(),
                 problem: format!(
                     "unknown header {:?}: expected an Azure 2019 invocations file \
-                     (HashFunction,HashOwner,HashApp,...) or an Azure 2021 file \
+                     (HashOwner,HashApp,HashFunction,Trigger,1,2,...) or an Azure 2021 file \
                      (app,func,end_timestamp,duration)",
                     truncate(header)
                 ),
@@ -107,29 +113,77 @@ fn truncate(text: &str) -> &str {
 }
 
 fn read(path: &Path) -> Result<String, TraceError> {
-    std::fs::read_to_string(path).map_err(|source| TraceError::Read {
+    std::fs::read_to_string(path).map_err(|error| TraceError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
-/// The file in `dir` whose name starts with `prefix` and ends in `.csv`.
-fn find(dir: &Path, prefix: &str) -> Result<Option<PathBuf>, TraceError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| TraceError::Read {
+/// The first file in `dir` (by name) whose name starts with one of `prefixes`, tried in order,
+/// and ends in `.csv`.
+fn find(dir: &Path, prefixes: &[&str]) -> Result<Option<PathBuf>, TraceError> {
+    let entries = std::fs::read_dir(dir).map_err(|error| TraceError::Read {
         path: dir.to_path_buf(),
-        source,
+        error,
     })?;
-    let mut found: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".csv"))
-        })
-        .collect();
-    found.sort();
-    Ok(found.into_iter().next())
+    let mut names: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    names.sort();
+    Ok(prefixes.iter().find_map(|prefix| {
+        names
+            .iter()
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".csv"))
+            })
+            .cloned()
+    }))
+}
+
+/// The columns that name a function in the Azure 2019 files, coarsest first.
+const KEY_COLUMNS: [&str; 3] = ["HashOwner", "HashApp", "HashFunction"];
+
+/// How a file keys its rows: by the owner, app and function columns it has.
+struct Key(Vec<(usize, usize)>);
+
+impl Key {
+    /// The key columns `rows` has, among those `names` (the invocations file's columns) has.
+    fn of(rows: &Rows<'_>, names: &[&str]) -> Self {
+        Self(
+            KEY_COLUMNS
+                .iter()
+                .filter_map(|column| {
+                    let here = rows.columns.iter().position(|c| c == column)?;
+                    let there = names.iter().position(|c| c == column)?;
+                    Some((here, there))
+                })
+                .collect(),
+        )
+    }
+
+    /// The key of a row of the file it was made for.
+    fn here(&self, fields: &[&str]) -> String {
+        self.join(fields, |(here, _)| *here)
+    }
+
+    /// The key of a row of the invocations file.
+    fn there(&self, fields: &[&str]) -> String {
+        self.join(fields, |(_, there)| *there)
+    }
+
+    fn join(&self, fields: &[&str], pick: impl Fn(&(usize, usize)) -> usize) -> String {
+        self.0
+            .iter()
+            .map(|pair| fields.get(pick(pair)).copied().unwrap_or("").trim())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}
+
+/// Whether a column is a minute: a number (`480`) or `minute_N`.
+fn is_minute(column: &str) -> bool {
+    let digits = column.strip_prefix("minute_").unwrap_or(column);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// A CSV of plain fields (the Azure files quote nothing), with the line numbers for errors.
@@ -207,61 +261,68 @@ fn azure2019(
     memory: Option<&Path>,
     default_memory_mb: f64,
 ) -> Result<Trace, TraceError> {
-    // Average duration per function and memory per app, when given.
-    let mut duration_ms: HashMap<String, f64> = HashMap::new();
-    if let Some(path) = durations {
-        let text = read(path)?;
-        let rows = Rows::new(path, &text);
-        let (function, average) = (rows.column("HashFunction")?, rows.column("Average")?);
-        let mut rows = rows;
-        while let Some((line, fields)) = rows.next() {
-            let value = rows.number(line, &fields, average)?;
-            duration_ms.insert(fields.get(function).unwrap_or(&"").to_string(), value);
-        }
-    }
-    let mut memory_mb: HashMap<String, f64> = HashMap::new();
-    if let Some(path) = memory {
-        let text = read(path)?;
-        let rows = Rows::new(path, &text);
-        let (app, average) = (rows.column("HashApp")?, rows.column("AverageAllocatedMb")?);
-        let mut rows = rows;
-        while let Some((line, fields)) = rows.next() {
-            let value = rows.number(line, &fields, average)?;
-            memory_mb.insert(fields.get(app).unwrap_or(&"").to_string(), value);
-        }
-    }
-
     let text = read(invocations)?;
     let rows = Rows::new(invocations, &text);
-    let (function_column, app_column) = (rows.column("HashFunction")?, rows.column("HashApp")?);
-    let first_minute = 3;
-    let minutes = rows.columns.len().saturating_sub(first_minute);
-    if minutes == 0 {
+    let function_column = rows.column("HashFunction")?;
+    let names = rows.columns.clone();
+    let minute_columns: Vec<usize> = (0..names.len()).filter(|&i| is_minute(names[i])).collect();
+    if minute_columns.is_empty() {
         return Err(TraceError::Format {
             path: invocations.to_path_buf(),
-            problem: "no minute columns after HashFunction,HashOwner,HashApp".into(),
+            problem: "no minute columns (named 1, 2, ... or minute_1, minute_2, ...) after \
+                      the hash columns"
+                .into(),
         });
     }
+
+    // Average duration and memory, keyed as each file keys them.
+    let averages = |path: &Path, column: &str| -> Result<(Key, HashMap<String, f64>), TraceError> {
+        let text = read(path)?;
+        let mut rows = Rows::new(path, &text);
+        let key = Key::of(&rows, &names);
+        if key.0.is_empty() {
+            return Err(TraceError::Format {
+                path: path.to_path_buf(),
+                problem: "no HashOwner, HashApp or HashFunction column to match the \
+                          invocations by"
+                    .into(),
+            });
+        }
+        let value = rows.column(column)?;
+        let mut averages = HashMap::new();
+        while let Some((line, fields)) = rows.next() {
+            let average = rows.number(line, &fields, value)?;
+            averages.insert(key.here(&fields), average);
+        }
+        Ok((key, averages))
+    };
+    let durations = durations
+        .map(|path| averages(path, "Average"))
+        .transpose()?;
+    let memory = memory
+        .map(|path| averages(path, "AverageAllocatedMb"))
+        .transpose()?;
+    let lookup = |table: &Option<(Key, HashMap<String, f64>)>, fields: &[&str]| {
+        table
+            .as_ref()
+            .and_then(|(key, values)| values.get(&key.there(fields)).copied())
+    };
+
     let mut functions = Vec::new();
     let mut calls = Vec::new();
     let mut rows = rows;
     while let Some((line, fields)) = rows.next() {
-        if fields.len() != rows.columns.len() {
+        if fields.len() != names.len() {
             return Err(rows.error(
                 line,
-                format!(
-                    "{} fields, the header has {}",
-                    fields.len(),
-                    rows.columns.len()
-                ),
+                format!("{} fields, the header has {}", fields.len(), names.len()),
             ));
         }
         let name = fields[function_column].to_string();
-        let app = fields[app_column];
         let index = functions.len() as u32;
-        let duration = duration_ms.get(&name).copied().unwrap_or(0.0).round() as Millis;
-        for minute in 0..minutes {
-            let n = rows.number(line, &fields, first_minute + minute)? as u64;
+        let duration = lookup(&durations, &fields).unwrap_or(0.0).round() as Millis;
+        for (minute, &column) in minute_columns.iter().enumerate() {
+            let n = rows.number(line, &fields, column)? as u64;
             for i in 0..n {
                 // Evenly over the minute: the trace says nothing finer.
                 let at = minute as Millis * MINUTE + (2 * i + 1) * MINUTE / (2 * n);
@@ -273,7 +334,7 @@ fn azure2019(
             }
         }
         functions.push(TraceFunction {
-            memory_mb: memory_mb.get(app).copied().unwrap_or(default_memory_mb),
+            memory_mb: lookup(&memory, &fields).unwrap_or(default_memory_mb),
             name,
         });
     }
@@ -282,7 +343,7 @@ fn azure2019(
         source: format!("{} (Azure 2019)", invocations.display()),
         functions,
         calls,
-        span: minutes as Millis * MINUTE,
+        span: minute_columns.len() as Millis * MINUTE,
     })
 }
 

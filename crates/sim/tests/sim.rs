@@ -85,6 +85,88 @@ fn azure_2019_calls_are_spread_over_their_minute() {
     );
 }
 
+/// The same two functions in each layout the Azure 2019 trace is published in.
+#[test]
+fn azure_2019_is_read_in_each_published_layout() {
+    let expect = |trace: &Trace, what: &str| {
+        let calls: Vec<(u64, u32, u64)> = trace
+            .calls
+            .iter()
+            .map(|c| (c.at, c.function, c.duration))
+            .collect();
+        assert_eq!(
+            calls,
+            vec![(30_000, 0, 100), (90_000, 1, 7), (150_000, 0, 100)],
+            "{what}"
+        );
+        let names: Vec<&str> = trace.functions.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["fa", "fb"], "{what}");
+        let memory: Vec<f64> = trace.functions.iter().map(|f| f.memory_mb).collect();
+        assert_eq!(memory, [300.0, 40.0], "{what}");
+        assert_eq!(trace.span, 180_000, "{what}");
+    };
+
+    // The release: owner, app, function, trigger, then minutes 1..N; memory per app.
+    let release = tempfile::tempdir().unwrap();
+    std::fs::write(
+        release
+            .path()
+            .join("invocations_per_function_md.anon.d01.csv"),
+        "HashOwner,HashApp,HashFunction,Trigger,1,2,3\n\
+         o1,a1,fa,http,1,0,1\n\
+         o1,a2,fb,timer,0,1,0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        release
+            .path()
+            .join("function_durations_percentiles.anon.d01.csv"),
+        "HashOwner,HashApp,HashFunction,Average,Count,Minimum,Maximum\n\
+         o1,a1,fa,100,2,90,110\n\
+         o1,a2,fb,7,1,7,7\n",
+    )
+    .unwrap();
+    std::fs::write(
+        release.path().join("app_memory_percentiles.anon.d01.csv"),
+        "HashOwner,HashApp,SampleCount,AverageAllocatedMb\no1,a1,5,300\no1,a2,5,40\n",
+    )
+    .unwrap();
+    expect(&Trace::load(release.path(), 1.0).unwrap(), "Azure release");
+
+    // vHive invitro: minutes numbered from where the sample starts, memory per function.
+    let invitro = tempfile::tempdir().unwrap();
+    std::fs::write(
+        invitro.path().join("invocations.csv"),
+        "HashOwner,HashApp,HashFunction,Trigger,480,481,482\n\
+         o1,a1,fa,http,1,0,1\n\
+         o1,a1,fb,queue,0,1,0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        invitro.path().join("durations.csv"),
+        "HashOwner,HashApp,HashFunction,Average,Count,Minimum,Maximum\n\
+         o1,a1,fa,100,2,90,110\n\
+         o1,a1,fb,7,1,7,7\n",
+    )
+    .unwrap();
+    std::fs::write(
+        invitro.path().join("memory.csv"),
+        "HashOwner,HashApp,HashFunction,SampleCount,AverageAllocatedMb\n\
+         o1,a1,fa,5,300\n\
+         o1,a1,fb,5,40\n",
+    )
+    .unwrap();
+    expect(&Trace::load(invitro.path(), 1.0).unwrap(), "vHive invitro");
+
+    // The invocations file alone, in the release's layout, is read by its header.
+    let alone = release
+        .path()
+        .join("invocations_per_function_md.anon.d01.csv");
+    let trace = Trace::load(&alone, 64.0).unwrap();
+    assert_eq!(trace.invocations(), 3);
+    assert!(trace.functions.iter().all(|f| f.memory_mb == 64.0));
+}
+
 #[test]
 fn azure_2021_calls_start_a_duration_before_they_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -139,7 +221,7 @@ fn malformed_traces_say_where() {
     assert!(
         error
             .to_string()
-            .contains("no invocations_per_function*.csv")
+            .contains("no invocations_per_function*.csv or invocations*.csv")
     );
 }
 

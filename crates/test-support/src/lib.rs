@@ -6,6 +6,8 @@
 mod guests;
 pub mod http;
 mod server;
+mod wait;
 
 pub use guests::{example, repo_root, test_program};
 pub use server::{CliOutput, Server, get_status};
+pub use wait::{PATIENCE, wait_for, wait_for_async};

@@ -1,6 +1,7 @@
 //! Test guest written with `wstd`'s async `#[http_server]`:
 //!
-//! - `/sleep/{ms}`: sleeps on `wasi:clocks` without blocking the host, then answers
+//! - `/sleep/{ms}`: sleeps on `wasi:clocks` without blocking the host, then answers, with
+//!   the wall-clock time it started (Unix nanoseconds) in `x-started-at`
 //! - `/echo`: answers with the request body
 //! - anything else: a greeting that names the method and path
 
@@ -17,8 +18,13 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
                 .status(StatusCode::BAD_REQUEST)
                 .body(Body::from("sleep wants milliseconds\n"))?);
         };
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         wstd::task::sleep(Duration::from_millis(ms)).await;
-        return Ok(Response::new(Body::from(format!("slept {ms} ms\n"))));
+        return Ok(Response::builder()
+            .header("x-started-at", started.to_string())
+            .body(Body::from(format!("slept {ms} ms\n")))?);
     }
     if path == "/echo" {
         return Ok(Response::new(request.into_body()));

@@ -146,7 +146,7 @@ impl AdviseCommand {
                 let chart = kb
                     .mermaid(&advice.tree, Some(&advice))
                     .expect("the advice's tree exists");
-                print!("{chart}");
+                crate::output::out!("{chart}");
                 Ok(())
             }
             _ => emit(format, &advice, || kb.advice_text(&advice)),
@@ -220,7 +220,7 @@ fn emit<T: serde::Serialize>(
     match format {
         Format::Json => print_json(value),
         _ => {
-            print!("{}", text());
+            crate::output::out!("{}", text());
             Ok(())
         }
     }

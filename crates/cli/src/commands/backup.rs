@@ -31,7 +31,7 @@ impl BackupCommand {
             tokio::task::spawn_blocking(move || kindling_registry::backup(&data_dir, &dest))
                 .await?
                 .map_err(|err| UsageError(err.to_string()))?;
-        println!(
+        crate::output::outln!(
             "backed up {} functions and {} modules ({}) from {} to {}",
             report.functions,
             report.modules,
@@ -39,7 +39,7 @@ impl BackupCommand {
             self.data.data_dir.display(),
             self.dest.display()
         );
-        println!(
+        crate::output::outln!(
             "  restore with: kindling restore {} --data-dir DIR (with that node stopped)",
             self.dest.display()
         );
@@ -62,7 +62,7 @@ impl RestoreCommand {
             tokio::task::spawn_blocking(move || kindling_registry::restore(&src, &data_dir))
                 .await?
                 .map_err(|err| UsageError(err.to_string()))?;
-        println!(
+        crate::output::outln!(
             "restored {} functions and {} modules into {}; start the node to serve them",
             report.functions,
             report.modules,

@@ -94,8 +94,8 @@ impl BenchCommand {
         if self.output.json {
             return print_json(&reports);
         }
-        println!("{url}");
-        print!("{}", kindling_bench::table(&reports));
+        crate::output::outln!("{url}");
+        crate::output::out!("{}", kindling_bench::table(&reports));
         Ok(())
     }
 
@@ -138,7 +138,7 @@ impl BenchCommand {
         if self.output.json {
             return print_json(&report);
         }
-        print!("{}", fleet::table(&report));
+        crate::output::out!("{}", fleet::table(&report));
         Ok(())
     }
 

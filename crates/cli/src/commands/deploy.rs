@@ -84,9 +84,10 @@ impl DeployCommand {
         }
         let version = &deployed.version;
         if deployed.unchanged {
-            println!(
+            crate::output::outln!(
                 "{} already serves version {} with this module and configuration; nothing changed",
-                self.name, version.version
+                self.name,
+                version.version
             );
         } else {
             let load = deployed
@@ -104,7 +105,7 @@ impl DeployCommand {
                     other => format!(", {other} in {:.1} ms", load.millis),
                 })
                 .unwrap_or_default();
-            println!(
+            crate::output::outln!(
                 "deployed {} version {} ({}, {}, sha256 {}){load}",
                 self.name,
                 version.version,
@@ -113,7 +114,7 @@ impl DeployCommand {
                 &version.sha256[..12],
             );
         }
-        println!("  try: curl {}/{}/", client.base(), self.name);
+        crate::output::outln!("  try: curl {}/{}/", client.base(), self.name);
         Ok(())
     }
 

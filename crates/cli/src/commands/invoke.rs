@@ -93,16 +93,14 @@ impl InvokeCommand {
                 "body": String::from_utf8_lossy(&body),
             }));
         }
-        println!("{version:?} {status}");
+        crate::output::outln!("{version:?} {status}");
         for (name, value) in headers {
-            println!("{name}: {value}");
+            crate::output::outln!("{name}: {value}");
         }
-        println!();
-        use std::io::Write;
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(&body)?;
+        crate::output::outln!();
+        crate::output::write_bytes(&body);
         if !body.ends_with(b"\n") && !body.is_empty() {
-            writeln!(stdout)?;
+            crate::output::outln!();
         }
         Ok(())
     }

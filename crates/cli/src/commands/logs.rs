@@ -57,10 +57,10 @@ impl LogsCommand {
 
     fn print(&self, line: &LogEntry) -> anyhow::Result<()> {
         if self.output.json {
-            println!("{}", serde_json::to_string(line)?);
+            crate::output::outln!("{}", serde_json::to_string(line)?);
         } else {
             let at = UNIX_EPOCH + Duration::from_millis(line.at_ms);
-            println!(
+            crate::output::outln!(
                 "{} {} {} {}",
                 humantime::format_rfc3339_millis(at),
                 line.request_id,

@@ -21,7 +21,9 @@ impl LsCommand {
             return print_json(&functions);
         }
         if functions.is_empty() {
-            println!("no functions deployed; deploy one with `kindling deploy NAME FILE.wasm`");
+            crate::output::outln!(
+                "no functions deployed; deploy one with `kindling deploy NAME FILE.wasm`"
+            );
             return Ok(());
         }
         let rows: Vec<Vec<String>> = functions

@@ -21,7 +21,7 @@ impl RmCommand {
         if self.output.json {
             return print_json(&serde_json::json!({ "deleted": self.name }));
         }
-        println!("deleted {} and all its versions", self.name);
+        crate::output::outln!("deleted {} and all its versions", self.name);
         Ok(())
     }
 }

@@ -24,9 +24,11 @@ impl RollbackCommand {
         if self.output.json {
             return print_json(&function);
         }
-        println!(
+        crate::output::outln!(
             "{} now serves version {} ({})",
-            function.name, function.active_version, function.kind
+            function.name,
+            function.active_version,
+            function.kind
         );
         Ok(())
     }

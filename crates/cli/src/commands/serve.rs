@@ -210,14 +210,17 @@ impl ServeCommand {
         let local_addr = listener.local_addr().context("reading the bound address")?;
         gateway_config.local_addr = Some(local_addr);
 
-        println!("kindling: listening on http://{local_addr}");
-        println!(
+        // A closed stdout must not stop a server: these lines are for a person or a supervisor.
+        announce(format_args!("kindling: listening on http://{local_addr}"));
+        announce(format_args!(
             "kindling: admin API http://{local_addr}/v1/functions, data in {}",
             data_dir.display()
-        );
+        ));
 
         if tracer.is_some() {
-            println!("kindling: exporting traces over OTLP (OTEL_EXPORTER_OTLP_* variables)");
+            announce(format_args!(
+                "kindling: exporting traces over OTLP (OTEL_EXPORTER_OTLP_* variables)"
+            ));
         }
         let app = kindling_gateway::app(Arc::clone(&node), gateway_config.clone());
         kindling_gateway::serve(listener, app, &gateway_config, shutdown_signal())
@@ -374,6 +377,13 @@ impl ServeCommand {
         };
         Ok((node, gateway))
     }
+}
+
+/// One line on stdout, flushed; a closed stdout is ignored.
+fn announce(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
 }
 
 /// The machine's memory, or the cgroup's limit when the node runs in a smaller one.

@@ -115,9 +115,9 @@ impl SimCommand {
         if json {
             return print_json(&comparison);
         }
-        print!("{}", comparison.table());
+        crate::output::out!("{}", comparison.table());
         if let Some(path) = &plot {
-            println!("\nplot: {}", path.display());
+            crate::output::outln!("\nplot: {}", path.display());
         }
         Ok(())
     }

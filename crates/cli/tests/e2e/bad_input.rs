@@ -176,3 +176,32 @@ fn serve_refuses_bad_configuration_before_binding() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--domain"));
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let (_dir, server) = fresh_server(&[]);
+    server
+        .cli(&["deploy", "hello", path_str(&example("hello"))])
+        .ok();
+    for args in [
+        &["ls"][..],
+        &["ls", "--json"],
+        &["inspect", "hello"],
+        &["versions", "hello"],
+    ] {
+        // The reading end is closed before the command writes a byte: every write is EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(crate::kindling())
+            .args(args)
+            .env("KINDLING_SERVER", server.url(""))
+            .env_remove("RUST_BACKTRACE")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?} printed: {stderr}");
+    }
+}

@@ -104,14 +104,13 @@ async fn kills_at_random_moments_never_corrupt_the_registry() {
 }
 
 fn wait_for(condition: impl Fn() -> bool) {
-    let started = std::time::Instant::now();
-    while !condition() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "condition never held"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    kindling_test_support::wait_for("the condition", std::time::Duration::from_millis(5), || {
+        if condition() {
+            Ok(())
+        } else {
+            Err("false".into())
+        }
+    });
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

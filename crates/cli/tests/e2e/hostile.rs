@@ -407,19 +407,21 @@ async fn hostile_guests_and_clients_are_contained() {
 
     // Nothing the attacks took is still held: every request has given back its slot and its
     // memory reservation.
-    let started = std::time::Instant::now();
-    loop {
-        let in_flight = metric(&http, &server, "kindling_node_in_flight_requests").await;
-        let reserved = metric(&http, &server, "kindling_node_reserved_memory_bytes").await;
-        if in_flight == 0.0 && reserved == 0.0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{in_flight} requests and {reserved} bytes still held after the attacks"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (http, server) = (&http, &server);
+    kindling_test_support::wait_for_async(
+        "the attacks' holds released",
+        Duration::from_millis(100),
+        || async move {
+            let in_flight = metric(http, server, "kindling_node_in_flight_requests").await;
+            let reserved = metric(http, server, "kindling_node_reserved_memory_bytes").await;
+            if in_flight == 0.0 && reserved == 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{in_flight} requests and {reserved} bytes held"))
+            }
+        },
+    )
+    .await;
 }
 
 /// Sends raw bytes and returns the first chunk of the answer.

@@ -18,7 +18,7 @@ mod traces;
 mod wasi_http;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kindling_test_support::Server;
 
@@ -38,26 +38,21 @@ fn path_str(path: &std::path::Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
 }
 
-/// Polls `inspect --json` until `condition` holds on it; the bound is generous, never asserted
-/// as a timing.
+/// Polls `inspect --json` until `condition` holds on it.
 fn eventually(
     server: &Server,
     name: &str,
     what: &str,
     condition: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
+    kindling_test_support::wait_for(what, Duration::from_millis(50), || {
         let function = server.cli(&["inspect", name, "--json"]).json();
         if condition(&function) {
-            return function;
+            Ok(function)
+        } else {
+            Err(function.to_string())
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{what}: {function}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 /// What `curl` with `args` printed; `None` when it failed (with `-f`, HTTP errors too).

@@ -69,8 +69,8 @@ fn text(span: &Span, key: &str) -> String {
 
 /// Waits until the receiver holds `count` spans of `trace`.
 fn spans_of(spans: &Spans, trace: &[u8], count: usize) -> Vec<Span> {
-    let started = Instant::now();
-    loop {
+    let what = format!("{count} spans of the trace arriving");
+    kindling_test_support::wait_for(&what, Duration::from_millis(50), || {
         let found: Vec<Span> = spans
             .lock()
             .unwrap()
@@ -79,15 +79,11 @@ fn spans_of(spans: &Spans, trace: &[u8], count: usize) -> Vec<Span> {
             .cloned()
             .collect();
         if found.len() >= count {
-            return found;
+            Ok(found)
+        } else {
+            Err(format!("{found:#?}"))
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "only {} of {count} spans arrived: {found:#?}",
-            found.len()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 fn one<'a>(spans: &'a [Span], name: &str) -> &'a Span {
