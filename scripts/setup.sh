@@ -6,6 +6,7 @@
 # and with --test, what the test suite also runs:
 #   - prometheus (promtool and a real Prometheus server for the metrics tests)
 #   - chromium (the dashboard test drives the page headless)
+#   - schemathesis from PyPI (the admin API is checked against its OpenAPI document)
 # Safe to run repeatedly: it installs only what is missing.
 #   scripts/setup.sh [--test]
 set -euo pipefail
@@ -49,4 +50,12 @@ if [ ${#missing_packages[@]} -gt 0 ]; then
   fi
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing_packages[@]}"
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  schemathesis_version=4.32.5
+  if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$schemathesis_version')" 2>/dev/null; then
+    echo "setup: installing schemathesis $schemathesis_version (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
+  fi
 fi

@@ -53,15 +53,25 @@ pub(crate) async fn handler(
             format!("no function named {name:?}; `kindling ls` lists them"),
         )
     })?;
-    if query.wait > 0 {
-        let wait = Duration::from_secs(query.wait.min(MAX_WAIT_SECONDS));
-        entry.log.wait(query.after, wait).await;
+    let limit = query.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) || query.wait > MAX_WAIT_SECONDS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!(
+                "limit must be 1 to 10000 (got {limit}) and wait 0 to {MAX_WAIT_SECONDS} seconds \
+                 (got {})",
+                query.wait
+            ),
+        ));
     }
-    let page = entry.log.read(
-        query.after,
-        query.since_ms,
-        query.limit.unwrap_or(1000).clamp(1, 10_000),
-    );
+    if query.wait > 0 {
+        entry
+            .log
+            .wait(query.after, Duration::from_secs(query.wait))
+            .await;
+    }
+    let page = entry.log.read(query.after, query.since_ms, limit);
     Ok(Json(LogsResponse {
         function: name,
         lines: page

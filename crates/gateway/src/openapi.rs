@@ -116,7 +116,9 @@ pub fn document(capabilities: &Capabilities) -> Value {
                         "200": ok_json("the same module and config were already active",
                                        json!({ "$ref": "#/components/schemas/Deploy" })),
                         "400": error("not WebAssembly, wrong kind, bad name or bad config"),
-                        "413": error("the module is larger than the server accepts")
+                        "408": error("the upload did not arrive within the upload timeout"),
+                        "413": error("the module is larger than the server accepts"),
+                        "507": error("the node's disk is full; nothing was changed")
                     }
                 }
             },
@@ -125,7 +127,7 @@ pub fn document(capabilities: &Capabilities) -> Value {
                 "post": {
                     "summary": "Activate an earlier version",
                     "requestBody": { "required": false, "content": { "application/json": { "schema": {
-                        "type": "object",
+                        "type": "object", "additionalProperties": false,
                         "properties": { "version": {
                             "type": "integer", "minimum": 1,
                             "description": "Version to activate; the one before the active one when left out"
@@ -134,6 +136,7 @@ pub fn document(capabilities: &Capabilities) -> Value {
                     "responses": {
                         "200": ok_json("the function after the rollback",
                                        json!({ "$ref": "#/components/schemas/Function" })),
+                        "400": error("the body is neither empty nor {\"version\": N}, or that version cannot run here"),
                         "404": error("no such function or version"),
                         "409": error("no earlier version")
                     }
@@ -144,13 +147,13 @@ pub fn document(capabilities: &Capabilities) -> Value {
                 "get": {
                     "summary": "The function's recent guest output (stdout of components, stderr of all), oldest first",
                     "parameters": [
-                        { "name": "after", "in": "query", "schema": { "type": "integer" },
+                        { "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0 },
                           "description": "Only lines numbered at least this (the `next` of the previous page)" },
-                        { "name": "since_ms", "in": "query", "schema": { "type": "integer" },
+                        { "name": "since_ms", "in": "query", "schema": { "type": "integer", "minimum": 0 },
                           "description": "Only lines captured at or after this time, ms since the Unix epoch" },
                         { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 10000 },
                           "description": "At most this many lines, the newest (default 1000)" },
-                        { "name": "wait", "in": "query", "schema": { "type": "integer", "maximum": 60 },
+                        { "name": "wait", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": 60 },
                           "description": "Seconds to wait for a new line before answering (long poll)" }
                     ],
                     "responses": {
@@ -232,7 +235,7 @@ pub fn document(capabilities: &Capabilities) -> Value {
                 "properties": config_properties(config_fields, json!({
                     "limits": { "$ref": "#/components/schemas/Limits" },
                     "priority": { "type": "string", "enum": ["critical", "normal", "batch"] },
-                    "namespace": { "type": "string" },
+                    "namespace": { "type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$" },
                     "requirements": {
                         "type": "object", "additionalProperties": { "type": "string" },
                         "description": "what the workload needs, such as {\"security\": \"high\", \"startup\": \"ultra-low\"}; dimensions and levels as in `kindling advise`; judged by `kindling advise --function`"

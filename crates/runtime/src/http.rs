@@ -117,9 +117,10 @@ where
                     .call_handle(&mut store, incoming, outparam)
                     .await
             };
-            let mut cpu = std::time::Duration::ZERO;
+            let mut busy = task_weight.start();
             let result =
-                tokio::time::timeout_at(deadline, crate::executor::busy_timed(run, &mut cpu)).await;
+                tokio::time::timeout_at(deadline, crate::executor::busy_timed(run, &mut busy))
+                    .await;
             finish(&mut store, &capabilities, &task_info);
             let outcome = match result {
                 Ok(Ok(())) => Ok(()),
@@ -133,7 +134,7 @@ where
             if let Err(err) = &outcome {
                 let _ = task_failure.set(err.clone());
             }
-            task_weight.record(cpu);
+            task_weight.record(busy);
             drop(store);
             outcome
         }

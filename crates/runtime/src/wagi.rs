@@ -83,10 +83,10 @@ where
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         start.call_async(&mut store, ()).await
     };
-    let mut cpu = std::time::Duration::ZERO;
+    let mut busy = function.weight.start();
     let result =
-        tokio::time::timeout_at(deadline, crate::executor::busy_timed(run, &mut cpu)).await;
-    function.weight.record(cpu);
+        tokio::time::timeout_at(deadline, crate::executor::busy_timed(run, &mut busy)).await;
+    function.weight.record(busy);
     finish(&mut store, &function.shared.capabilities, info);
     let (output, output_dropped) = stdout.take();
 

@@ -2,6 +2,7 @@
 //! through its own CLI, with guests built from source.
 
 mod advise;
+mod api_contract;
 mod bad_input;
 mod crash;
 mod dashboard;
