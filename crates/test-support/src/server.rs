@@ -26,6 +26,14 @@ impl Server {
     /// Starts `binary serve` on a free port with its data in `data_dir`, plus `args`, and
     /// waits until it is ready.
     pub fn start(binary: &Path, data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let server = Self::spawn(binary, data_dir, args, envs);
+        server.wait_ready();
+        server
+    }
+
+    /// Starts `binary serve` as [`Server::start`] does, returning once it has bound its port,
+    /// ready or not.
+    pub fn spawn(binary: &Path, data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -72,15 +80,13 @@ impl Server {
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
 
-        let server = Self {
+        Self {
             binary: binary.to_path_buf(),
             child: Some(child),
             addr,
             data_dir: data_dir.to_path_buf(),
             log,
-        };
-        server.wait_ready();
-        server
+        }
     }
 
     /// Restarts the server on the same data directory (a new port).

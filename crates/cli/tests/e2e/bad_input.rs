@@ -101,6 +101,17 @@ async fn unknown_functions_and_versions_are_404_with_a_hint() {
             .unwrap()
             .contains("kindling deploy ghost")
     );
+    // A name no function can have is not suggested as one to deploy.
+    let response = reqwest::get(server.url("/Sample-bin/")).await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(response.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("kindling deploy"), "{message}");
+    assert!(
+        message.contains("lowercase letters, digits and `-`"),
+        "{message}"
+    );
 
     server
         .cli(&["deploy", "one", path_str(&example("hello"))])

@@ -11,6 +11,7 @@ mod fleet;
 mod hostile;
 mod hostile_calls;
 mod lifecycle;
+mod limits;
 mod logs;
 mod metrics;
 mod scheduling;
