@@ -183,3 +183,34 @@ async fn a_newer_schema_is_refused_with_a_clear_message() {
         .to_string();
     assert!(err.contains("schema version 99"), "{err}");
 }
+
+#[tokio::test]
+async fn a_function_without_an_active_version_is_named_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = SqliteCatalog::open(dir.path()).await.unwrap();
+    let sha = registry
+        .store_module(Bytes::from_static(b"m"))
+        .await
+        .unwrap();
+    registry
+        .commit_version("f", new_version(sha, 1))
+        .await
+        .unwrap();
+    drop(registry);
+    let conn = rusqlite::Connection::open(dir.path().join("registry.db")).unwrap();
+    conn.execute("UPDATE functions SET active_version = NULL", [])
+        .unwrap();
+    drop(conn);
+    let registry = SqliteCatalog::open(dir.path()).await.unwrap();
+    let err = registry.active_version("f").await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "registry database holds an unreadable row: function \"f\" has no active version"
+    );
+    let err = registry
+        .previous_version("f")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has no active version"), "{err}");
+}

@@ -93,6 +93,11 @@ fn a_damaged_database_is_refused_with_what_to_do_and_nothing_is_swept() {
     assert!(stderr.contains("is damaged"), "{stderr}");
     assert!(stderr.contains("kindling restore"), "{stderr}");
     assert_eq!(
+        stderr.matches("is damaged").count(),
+        1,
+        "the cause is said once: {stderr}"
+    );
+    assert_eq!(
         std::fs::read_dir(data.join("modules")).unwrap().count(),
         2,
         "the module files are untouched"
@@ -258,4 +263,100 @@ impl Drop for Tmpfs {
             .arg(&self.0)
             .status();
     }
+}
+
+/// `hello` with a custom section naming `i`: the same code, its own sha256.
+fn variant(i: u32) -> Vec<u8> {
+    let mut bytes = std::fs::read(example("hello")).unwrap();
+    let payload = format!("kindling-test-{i}");
+    bytes.extend_from_slice(&[0, (2 + payload.len()) as u8, 1, b'x']);
+    bytes.extend_from_slice(payload.as_bytes());
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploys_racing_deletes_keep_every_version_s_module() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&kindling(), &data, &[], &[]);
+    let http = reqwest::Client::new();
+    let deploy = |name: &str, module: Vec<u8>| {
+        http.post(server.url(&format!("/v1/functions/{name}/versions")))
+            .body(module)
+            .send()
+    };
+    let churn = {
+        let (http, base) = (http.clone(), server.url(""));
+        tokio::spawn(async move {
+            for _ in 0..30 {
+                let url = format!("{base}/v1/functions/churn/versions");
+                let status = http
+                    .post(&url)
+                    .body(variant(1000))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                assert!(status.is_success(), "{status}");
+                let url = format!("{base}/v1/functions/churn");
+                assert_eq!(http.delete(&url).send().await.unwrap().status(), 204);
+            }
+        })
+    };
+    for i in 0..30 {
+        // Half of them share the churning function's module.
+        let module = if i % 2 == 0 {
+            variant(1000)
+        } else {
+            variant(i)
+        };
+        let response = deploy("kept", module).await.unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
+    churn.await.unwrap();
+    let versions = server.cli(&["versions", "kept", "--json"]).json();
+    let versions = versions.as_array().unwrap();
+    assert_eq!(versions.len(), 30);
+    for version in versions {
+        let sha = version["sha256"].as_str().unwrap();
+        assert!(
+            data.join("modules").join(format!("{sha}.wasm")).exists(),
+            "version {} lost its module",
+            version["version"]
+        );
+    }
+    // Every version can still be rolled back to after its compiled code is gone.
+    for entry in std::fs::read_dir(data.join("artifacts")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    for version in [1, 2, 29] {
+        let out = server.cli(&["rollback", "kept", "--to", &version.to_string()]);
+        out.ok();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_identical_deploys_at_once_make_one_version() {
+    let (_dir, server) = crate::fresh_server(&[]);
+    let http = reqwest::Client::new();
+    let module = std::fs::read(example("hello")).unwrap();
+    let deploys: Vec<_> = (0..10)
+        .map(|_| {
+            let (http, url, module) = (
+                http.clone(),
+                server.url("/v1/functions/same/versions"),
+                module.clone(),
+            );
+            tokio::spawn(async move { http.post(url).body(module).send().await.unwrap().status() })
+        })
+        .collect();
+    let mut created = 0;
+    for deploy in deploys {
+        let status = deploy.await.unwrap();
+        assert!(status == 201 || status == 200, "{status}");
+        created += usize::from(status == 201);
+    }
+    assert_eq!(created, 1, "one made the version; the rest changed nothing");
+    let versions = server.cli(&["versions", "same", "--json"]).json();
+    assert_eq!(versions.as_array().unwrap().len(), 1, "{versions}");
 }
