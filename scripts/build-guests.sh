@@ -25,7 +25,7 @@ clang --target=wasm32-wasi -O2 -s -Wall -Werror -o examples/c-hello.wasm example
 mkdir -p test-programs/build
 cargo build --quiet --release --locked --manifest-path test-programs/Cargo.toml \
   --target-dir "$target_dir" --target wasm32-wasip2 \
-  -p http-wasip2 -p http-wstd -p cli-command -p hostile-http
+  -p http-wasip2 -p http-wstd -p cli-command -p hostile-http -p spin-kv -p wasi-kv
 cargo build --quiet --release --locked --manifest-path test-programs/Cargo.toml \
   --target-dir "$target_dir" --target wasm32-wasip1 -p core-library -p hostile-wagi
 cp "$(release wasm32-wasip2)/http_wasip2.wasm" test-programs/build/http-wasip2.wasm
@@ -34,5 +34,7 @@ cp "$(release wasm32-wasip2)/cli-command.wasm" test-programs/build/cli-command.w
 cp "$(release wasm32-wasip1)/core_library.wasm" test-programs/build/core-library.wasm
 cp "$(release wasm32-wasip2)/hostile_http.wasm" test-programs/build/hostile-http.wasm
 cp "$(release wasm32-wasip1)/hostile-wagi.wasm" test-programs/build/hostile-wagi.wasm
+cp "$(release wasm32-wasip2)/spin_kv.wasm" test-programs/build/spin-kv.wasm
+cp "$(release wasm32-wasip2)/wasi_kv.wasm" test-programs/build/wasi-kv.wasm
 
 echo "guests built: examples/*.wasm, test-programs/build/*.wasm"

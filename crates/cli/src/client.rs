@@ -123,6 +123,59 @@ impl Client {
         }
     }
 
+    /// The key-value stores opened so far.
+    pub(crate) async fn kv_stores(&self) -> anyhow::Result<Vec<kindling_gateway::StoreInfo>> {
+        self.get_json("/v1/kv").await
+    }
+
+    /// A page of a store's keys.
+    pub(crate) async fn kv_keys(
+        &self,
+        store: &str,
+        after: Option<&str>,
+    ) -> anyhow::Result<kindling_gateway::KeysPage> {
+        let after = after.map_or_else(String::new, |a| format!("?after={}", encode(a)));
+        self.get_json(&format!("/v1/kv/{store}{after}")).await
+    }
+
+    /// A key's value; `None` when it is not set.
+    pub(crate) async fn kv_get(&self, store: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let url = self.url(&format!("/v1/kv/{store}/{}", encode(key)));
+        let response = self.send(self.http.get(&url), &url).await?;
+        match response.status() {
+            StatusCode::OK => Ok(Some(response.bytes().await?.to_vec())),
+            StatusCode::NOT_FOUND => {
+                let error = server_error(response).await;
+                if error.to_string().contains("has no key") {
+                    Ok(None)
+                } else {
+                    Err(error)
+                }
+            }
+            _ => Err(server_error(response).await),
+        }
+    }
+
+    /// Sets or (with `None`) removes a key.
+    pub(crate) async fn kv_put(
+        &self,
+        store: &str,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> anyhow::Result<()> {
+        let url = self.url(&format!("/v1/kv/{store}/{}", encode(key)));
+        let request = match value {
+            Some(value) => self.http.put(&url).body(value),
+            None => self.http.delete(&url),
+        };
+        let response = self.send(request, &url).await?;
+        if response.status() == StatusCode::NO_CONTENT {
+            Ok(())
+        } else {
+            Err(server_error(response).await)
+        }
+    }
+
     /// Sends a request through the gateway to a function, returning the raw response.
     pub(crate) async fn invoke(
         &self,
@@ -192,4 +245,17 @@ async fn server_error(response: Response) -> anyhow::Error {
             String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
         ),
     }
+}
+
+/// Percent-encodes a key or query value for a URL path or query.
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }

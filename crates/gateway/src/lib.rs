@@ -6,12 +6,16 @@
 //! Prometheus; `/dashboard` is for people. [`serve`] runs it on a
 //! listener with timeouts and graceful shutdown.
 
+// The OpenAPI document is one `json!` literal, deeper than the default limit.
+#![recursion_limit = "256"]
+
 mod admin;
 pub mod api;
 mod config;
 mod dashboard;
 mod error;
 mod invoke;
+mod kv;
 mod logs;
 mod openapi;
 mod request_id;
@@ -20,6 +24,7 @@ mod server;
 
 pub use config::GatewayConfig;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use kv::{KeysPage, StoreInfo};
 pub use openapi::document as openapi_document;
 pub use router::app;
 pub use server::serve;

@@ -15,6 +15,16 @@ pub fn document(capabilities: &Capabilities) -> Value {
         "description": "Function name: 1-63 lowercase letters, digits and `-`",
         "schema": { "type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$" }
     });
+    let namespace = json!({
+        "name": "namespace", "in": "path", "required": true,
+        "description": "The namespace the store belongs to",
+        "schema": { "type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$" }
+    });
+    let label = json!({
+        "name": "label", "in": "path", "required": true,
+        "description": "The store's label",
+        "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,63}$" }
+    });
     let error = |description: &str| {
         json!({
             "description": description,
@@ -177,6 +187,66 @@ pub fn document(capabilities: &Capabilities) -> Value {
                     }
                 }
             },
+            "/v1/kv": { "get": {
+                "summary": "The key-value stores opened so far, with their sizes",
+                "responses": {
+                    "200": ok_json("the stores", json!({ "type": "array", "items": { "$ref": "#/components/schemas/KvStore" } })),
+                    "404": error("this node has no key-value capability")
+                }
+            }},
+            "/v1/kv/{namespace}/{label}": {
+                "parameters": [namespace, label],
+                "get": {
+                    "summary": "A page of a store's keys, in order",
+                    "parameters": [
+                        { "name": "after", "in": "query", "schema": { "type": "string" },
+                          "description": "Only keys after this one (the `next` of the previous page)" },
+                        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 10000 },
+                          "description": "At most this many keys (default 1000)" }
+                    ],
+                    "responses": {
+                        "200": ok_json("keys and where to resume", json!({
+                            "type": "object", "required": ["keys"],
+                            "properties": {
+                                "keys": { "type": "array", "items": { "type": "string" } },
+                                "next": { "type": "string" }
+                            }
+                        })),
+                        "400": error("a bad namespace or query"),
+                        "404": error("no store with this label")
+                    }
+                }
+            },
+            "/v1/kv/{namespace}/{label}/{key}": {
+                "parameters": [namespace, label,
+                    { "name": "key", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "get": {
+                    "summary": "A key's value, as bytes",
+                    "responses": {
+                        "200": { "description": "the value", "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
+                        "400": error("a bad namespace"),
+                        "404": error("no such store or key")
+                    }
+                },
+                "put": {
+                    "summary": "Set a key to the body",
+                    "requestBody": { "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
+                    "responses": {
+                        "204": { "description": "set" },
+                        "400": error("a bad namespace"),
+                        "404": error("no such store"),
+                        "507": error("the store's limits do not allow it")
+                    }
+                },
+                "delete": {
+                    "summary": "Remove a key (an absent key is fine)",
+                    "responses": {
+                        "204": { "description": "removed" },
+                        "400": error("a bad namespace"),
+                        "404": error("no such store")
+                    }
+                }
+            },
             "/{function}/{path}": {
                 "parameters": [
                     { "name": "function", "in": "path", "required": true, "schema": { "type": "string" } },
@@ -241,6 +311,15 @@ pub fn document(capabilities: &Capabilities) -> Value {
                         "description": "what the workload needs, such as {\"security\": \"high\", \"startup\": \"ultra-low\"}; dimensions and levels as in `kindling advise`; judged by `kindling advise --function`"
                     }
                 }))
+            },
+            "KvStore": {
+                "type": "object", "required": ["namespace", "label", "keys", "bytes"],
+                "properties": {
+                    "namespace": { "type": "string" },
+                    "label": { "type": "string" },
+                    "keys": { "type": "integer" },
+                    "bytes": { "type": "integer" }
+                }
             },
             "Stats": {
                 "type": "object",

@@ -197,4 +197,25 @@ pub trait Capability: Send + Sync + 'static {
     fn deploy_flags(&self) -> Vec<DeployFlag> {
         Vec::new()
     }
+
+    /// Its figures for `/metrics`, read when Prometheus scrapes. May block: it is called on a
+    /// blocking thread.
+    fn metrics(&self) -> Vec<Metric> {
+        Vec::new()
+    }
+}
+
+/// A metric a capability reports: one family of samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// Its name, `kindling_...`.
+    pub name: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+    /// A counter only goes up; a gauge is a reading.
+    pub counter: bool,
+    /// The label names, in order.
+    pub labels: &'static [&'static str],
+    /// Each sample's label values (in the order of `labels`) and value.
+    pub samples: Vec<(Vec<String>, f64)>,
 }

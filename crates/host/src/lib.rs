@@ -26,7 +26,7 @@ mod state;
 
 pub use capability::{
     Capability, ComponentLinker, DeployFlag, FieldSchema, FlagForm, FunctionContext,
-    InstanceBuilder, InstanceKind, Linkers, ModuleLinker, NoFields,
+    InstanceBuilder, InstanceKind, Linkers, Metric, ModuleLinker, NoFields,
 };
 pub use env::EnvVars;
 pub use error::HostError;

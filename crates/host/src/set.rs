@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::capability::{
-    Capability, DeployFlag, FieldSchema, FunctionContext, InstanceBuilder, Linkers,
+    Capability, DeployFlag, FieldSchema, FunctionContext, InstanceBuilder, Linkers, Metric,
 };
 use crate::error::HostError;
 use crate::invocation::Invocation;
@@ -46,6 +46,8 @@ trait Erased: Send + Sync {
     fn finish(&self, state: &mut (dyn Any + Send), invocation: &Invocation);
     fn inspect(&self, fields: serde_json::Map<String, serde_json::Value>) -> Vec<InspectLine>;
     fn deploy_flags(&self) -> Vec<DeployFlag>;
+    fn metrics(&self) -> Vec<Metric>;
+    fn as_any(&self) -> &dyn Any;
 }
 
 impl<C: Capability> Erased for C {
@@ -116,6 +118,14 @@ impl<C: Capability> Erased for C {
 
     fn deploy_flags(&self) -> Vec<DeployFlag> {
         Capability::deploy_flags(self)
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        Capability::metrics(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
@@ -311,6 +321,23 @@ impl Capabilities {
             .iter()
             .flat_map(|m| m.capability.deploy_flags())
             .collect()
+    }
+
+    /// What every capability reports for `/metrics`. May block (call it where `/metrics` is
+    /// rendered, on a blocking thread).
+    pub fn metrics(&self) -> Vec<Metric> {
+        self.members
+            .iter()
+            .flat_map(|m| m.capability.metrics())
+            .collect()
+    }
+
+    /// The capability of type `C` in the set, for the tools that work on its data (the admin
+    /// API's key-value routes, say).
+    pub fn get<C: Capability>(&self) -> Option<&C> {
+        self.members
+            .iter()
+            .find_map(|m| m.capability.as_any().downcast_ref::<C>())
     }
 }
 

@@ -305,6 +305,9 @@ fn snapshot(node: &Node, uptime: Duration, catalog_bytes: u64) -> Registry {
         process.open_fds.map(|f| f as f64),
         false,
     );
+    for metric in node.capabilities().metrics() {
+        capability_metric(&registry, metric);
+    }
     let uptime_gauge =
         Gauge::new("kindling_uptime_seconds", "Time since the node started").expect("valid metric");
     uptime_gauge.set(uptime.as_secs_f64());
@@ -322,4 +325,32 @@ fn snapshot(node: &Node, uptime: Duration, catalog_bytes: u64) -> Registry {
     build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     registry.register(Box::new(build)).expect("unique name");
     registry
+}
+
+/// A capability's metric, as a family of the snapshot.
+fn capability_metric(registry: &Registry, metric: kindling_host::Metric) {
+    let opts = Opts::new(metric.name, metric.help);
+    let registered = if metric.counter {
+        prometheus::CounterVec::new(opts, metric.labels).map(|family| {
+            for (labels, value) in &metric.samples {
+                let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                family.with_label_values(&labels).inc_by(*value);
+            }
+            registry.register(Box::new(family))
+        })
+    } else {
+        prometheus::GaugeVec::new(opts, metric.labels).map(|family| {
+            for (labels, value) in &metric.samples {
+                let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                family.with_label_values(&labels).set(*value);
+            }
+            registry.register(Box::new(family))
+        })
+    };
+    match registered {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) | Err(err) => {
+            tracing::warn!(metric = metric.name, error = %err, "a capability's metric was refused");
+        }
+    }
 }

@@ -5,9 +5,11 @@
 
 mod guests;
 pub mod http;
+mod redis;
 mod server;
 mod wait;
 
 pub use guests::{example, repo_root, test_program};
+pub use redis::RedisServer;
 pub use server::{CliOutput, Server, get_status};
 pub use wait::{PATIENCE, wait_for, wait_for_async};

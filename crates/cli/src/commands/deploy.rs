@@ -189,7 +189,9 @@ struct CapabilityFlags {
 }
 
 fn capability_flags() -> Vec<DeployFlag> {
-    super::serve::capabilities(None).deploy_flags()
+    super::serve::capabilities(&Default::default())
+        .map(|capabilities| capabilities.deploy_flags())
+        .unwrap_or_default()
 }
 
 impl CapabilityFlags {

@@ -7,6 +7,7 @@ mod deploy;
 mod fleet;
 mod inspect;
 mod invoke;
+mod kv;
 mod logs;
 mod ls;
 mod rm;
@@ -30,7 +31,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node: the gateway, the admin API and the runtime
-    Serve(serve::ServeCommand),
+    Serve(Box<serve::ServeCommand>),
     /// Upload a .wasm file as a new version of a function and make it serve
     Deploy(deploy::DeployCommand),
     /// List the deployed functions
@@ -49,6 +50,8 @@ enum Command {
     Logs(logs::LogsCommand),
     /// Call a function through the gateway and print the response
     Invoke(invoke::InvokeCommand),
+    /// Read and write guests' key-value stores: get, set, rm, ls
+    Kv(kv::KvCommand),
     /// Load a URL and report throughput and latency percentiles
     Bench(bench::BenchCommand),
     /// Where a workload belongs: technology-selection decision trees, decision matrices and a
@@ -65,7 +68,7 @@ enum Command {
 impl Cli {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Serve(command) => command.execute().await,
+            Command::Serve(command) => (*command).execute().await,
             Command::Deploy(command) => command.execute().await,
             Command::Ls(command) => command.execute().await,
             Command::Inspect(command) => command.execute().await,
@@ -74,6 +77,7 @@ impl Cli {
             Command::Rm(command) => command.execute().await,
             Command::Logs(command) => command.execute().await,
             Command::Invoke(command) => command.execute().await,
+            Command::Kv(command) => command.execute().await,
             Command::Bench(command) => command.execute().await,
             Command::Advise(command) => command.execute().await,
             Command::Sim(command) => command.execute().await,

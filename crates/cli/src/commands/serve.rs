@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use kindling_cap_keyvalue::KeyValue;
 use kindling_gateway::GatewayConfig;
 use kindling_host::Capabilities;
 use kindling_node::{Node, NodeConfig};
@@ -18,10 +19,59 @@ use tokio::net::TcpListener;
 use crate::UsageError;
 use crate::units::{parse_duration, parse_size};
 
+/// What the capabilities are built from: the node's own settings.
+#[derive(Debug, Default)]
+pub(crate) struct CapabilitySettings {
+    /// `--mount-root`.
+    pub(crate) mount_root: Option<PathBuf>,
+    /// `--data-dir`.
+    pub(crate) data_dir: PathBuf,
+    /// `--runtime-config`, parsed.
+    pub(crate) runtime_config: Option<toml::Table>,
+}
+
+/// The tables a runtime-config file may have.
+const RUNTIME_CONFIG_TABLES: &[&str] = &["key_value_store"];
+
 /// What guests can reach, in order: the composition root of the capability seam. A new
-/// capability is one more `.with(...)` here (`docs/architecture.md`).
-pub(crate) fn capabilities(mount_root: Option<PathBuf>) -> Capabilities {
-    Capabilities::builtin(mount_root)
+/// capability is one more `.with(...)` here (`docs/architecture.md`). Building them does no
+/// I/O, so `deploy` builds them too, for their flags.
+pub(crate) fn capabilities(settings: &CapabilitySettings) -> Result<Capabilities, String> {
+    let runtime_config = settings.runtime_config.as_ref();
+    Ok(Capabilities::builtin(settings.mount_root.clone())
+        .with(KeyValue::new(settings.data_dir.clone(), runtime_config)?))
+}
+
+/// Reads the runtime-config file (Spin's `runtime-config.toml` form).
+fn read_runtime_config(path: &std::path::Path) -> Result<toml::Table, UsageError> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        UsageError(format!(
+            "cannot read --runtime-config {}: {err}",
+            path.display()
+        ))
+    })?;
+    let table: toml::Table = toml::from_str(&text).map_err(|err| {
+        UsageError(format!(
+            "--runtime-config {} is not valid TOML: {}",
+            path.display(),
+            err.message()
+        ))
+    })?;
+    if let Some(unknown) = table
+        .keys()
+        .find(|k| !RUNTIME_CONFIG_TABLES.contains(&k.as_str()))
+    {
+        return Err(UsageError(format!(
+            "--runtime-config {}: [{unknown}] is not a table Kindling reads; it reads {}",
+            path.display(),
+            RUNTIME_CONFIG_TABLES
+                .iter()
+                .map(|t| format!("[{t}.LABEL]"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(table)
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +104,10 @@ pub(crate) struct ServeCommand {
     /// Directory whose subdirectories functions may mount read-only; none without it
     #[arg(long, env = "KINDLING_MOUNT_ROOT")]
     mount_root: Option<PathBuf>,
+    /// The runtime-config file: which backend keeps each key-value label, in Spin's
+    /// runtime-config.toml form ([key_value_store.LABEL] with type = "spin" or "redis")
+    #[arg(long, env = "KINDLING_RUNTIME_CONFIG", value_name = "FILE")]
+    runtime_config: Option<PathBuf>,
     /// Requests running at once on the node, across functions; more are refused with 503
     #[arg(long, env = "KINDLING_MAX_IN_FLIGHT", default_value_t = 512)]
     max_in_flight: u32,
@@ -358,7 +412,17 @@ impl ServeCommand {
         if let Some(threads) = self.guest_threads {
             node.runtime.guest_threads = threads;
         }
-        node.capabilities = capabilities(self.mount_root.clone());
+        let runtime_config = self
+            .runtime_config
+            .as_deref()
+            .map(read_runtime_config)
+            .transpose()?;
+        node.capabilities = capabilities(&CapabilitySettings {
+            mount_root: self.mount_root.clone(),
+            data_dir: self.data_dir.clone(),
+            runtime_config,
+        })
+        .map_err(|err| UsageError(format!("--runtime-config: {err}")))?;
         node.default_limits = Limits {
             memory_bytes: self.default_memory,
             timeout: self.default_timeout,

@@ -10,6 +10,7 @@ mod durability;
 mod fleet;
 mod hostile;
 mod hostile_calls;
+mod keyvalue;
 mod lifecycle;
 mod limits;
 mod logs;

@@ -1,0 +1,246 @@
+//! The key-value capability: the labels a node offers, the grants a function is deployed with
+//! (`key_value_stores`, `--key-value LABEL`), and the stores themselves, shared by every
+//! function of a namespace granted the same label, as a Spin app's components share theirs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use kindling_host::{
+    Capability, DeployFlag, FieldSchema, FlagForm, FunctionContext, InstanceBuilder, Linkers,
+    Metric,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, Usage};
+use crate::config::{StoreConfig, StoreKind, parse_stores};
+use crate::counted::{Counted, OPERATIONS};
+use crate::redis::RedisStore;
+use crate::sqlite::SqliteStore;
+use crate::state::KvState;
+
+/// The key-value capability of a node.
+#[derive(Clone)]
+pub struct KeyValue {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    data_dir: PathBuf,
+    labels: BTreeMap<String, StoreConfig>,
+    /// Stores opened so far, by namespace and label.
+    open: Mutex<HashMap<(String, String), Arc<Counted>>>,
+}
+
+impl std::fmt::Debug for KeyValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyValue")
+            .field("labels", &self.shared.labels.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyValue {
+    /// The capability over `data_dir`, with the labels of the runtime config's
+    /// `[key_value_store]` table (the whole file's table is passed; `None` without a file).
+    pub fn new(data_dir: PathBuf, runtime_config: Option<&toml::Table>) -> Result<Self, String> {
+        let labels = parse_stores(runtime_config.and_then(|c| c.get("key_value_store")))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                data_dir,
+                labels,
+                open: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The labels this node offers.
+    pub fn labels(&self) -> Vec<String> {
+        self.shared.labels.keys().cloned().collect()
+    }
+
+    /// The store of `namespace`'s `label`, opened on first use (blocking for SQLite).
+    pub fn store(&self, namespace: &str, label: &str) -> Result<Arc<dyn Backend>, String> {
+        let config = self.shared.labels.get(label).ok_or_else(|| {
+            format!(
+                "no key-value store is labelled {label:?} on this node; the labels are {}: \
+                 define it in the runtime config as [key_value_store.{label}]",
+                self.labels().join(", ")
+            )
+        })?;
+        let key = (namespace.to_string(), label.to_string());
+        let mut open = self.shared.open.lock().expect("key-value stores lock");
+        if let Some(store) = open.get(&key) {
+            return Ok(store.clone() as Arc<dyn Backend>);
+        }
+        let store: Arc<dyn Backend> = match &config.kind {
+            StoreKind::Sqlite { dir } => {
+                let dir = match dir {
+                    Some(dir) if dir.is_absolute() => dir.join(namespace),
+                    Some(dir) => self.shared.data_dir.join(dir).join(namespace),
+                    None => self.shared.data_dir.join("kv").join(namespace),
+                };
+                Arc::new(SqliteStore::open(
+                    &dir.join(format!("{label}.db")),
+                    config.limits,
+                )?)
+            }
+            StoreKind::Redis { url } => {
+                Arc::new(RedisStore::new(url, namespace, label, config.limits)?)
+            }
+        };
+        let store = Arc::new(Counted::new(store));
+        open.insert(key, store.clone());
+        Ok(store)
+    }
+
+    fn opened(&self) -> Vec<(String, String, Arc<Counted>)> {
+        let mut stores: Vec<_> = self
+            .shared
+            .open
+            .lock()
+            .expect("key-value stores lock")
+            .iter()
+            .map(|((ns, label), store)| (ns.clone(), label.clone(), store.clone()))
+            .collect();
+        stores.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        stores
+    }
+
+    /// How big every store opened so far is: namespace, label and usage.
+    pub async fn usage(&self) -> Vec<(String, String, Usage)> {
+        let mut usage = Vec::new();
+        for (namespace, label, store) in self.opened() {
+            if let Ok(now) = store.usage().await {
+                usage.push((namespace, label, now));
+            }
+        }
+        usage
+    }
+}
+
+/// `{"key_value_stores": ["default"]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyValueSection {
+    /// The labels the function may open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_value_stores: Vec<String>,
+}
+
+/// The stores a function version was granted, by label.
+#[derive(Debug, Default)]
+pub struct Granted {
+    pub(crate) stores: BTreeMap<String, Arc<dyn Backend>>,
+}
+
+impl Capability for KeyValue {
+    type Section = KeyValueSection;
+    type Config = Arc<Granted>;
+    type State = KvState;
+
+    fn name(&self) -> &'static str {
+        "key-value"
+    }
+
+    fn fields(&self) -> Vec<FieldSchema> {
+        vec![FieldSchema {
+            name: "key_value_stores",
+            schema: serde_json::json!({
+                "type": "array",
+                "description": "Key-value store labels the function may open (`default` always exists; others are defined in the node's runtime config); stores belong to the function's namespace",
+                "items": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,63}$"}
+            }),
+        }]
+    }
+
+    fn link(&self, linkers: &mut Linkers<'_>) -> Result<(), wasmtime::Error> {
+        crate::host::add_to_linker(linkers.component)
+    }
+
+    fn configure(
+        &self,
+        section: KeyValueSection,
+        function: &FunctionContext<'_>,
+    ) -> Result<Self::Config, String> {
+        let mut stores = BTreeMap::new();
+        for label in section.key_value_stores {
+            crate::config::check_label(&label).map_err(|why| format!("key_value_stores: {why}"))?;
+            let store = self
+                .store(function.namespace, &label)
+                .map_err(|why| format!("key_value_stores: {why}"))?;
+            stores.insert(label, store);
+        }
+        Ok(Arc::new(Granted { stores }))
+    }
+
+    fn prepare(
+        &self,
+        config: &Self::Config,
+        _: &mut InstanceBuilder<'_>,
+    ) -> Result<KvState, String> {
+        Ok(KvState::new(config.clone()))
+    }
+
+    fn inspect(&self, section: &KeyValueSection) -> Vec<(String, String)> {
+        if section.key_value_stores.is_empty() {
+            return Vec::new();
+        }
+        vec![("key-value".into(), section.key_value_stores.join(" "))]
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        let stores = self.opened();
+        // Sizes are read from the stores (SQLite or Redis) now; this runs on a blocking thread.
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let mut keys = Vec::new();
+        let mut bytes = Vec::new();
+        let mut operations = Vec::new();
+        for (namespace, label, store) in &stores {
+            let labels = vec![namespace.clone(), label.clone()];
+            if let Some(Ok(usage)) = runtime.as_ref().map(|rt| rt.block_on(store.usage())) {
+                keys.push((labels.clone(), usage.keys as f64));
+                bytes.push((labels.clone(), usage.bytes as f64));
+            }
+            for (operation, count) in OPERATIONS.iter().zip(store.counts()) {
+                let mut labels = labels.clone();
+                labels.push(operation.to_string());
+                operations.push((labels, count as f64));
+            }
+        }
+        vec![
+            Metric {
+                name: "kindling_kv_keys",
+                help: "Keys held by a key-value store",
+                counter: false,
+                labels: &["namespace", "label"],
+                samples: keys,
+            },
+            Metric {
+                name: "kindling_kv_bytes",
+                help: "Bytes of keys and values held by a key-value store",
+                counter: false,
+                labels: &["namespace", "label"],
+                samples: bytes,
+            },
+            Metric {
+                name: "kindling_kv_operations_total",
+                help: "Key-value operations guests made, by store and operation",
+                counter: true,
+                labels: &["namespace", "label", "operation"],
+                samples: operations,
+            },
+        ]
+    }
+
+    fn deploy_flags(&self) -> Vec<DeployFlag> {
+        vec![DeployFlag {
+            long: "key-value",
+            short: None,
+            value_name: "LABEL",
+            help: "A key-value store the function may open, such as default (repeatable)",
+            field: "key_value_stores",
+            form: FlagForm::List,
+        }]
+    }
+}

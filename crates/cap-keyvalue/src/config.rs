@@ -1,0 +1,210 @@
+//! Which backend keeps each label: the `[key_value_store.<label>]` tables of the node's
+//! runtime-config file, in Spin's `runtime-config.toml` form (`type = "spin"` for the embedded
+//! SQLite store, `type = "redis"` with a `url`), plus Kindling's limits. The label `default`
+//! always exists (SQLite under the data directory unless the file says otherwise).
+//!
+//! ```toml
+//! [key_value_store.default]
+//! type = "spin"                   # SQLite: <data-dir>/kv/<namespace>/default.db
+//!
+//! [key_value_store.cache]
+//! type = "redis"
+//! url = "redis://127.0.0.1:6379"
+//! max_value_bytes = 65536
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::backend::Limits;
+
+/// How one label is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// SQLite: one database per namespace, in `dir` (relative paths are under the data
+    /// directory) or in `<data-dir>/kv/<namespace>/`.
+    Sqlite {
+        /// The directory holding the label's databases (one per namespace).
+        dir: Option<PathBuf>,
+    },
+    /// A Redis server.
+    Redis {
+        /// `redis://host:port[/db]`.
+        url: String,
+    },
+}
+
+/// One label's backend and limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Where it is kept.
+    pub kind: StoreKind,
+    /// What it may hold.
+    pub limits: Limits,
+}
+
+/// The fields a `[key_value_store.<label>]` table may have besides `type`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    /// SQLite: the directory for the label's databases.
+    path: Option<PathBuf>,
+    /// Redis: the server.
+    url: Option<String>,
+    max_key_bytes: Option<usize>,
+    max_value_bytes: Option<usize>,
+    max_keys: Option<u64>,
+    max_bytes: Option<u64>,
+}
+
+impl Fields {
+    fn limits(&self) -> Limits {
+        let default = Limits::default();
+        Limits {
+            max_key_bytes: self.max_key_bytes.unwrap_or(default.max_key_bytes),
+            max_value_bytes: self.max_value_bytes.unwrap_or(default.max_value_bytes),
+            max_keys: self.max_keys.unwrap_or(default.max_keys),
+            max_bytes: self.max_bytes.unwrap_or(default.max_bytes),
+        }
+    }
+}
+
+/// The labels a node offers, from the `key_value_store` table of its runtime config.
+pub fn parse_stores(table: Option<&toml::Value>) -> Result<BTreeMap<String, StoreConfig>, String> {
+    let mut stores = BTreeMap::new();
+    stores.insert(
+        "default".to_string(),
+        StoreConfig {
+            kind: StoreKind::Sqlite { dir: None },
+            limits: Limits::default(),
+        },
+    );
+    let Some(table) = table else {
+        return Ok(stores);
+    };
+    let table = table
+        .as_table()
+        .ok_or("[key_value_store] must be a table of labels, [key_value_store.NAME]")?;
+    for (label, entry) in table {
+        check_label(label).map_err(|why| format!("[key_value_store.{label}]: {why}"))?;
+        let mut entry = entry
+            .as_table()
+            .cloned()
+            .ok_or_else(|| format!("[key_value_store.{label}] must be a table"))?;
+        let kind = entry
+            .remove("type")
+            .and_then(|t| t.as_str().map(str::to_string))
+            .ok_or_else(|| {
+                format!("[key_value_store.{label}] needs type = \"spin\" (SQLite) or \"redis\"")
+            })?;
+        let fields: Fields =
+            toml::Value::Table(entry)
+                .try_into()
+                .map_err(|err: toml::de::Error| {
+                    format!("[key_value_store.{label}]: {}", err.message())
+                })?;
+        let limits = fields.limits();
+        let config = match (kind.as_str(), fields.url, fields.path) {
+            ("spin" | "sqlite", None, dir) => StoreConfig {
+                kind: StoreKind::Sqlite { dir },
+                limits,
+            },
+            ("redis", Some(url), None) => StoreConfig {
+                kind: StoreKind::Redis { url },
+                limits,
+            },
+            ("spin" | "sqlite", Some(_), _) => {
+                return Err(format!(
+                    "[key_value_store.{label}]: a \"spin\" (SQLite) store has no url; did you \
+                     mean type = \"redis\"?"
+                ));
+            }
+            ("redis", None, _) => {
+                return Err(format!(
+                    "[key_value_store.{label}]: a \"redis\" store needs url = \"redis://HOST:PORT\""
+                ));
+            }
+            ("redis", Some(_), Some(_)) => {
+                return Err(format!(
+                    "[key_value_store.{label}]: a \"redis\" store has no path"
+                ));
+            }
+            (other, _, _) => {
+                return Err(format!(
+                    "[key_value_store.{label}] type {other:?} is not one Kindling has: use \
+                     \"spin\" (SQLite) or \"redis\""
+                ));
+            }
+        };
+        if config.limits.max_key_bytes == 0 || config.limits.max_value_bytes == 0 {
+            return Err(format!(
+                "[key_value_store.{label}]: max_key_bytes and max_value_bytes must be at least 1"
+            ));
+        }
+        stores.insert(label.clone(), config);
+    }
+    Ok(stores)
+}
+
+/// Labels become file names: letters, digits, `-` and `_`.
+pub(crate) fn check_label(label: &str) -> Result<(), String> {
+    if label.is_empty()
+        || label.len() > 63
+        || !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "label {label:?} must be 1-63 letters, digits, `-` or `_`"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<BTreeMap<String, StoreConfig>, String> {
+        let value: toml::Table = toml::from_str(text).unwrap();
+        parse_stores(value.get("key_value_store"))
+    }
+
+    #[test]
+    fn labels_map_to_backends_and_default_always_exists() {
+        let stores = parse("").unwrap();
+        assert_eq!(stores["default"].kind, StoreKind::Sqlite { dir: None });
+        let stores = parse(
+            "[key_value_store.cache]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n\
+             max_value_bytes = 10\n",
+        )
+        .unwrap();
+        assert_eq!(
+            stores["cache"].kind,
+            StoreKind::Redis {
+                url: "redis://127.0.0.1:6379".into()
+            }
+        );
+        assert_eq!(stores["cache"].limits.max_value_bytes, 10);
+        assert!(stores.contains_key("default"));
+    }
+
+    #[test]
+    fn mistakes_name_the_label_and_the_fix() {
+        let err = parse("[key_value_store.x]\nurl = \"r\"\n").unwrap_err();
+        assert!(err.contains("needs type"), "{err}");
+        let err = parse("[key_value_store.x]\ntype = \"azure_cosmos\"\n").unwrap_err();
+        assert!(err.contains("\"spin\" (SQLite) or \"redis\""), "{err}");
+        let err = parse("[key_value_store.x]\ntype = \"redis\"\n").unwrap_err();
+        assert!(
+            err.contains("[key_value_store.x]") && err.contains("url"),
+            "{err}"
+        );
+        let err = parse("[key_value_store.x]\ntype = \"spin\"\nmax_keyz = 1\n").unwrap_err();
+        assert!(err.contains("max_keyz"), "{err}");
+        let err = parse("[key_value_store.\"a/b\"]\ntype = \"spin\"\n").unwrap_err();
+        assert!(err.contains("letters, digits"), "{err}");
+    }
+}

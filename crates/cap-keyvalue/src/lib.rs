@@ -1,0 +1,23 @@
+//! Key-value stores for guests, behind Kindling's capability seam.
+//!
+//! Components link the interfaces they were built against, unmodified: Spin's
+//! `fermyon:spin/key-value@2.0.0` (the Rust SDK up to 5.x, the JavaScript and Python SDKs) and
+//! `wasi:keyvalue/{store,atomics,batch}` at `0.2.0-draft2` (Spin) and `0.2.0-draft`
+//! (wasmCloud). Stores are named by label (`default` always exists) and belong to the
+//! function's namespace; a function opens only the labels it was granted at deploy. Each label
+//! is kept in SQLite under the data directory (the default) or on a Redis server, as the node's
+//! runtime-config file says (`[key_value_store.<label>]`, Spin's form).
+
+mod backend;
+mod capability;
+mod config;
+mod counted;
+mod host;
+mod redis;
+mod sqlite;
+mod state;
+
+pub use backend::{Backend, KeyPage, KvError, Limits, Usage};
+pub use capability::{Granted, KeyValue, KeyValueSection};
+pub use config::{StoreConfig, StoreKind, parse_stores};
+pub use state::{Cas, KvState, OpenStore};
