@@ -160,11 +160,11 @@ impl Capability for KeyValue {
 
     fn configure(
         &self,
-        section: KeyValueSection,
+        section: &mut KeyValueSection,
         function: &FunctionContext<'_>,
     ) -> Result<Self::Config, String> {
         let mut stores = BTreeMap::new();
-        for label in section.key_value_stores {
+        for label in section.key_value_stores.iter().cloned() {
             crate::config::check_label(&label).map_err(|why| format!("key_value_stores: {why}"))?;
             let store = self
                 .store(function.namespace, &label)

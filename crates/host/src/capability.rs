@@ -79,6 +79,8 @@ pub struct DeployFlag {
 pub enum FlagForm {
     /// `KEY=VALUE`, into an object of strings.
     KeyValue,
+    /// `KEY=VALUE` as [`FlagForm::KeyValue`], where a VALUE `@PATH` is the file's text.
+    KeyValueOrFile,
     /// Each value appended to a list of strings.
     List,
     /// Each value turned into a JSON value by the function, appended to a list; the error says
@@ -165,12 +167,13 @@ pub trait Capability: Send + Sync + 'static {
     }
 
     /// Phase 2, at deploy and whenever a stored version is loaded: validate and resolve the
-    /// function's section. May do blocking I/O (the node calls it on a blocking thread). The
-    /// error is a sentence naming the field and what to do; the caller adds the capability's
-    /// name.
+    /// function's section. It may rewrite the section into the form to store (a secret is
+    /// sealed before it reaches the registry). May do blocking I/O (the node calls it on a
+    /// blocking thread). The error is a sentence naming the field and what to do; the caller
+    /// adds the capability's name.
     fn configure(
         &self,
-        section: Self::Section,
+        section: &mut Self::Section,
         function: &FunctionContext<'_>,
     ) -> Result<Self::Config, String>;
 

@@ -45,7 +45,7 @@ impl Capability for EnvVars {
 
     fn configure(
         &self,
-        section: EnvSection,
+        section: &mut EnvSection,
         _function: &FunctionContext<'_>,
     ) -> Result<Self::Config, String> {
         for (name, value) in &section.env {
@@ -58,7 +58,11 @@ impl Capability for EnvVars {
                 return Err(format!("environment variable {name:?} contains a NUL byte"));
             }
         }
-        Ok(section.env.into_iter().collect())
+        Ok(section
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     fn prepare(
@@ -111,7 +115,7 @@ mod tests {
             name: "f",
             namespace: "default",
         };
-        EnvVars.configure(section, &function)
+        EnvVars.configure(&mut { section }, &function)
     }
 
     #[test]

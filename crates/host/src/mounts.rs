@@ -86,7 +86,7 @@ impl Capability for Mounts {
 
     fn configure(
         &self,
-        section: MountsSection,
+        section: &mut MountsSection,
         _function: &FunctionContext<'_>,
     ) -> Result<Self::Config, String> {
         section.mounts.iter().map(|mount| self.pin(mount)).collect()

@@ -69,20 +69,21 @@ impl<C: Capability> Erased for C {
         function: &FunctionContext<'_>,
         canonical: &mut Sections,
     ) -> Result<Arc<dyn Any + Send + Sync>, HostError> {
-        let section: C::Section = serde_json::from_value(serde_json::Value::Object(fields))
+        let mut section: C::Section = serde_json::from_value(serde_json::Value::Object(fields))
             .map_err(|err| HostError::Malformed {
                 capability: Capability::name(self),
                 message: err.to_string(),
             })?;
-        if let Ok(serde_json::Value::Object(stored)) = serde_json::to_value(&section) {
-            canonical.extend(stored);
-        }
-        let config = Capability::configure(self, section, function).map_err(|message| {
+        let config = Capability::configure(self, &mut section, function).map_err(|message| {
             HostError::Config {
                 capability: Capability::name(self),
                 message,
             }
         })?;
+        // What the capability left in the section is what is stored.
+        if let Ok(serde_json::Value::Object(stored)) = serde_json::to_value(&section) {
+            canonical.extend(stored);
+        }
         Ok(Arc::new(config))
     }
 

@@ -9,6 +9,7 @@
 //! - `GET /open/{label}`: opens another store: `ok`, or the error
 //! - `POST /count/{key}`: reads the number the key holds, adds one and writes it back (not
 //!   atomic: Spin 2's interface has no increment)
+//! - `GET /var/{name}`: the value of a Spin variable (`spin_sdk::variables`), 404 when undefined
 //!
 //! Every route but `/open` uses the `default` store.
 
@@ -21,6 +22,13 @@ fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
     let path = request.path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
     let answer = |status: u16, body: String| Response::builder().status(status).body(body).build();
+    if let ["var", name] = segments.as_slice() {
+        return Ok(match spin_sdk::variables::get(name) {
+            Ok(value) => answer(200, value),
+            Err(spin_sdk::variables::Error::Undefined(why)) => answer(404, format!("{why}\n")),
+            Err(other) => answer(400, format!("{other:?}\n")),
+        });
+    }
     if let ["open", label] = segments.as_slice() {
         return Ok(match Store::open(label) {
             Ok(_) => answer(200, "ok\n".into()),

@@ -1,5 +1,6 @@
-//! Test guest: `wasi:keyvalue` through bindings wit-bindgen generates from the interfaces'
-//! WIT, at `0.2.0-draft2` (Spin's, under `/d2/`) and `0.2.0-draft` (wasmCloud's, under `/d1/`):
+//! Test guest: `wasi:keyvalue` and `wasi:config` through bindings wit-bindgen generates from
+//! the interfaces' WIT; key-value at `0.2.0-draft2` (Spin's, under `/d2/`) and `0.2.0-draft`
+//! (wasmCloud's, under `/d1/`):
 //!
 //! - `/d2/get/{key}`, `PUT /d2/set/{key}`: read and write in the `default` bucket
 //! - `/d2/increment/{key}`, `/d1/increment/{key}`: add one atomically; answers the new value
@@ -7,12 +8,15 @@
 //! - `/d2/batch`, `/d1/batch`: `set-many` a=1, b=2, then `get-many` a, b, c
 //! - `/d2/list`, `/d1/list`: every key, following the cursor page by page
 //! - `/d2/open/{label}`: opens another bucket: `ok`, or the error
+//! - `/config/{key}`, `/config-rc1/{key}`: a value of `wasi:config/store` at
+//!   `0.2.0-draft-2024-09-27` (Spin) and `0.2.0-rc.1` (wasmCloud 2), 404 when unset;
+//!   `/config-all`: every key and value
 
 use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 
-// The interfaces' WIT is the host's own (`wit/deps` links to the capability's copies).
+// The interfaces' WIT is the host's own (`wit/deps` links to the capabilities' copies).
 wit_bindgen::generate!({
     path: "wit",
     world: "test:wasi-kv/guest",
@@ -36,6 +40,20 @@ impl wasip2::exports::http::incoming_handler::Guest for Guest {
                 Err(err) => (403, format!("{err:?}\n")),
             },
             (method, ["d2", rest @ ..]) => draft2(method, rest, &request),
+            (_, ["config", key]) => match wasi::config0_2_0_draft_2024_09_27::store::get(key) {
+                Ok(Some(value)) => (200, value),
+                Ok(None) => (404, "unset\n".into()),
+                Err(err) => (500, format!("{err:?}\n")),
+            },
+            (_, ["config-rc1", key]) => match wasi::config0_2_0_rc_1::store::get(key) {
+                Ok(Some(value)) => (200, value),
+                Ok(None) => (404, "unset\n".into()),
+                Err(err) => (500, format!("{err:?}\n")),
+            },
+            (_, ["config-all"]) => match wasi::config0_2_0_draft_2024_09_27::store::get_all() {
+                Ok(all) => (200, all.iter().map(|(k, v)| format!("{k}={v}\n")).collect()),
+                Err(err) => (500, format!("{err:?}\n")),
+            },
             (_, ["d1", rest @ ..]) => draft(rest),
             _ => (404, "no such route in wasi-kv\n".into()),
         };

@@ -202,16 +202,26 @@ impl CapabilityFlags {
                 .sections
                 .entry(flag.field.to_string())
                 .or_insert_with(|| match flag.form {
-                    FlagForm::KeyValue => Value::Object(Default::default()),
+                    FlagForm::KeyValue | FlagForm::KeyValueOrFile => {
+                        Value::Object(Default::default())
+                    }
                     _ => Value::Array(Vec::new()),
                 });
             for value in values {
                 match (flag.form, &mut *field) {
-                    (FlagForm::KeyValue, Value::Object(map)) => {
-                        let (key, value) = value.split_once('=').ok_or_else(|| {
+                    (FlagForm::KeyValue | FlagForm::KeyValueOrFile, Value::Object(map)) => {
+                        let (key, text) = value.split_once('=').ok_or_else(|| {
                             UsageError(format!("--{} {value:?} must be KEY=VALUE", flag.long))
                         })?;
-                        map.insert(key.to_string(), Value::String(value.to_string()));
+                        let text = match text.strip_prefix('@') {
+                            Some(path) if matches!(flag.form, FlagForm::KeyValueOrFile) => {
+                                std::fs::read_to_string(path).map_err(|err| {
+                                    UsageError(format!("--{} {key}=@{path}: {err}", flag.long))
+                                })?
+                            }
+                            _ => text.to_string(),
+                        };
+                        map.insert(key.to_string(), Value::String(text));
                     }
                     (FlagForm::List, Value::Array(list)) => list.push(Value::String(value.clone())),
                     (FlagForm::ListOf(parse), Value::Array(list)) => {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use kindling_cap_keyvalue::KeyValue;
+use kindling_cap_variables::Variables;
 use kindling_gateway::GatewayConfig;
 use kindling_host::Capabilities;
 use kindling_node::{Node, NodeConfig};
@@ -39,7 +40,8 @@ const RUNTIME_CONFIG_TABLES: &[&str] = &["key_value_store"];
 pub(crate) fn capabilities(settings: &CapabilitySettings) -> Result<Capabilities, String> {
     let runtime_config = settings.runtime_config.as_ref();
     Ok(Capabilities::builtin(settings.mount_root.clone())
-        .with(KeyValue::new(settings.data_dir.clone(), runtime_config)?))
+        .with(KeyValue::new(settings.data_dir.clone(), runtime_config)?)
+        .with(Variables::new(settings.data_dir.clone())))
 }
 
 /// Reads the runtime-config file (Spin's `runtime-config.toml` form).

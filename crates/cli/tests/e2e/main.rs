@@ -18,6 +18,7 @@ mod metrics;
 mod scheduling;
 mod sim;
 mod traces;
+mod variables;
 mod wasi_http;
 
 use std::path::PathBuf;

@@ -69,7 +69,7 @@ impl Capability for OutboundHttp {
 
     fn configure(
         &self,
-        section: OutboundSection,
+        section: &mut OutboundSection,
         _function: &FunctionContext<'_>,
     ) -> Result<Self::Config, String> {
         OutboundPolicy::parse(&section.allowed_outbound_hosts).map(Arc::new)

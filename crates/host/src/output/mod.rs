@@ -36,7 +36,7 @@ impl Capability for GuestOutput {
         "guest-output"
     }
 
-    fn configure(&self, _: NoFields, _: &FunctionContext<'_>) -> Result<(), String> {
+    fn configure(&self, _: &mut NoFields, _: &FunctionContext<'_>) -> Result<(), String> {
         Ok(())
     }
 
