@@ -74,17 +74,10 @@ impl KeyValue {
             return Ok(store.clone() as Arc<dyn Backend>);
         }
         let store: Arc<dyn Backend> = match &config.kind {
-            StoreKind::Sqlite { dir } => {
-                let dir = match dir {
-                    Some(dir) if dir.is_absolute() => dir.join(namespace),
-                    Some(dir) => self.shared.data_dir.join(dir).join(namespace),
-                    None => self.shared.data_dir.join("kv").join(namespace),
-                };
-                Arc::new(SqliteStore::open(
-                    &dir.join(format!("{label}.db")),
-                    config.limits,
-                )?)
-            }
+            StoreKind::Sqlite { dir } => Arc::new(SqliteStore::open(
+                &self.sqlite_path(dir.as_deref(), namespace, label),
+                config.limits,
+            )?),
             StoreKind::Redis { url } => {
                 Arc::new(RedisStore::new(url, namespace, label, config.limits)?)
             }
@@ -92,6 +85,31 @@ impl KeyValue {
         let store = Arc::new(Counted::new(store));
         open.insert(key, store.clone());
         Ok(store)
+    }
+
+    /// The directory of a SQLite label's databases, one subdirectory per namespace.
+    pub(crate) fn sqlite_dir(&self, dir: Option<&std::path::Path>) -> PathBuf {
+        match dir {
+            Some(dir) => self.shared.data_dir.join(dir),
+            None => self.shared.data_dir.join("kv"),
+        }
+    }
+
+    /// The database of `namespace`'s `label`.
+    pub(crate) fn sqlite_path(
+        &self,
+        dir: Option<&std::path::Path>,
+        namespace: &str,
+        label: &str,
+    ) -> PathBuf {
+        self.sqlite_dir(dir)
+            .join(namespace)
+            .join(format!("{label}.db"))
+    }
+
+    /// The labels and their configuration.
+    pub(crate) fn label_configs(&self) -> &BTreeMap<String, StoreConfig> {
+        &self.shared.labels
     }
 
     fn opened(&self) -> Vec<(String, String, Arc<Counted>)> {
@@ -187,6 +205,14 @@ impl Capability for KeyValue {
             return Vec::new();
         }
         vec![("key-value".into(), section.key_value_stores.join(" "))]
+    }
+
+    fn back_up(&self, dest: &std::path::Path) -> Result<Vec<String>, String> {
+        crate::backup::back_up(self, dest)
+    }
+
+    fn restore(&self, src: &std::path::Path) -> Result<Vec<String>, String> {
+        crate::backup::restore(self, src)
     }
 
     fn metrics(&self) -> Vec<Metric> {

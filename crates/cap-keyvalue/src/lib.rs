@@ -9,6 +9,7 @@
 //! runtime-config file says (`[key_value_store.<label>]`, Spin's form).
 
 mod backend;
+mod backup;
 mod capability;
 mod config;
 mod counted;

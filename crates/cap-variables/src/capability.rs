@@ -167,7 +167,11 @@ impl Capability for Variables {
         Ok(Arc::new(values))
     }
 
-    fn prepare(&self, config: &Self::Config, _: &mut InstanceBuilder<'_>) -> Result<VarsState, String> {
+    fn prepare(
+        &self,
+        config: &Self::Config,
+        _: &mut InstanceBuilder<'_>,
+    ) -> Result<VarsState, String> {
         Ok(VarsState {
             values: config.clone(),
         })
@@ -185,10 +189,38 @@ impl Capability for Variables {
             lines.push(("variables".into(), text));
         }
         if !section.secrets.is_empty() {
-            let names = section.secrets.keys().cloned().collect::<Vec<_>>().join(" ");
+            let names = section
+                .secrets
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ");
             lines.push(("secrets".into(), format!("{names} (sealed)")));
         }
         lines
+    }
+
+    fn back_up(&self, _dest: &std::path::Path) -> Result<Vec<String>, String> {
+        // The key stays out of backups: with it, a backup would hold every secret in the clear.
+        Ok(if self.key_path.exists() {
+            vec![format!(
+                "secrets are sealed with {}, which backups leave out: keep a copy of it apart                  from them, and put it back in the data directory you restore into",
+                self.key_path.display()
+            )]
+        } else {
+            Vec::new()
+        })
+    }
+
+    fn restore(&self, _src: &std::path::Path) -> Result<Vec<String>, String> {
+        Ok(if self.key_path.exists() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "no secret key at {}: if the backed-up node's functions have secrets, copy its                  secret.key there before you start this node (or deploy the secrets again)",
+                self.key_path.display()
+            )]
+        })
     }
 
     fn deploy_flags(&self) -> Vec<DeployFlag> {
@@ -252,17 +284,31 @@ mod tests {
         assert!(stored.contains("\"sealed\""), "{stored}");
         // A stored section opens again, and seals to the same text.
         let mut again: VariablesSection = serde_json::from_str(&stored).unwrap();
-        assert_eq!(configure(&variables, &mut again).unwrap()["api_key"], "s3cret");
+        assert_eq!(
+            configure(&variables, &mut again).unwrap()["api_key"],
+            "s3cret"
+        );
         assert_eq!(serde_json::to_string(&again).unwrap(), stored);
         let lines = variables.inspect(&again);
-        assert_eq!(lines[1], ("secrets".to_string(), "api_key (sealed)".to_string()));
+        assert_eq!(
+            lines[1],
+            ("secrets".to_string(), "api_key (sealed)".to_string())
+        );
 
         let mut bad = VariablesSection::default();
         bad.variables.insert("Bad-Name".into(), "x".into());
-        assert!(configure(&variables, &mut bad).unwrap_err().contains("lowercase letter"));
+        assert!(
+            configure(&variables, &mut bad)
+                .unwrap_err()
+                .contains("lowercase letter")
+        );
         let mut both = VariablesSection::default();
         both.variables.insert("x".into(), "1".into());
         both.secrets.insert("x".into(), Secret::Plain("2".into()));
-        assert!(configure(&variables, &mut both).unwrap_err().contains("both"));
+        assert!(
+            configure(&variables, &mut both)
+                .unwrap_err()
+                .contains("both")
+        );
     }
 }

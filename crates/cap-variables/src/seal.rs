@@ -60,10 +60,20 @@ impl SealKey {
             .create_new(true)
             .mode(0o600)
             .open(path)
-            .map_err(|err| format!("cannot create the node's secret key {}: {err}", path.display()))?;
+            .map_err(|err| {
+                format!(
+                    "cannot create the node's secret key {}: {err}",
+                    path.display()
+                )
+            })?;
         file.write_all(&key)
             .and_then(|()| file.sync_all())
-            .map_err(|err| format!("cannot write the node's secret key {}: {err}", path.display()))?;
+            .map_err(|err| {
+                format!(
+                    "cannot write the node's secret key {}: {err}",
+                    path.display()
+                )
+            })?;
         Ok(Self {
             key,
             path: path.to_path_buf(),
@@ -142,16 +152,29 @@ mod tests {
         let path = dir.path().join("secret.key");
         let key = SealKey::load_or_create(&path).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let sealed = key.seal("db_password", "hunter2");
         assert!(!sealed.contains("hunter2"));
         assert_eq!(key.seal("db_password", "hunter2"), sealed, "deterministic");
         assert_eq!(key.open("db_password", &sealed).unwrap(), "hunter2");
-        assert!(key.open("other_name", &sealed).is_err(), "bound to its name");
+        assert!(
+            key.open("other_name", &sealed).is_err(),
+            "bound to its name"
+        );
         let again = SealKey::load_or_create(&path).unwrap();
-        assert_eq!(again.open("db_password", &sealed).unwrap(), "hunter2", "the key persists");
+        assert_eq!(
+            again.open("db_password", &sealed).unwrap(),
+            "hunter2",
+            "the key persists"
+        );
         let other = SealKey::load_or_create(&dir.path().join("other.key")).unwrap();
         let err = other.open("db_password", &sealed).unwrap_err();
-        assert!(err.contains("another node's key") && err.contains("--secret db_password="), "{err}");
+        assert!(
+            err.contains("another node's key") && err.contains("--secret db_password="),
+            "{err}"
+        );
     }
 }

@@ -206,6 +206,23 @@ pub trait Capability: Send + Sync + 'static {
     fn metrics(&self) -> Vec<Metric> {
         Vec::new()
     }
+
+    /// Copies the state it keeps for functions into `dest`, a directory of its own inside a
+    /// backup (which it creates if it has anything to write), consistently while the node
+    /// serves. Returns what it copied, and what it left out and why, as lines for the operator.
+    /// Blocking.
+    fn back_up(&self, dest: &std::path::Path) -> Result<Vec<String>, String> {
+        let _ = dest;
+        Ok(Vec::new())
+    }
+
+    /// Puts back what [`Capability::back_up`] wrote to `src` (which may not exist), with the
+    /// node stopped and its data directory locked. Checks everything before it replaces
+    /// anything. Returns lines for the operator, as `back_up` does. Blocking.
+    fn restore(&self, src: &std::path::Path) -> Result<Vec<String>, String> {
+        let _ = src;
+        Ok(Vec::new())
+    }
 }
 
 /// A metric a capability reports: one family of samples.

@@ -29,6 +29,14 @@ pub enum HostError {
         /// Why, naming the field and what to do.
         message: String,
     },
+    /// A capability could not back up or restore the data it keeps.
+    #[error("{capability}: {message}")]
+    Data {
+        /// The capability.
+        capability: &'static str,
+        /// What failed, and what to do.
+        message: String,
+    },
     /// A capability could not add its host functions to the linkers.
     #[error("{capability}: cannot link its host functions: {message}")]
     Link {

@@ -4,6 +4,7 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,8 @@ trait Erased: Send + Sync {
     fn inspect(&self, fields: serde_json::Map<String, serde_json::Value>) -> Vec<InspectLine>;
     fn deploy_flags(&self) -> Vec<DeployFlag>;
     fn metrics(&self) -> Vec<Metric>;
+    fn back_up(&self, dest: &Path) -> Result<Vec<String>, String>;
+    fn restore(&self, src: &Path) -> Result<Vec<String>, String>;
     fn as_any(&self) -> &dyn Any;
 }
 
@@ -123,6 +126,14 @@ impl<C: Capability> Erased for C {
 
     fn metrics(&self) -> Vec<Metric> {
         Capability::metrics(self)
+    }
+
+    fn back_up(&self, dest: &Path) -> Result<Vec<String>, String> {
+        Capability::back_up(self, dest)
+    }
+
+    fn restore(&self, src: &Path) -> Result<Vec<String>, String> {
+        Capability::restore(self, src)
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -331,6 +342,36 @@ impl Capabilities {
             .iter()
             .flat_map(|m| m.capability.metrics())
             .collect()
+    }
+
+    /// Backs up every capability's state into `<dest>/<capability name>/`; what each reports,
+    /// prefixed with its name. Blocking.
+    pub fn back_up(&self, dest: &Path) -> Result<Vec<String>, HostError> {
+        self.each_with_dir(dest, |capability, dir| capability.back_up(dir))
+    }
+
+    /// Restores what [`Capabilities::back_up`] wrote under `src`. Blocking; the node must be
+    /// stopped.
+    pub fn restore(&self, src: &Path) -> Result<Vec<String>, HostError> {
+        self.each_with_dir(src, |capability, dir| capability.restore(dir))
+    }
+
+    fn each_with_dir(
+        &self,
+        root: &Path,
+        work: impl Fn(&dyn Erased, &Path) -> Result<Vec<String>, String>,
+    ) -> Result<Vec<String>, HostError> {
+        let mut lines = Vec::new();
+        for member in self.members.iter() {
+            let capability = &*member.capability;
+            let name = capability.name();
+            let found = work(capability, &root.join(name)).map_err(|message| HostError::Data {
+                capability: name,
+                message,
+            })?;
+            lines.extend(found.into_iter().map(|line| format!("{name}: {line}")));
+        }
+        Ok(lines)
     }
 
     /// The capability of type `C` in the set, for the tools that work on its data (the admin

@@ -68,27 +68,66 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<BackupReport, RegistryErro
     copy_modules(
         &snapshot,
         &data_dir.join("modules"),
-        &modules_dest,
+        Some(&modules_dest),
         data_dir,
     )
 }
 
-/// Replaces the catalog under `data_dir` with the backup in `src`, after checking it whole.
-/// Refuses while a node runs on `data_dir`.
-pub fn restore(src: &Path, data_dir: &Path) -> Result<BackupReport, RegistryError> {
+/// Checks the backup in `src` as [`restore`] does, without writing anything.
+pub fn verify(src: &Path) -> Result<BackupReport, RegistryError> {
     let snapshot = src.join("registry.db");
     if !snapshot.exists() {
-        return Err(RegistryError::Backup {
-            path: src.to_path_buf(),
-            problem: "it has no registry.db: name a directory `kindling backup` wrote".into(),
-        });
+        return Err(no_registry(src));
+    }
+    drop(crate::schema::open_existing(&snapshot)?);
+    copy_modules(&snapshot, &src.join("modules"), None, src)
+}
+
+fn no_registry(src: &Path) -> RegistryError {
+    RegistryError::Backup {
+        path: src.to_path_buf(),
+        problem: "it has no registry.db: name a directory `kindling backup` wrote".into(),
+    }
+}
+
+/// A data directory held for a restore: while it lives, no node starts on the directory (and
+/// none may be running on it when it is taken).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+    dir: PathBuf,
+}
+
+impl DataDirLock {
+    /// Locks `data_dir` (creating it), or says that a node runs on it.
+    pub fn acquire(data_dir: &Path) -> Result<Self, RegistryError> {
+        std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+        Ok(Self {
+            _file: lock_data_dir(data_dir)?,
+            dir: data_dir.to_path_buf(),
+        })
+    }
+
+    /// The directory it holds.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Replaces the catalog in the locked data directory with the backup in `src`, after checking
+/// the backup whole: the database opens and passes SQLite's check, and every module it names
+/// is there with its hash.
+pub fn restore(src: &Path, lock: &DataDirLock) -> Result<BackupReport, RegistryError> {
+    let data_dir = lock.dir();
+    let snapshot = src.join("registry.db");
+    if !snapshot.exists() {
+        return Err(no_registry(src));
     }
     let modules = data_dir.join("modules");
     std::fs::create_dir_all(&modules).map_err(io(&modules))?;
-    let _lock = lock_data_dir(data_dir)?;
     // The database must open, pass SQLite's check and be a schema this build reads.
     drop(crate::schema::open_existing(&snapshot)?);
-    let report = copy_modules(&snapshot, &src.join("modules"), &modules, src)?;
+    let report = copy_modules(&snapshot, &src.join("modules"), Some(&modules), src)?;
     let db = data_dir.join("registry.db");
     let bytes = std::fs::read(&snapshot).map_err(io(&snapshot))?;
     for stale in ["registry.db-wal", "registry.db-shm"] {
@@ -103,11 +142,12 @@ pub fn restore(src: &Path, data_dir: &Path) -> Result<BackupReport, RegistryErro
     Ok(report)
 }
 
-/// Copies every module `snapshot` references from `from` to `to`, checking each one's hash.
+/// Copies every module `snapshot` references from `from` to `to` (or only reads it, without
+/// `to`), checking each one's hash.
 fn copy_modules(
     snapshot: &Path,
     from: &Path,
-    to: &Path,
+    to: Option<&Path>,
     origin: &Path,
 ) -> Result<BackupReport, RegistryError> {
     let conn = Connection::open_with_flags(snapshot, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
@@ -136,9 +176,11 @@ fn copy_modules(
             }
         };
         bytes += module.len() as u64;
-        let target = to.join(&file);
-        if !target.exists() {
-            write_atomically(&target, &module)?;
+        if let Some(to) = to {
+            let target = to.join(&file);
+            if !target.exists() {
+                write_atomically(&target, &module)?;
+            }
         }
     }
     if !damaged.is_empty() {

@@ -12,7 +12,7 @@ mod model;
 mod schema;
 mod sqlite;
 
-pub use backup::{BackupReport, backup, restore};
+pub use backup::{BackupReport, DataDirLock, backup, restore, verify};
 pub use catalog::{Catalog, ModuleHold, ModuleHolds};
 pub use error::RegistryError;
 pub use model::{

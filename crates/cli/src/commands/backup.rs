@@ -1,5 +1,6 @@
-//! `kindling backup DEST` and `kindling restore SRC`: a consistent copy of a node's registry and
-//! modules, taken while it serves, and putting one back while it is stopped.
+//! `kindling backup DEST` and `kindling restore SRC`: a consistent copy of a node's registry,
+//! modules and the data its capabilities keep for functions (key-value stores), taken while it
+//! serves, and putting one back while it is stopped.
 
 use std::path::PathBuf;
 
@@ -14,6 +15,26 @@ pub(crate) struct DataDirArgs {
     /// The node's data directory
     #[arg(long, env = "KINDLING_DATA_DIR", default_value = ".kindling")]
     data_dir: PathBuf,
+    /// The node's runtime-config file, which says where its key-value stores are
+    #[arg(long, env = "KINDLING_RUNTIME_CONFIG", value_name = "FILE")]
+    runtime_config: Option<PathBuf>,
+}
+
+impl DataDirArgs {
+    /// The node's capabilities, built as `serve` builds them, for their data.
+    fn capabilities(&self) -> Result<kindling_host::Capabilities, UsageError> {
+        let runtime_config = self
+            .runtime_config
+            .as_deref()
+            .map(super::serve::read_runtime_config)
+            .transpose()?;
+        super::serve::capabilities(&super::serve::CapabilitySettings {
+            mount_root: None,
+            data_dir: self.data_dir.clone(),
+            runtime_config,
+        })
+        .map_err(|err| UsageError(format!("--runtime-config: {err}")))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -26,11 +47,18 @@ pub(crate) struct BackupCommand {
 
 impl BackupCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
+        let capabilities = self.data.capabilities()?;
         let (data_dir, dest) = (self.data.data_dir.clone(), self.dest.clone());
-        let report =
-            tokio::task::spawn_blocking(move || kindling_registry::backup(&data_dir, &dest))
-                .await?
-                .map_err(|err| UsageError(err.to_string()))?;
+        let (report, lines) = tokio::task::spawn_blocking(move || {
+            let report =
+                kindling_registry::backup(&data_dir, &dest).map_err(|err| err.to_string())?;
+            let lines = capabilities
+                .back_up(&dest)
+                .map_err(|err| format!("the registry and modules are backed up, but {err}"))?;
+            Ok::<_, String>((report, lines))
+        })
+        .await?
+        .map_err(UsageError)?;
         crate::output::outln!(
             "backed up {} functions and {} modules ({}) from {} to {}",
             report.functions,
@@ -39,6 +67,9 @@ impl BackupCommand {
             self.data.data_dir.display(),
             self.dest.display()
         );
+        for line in lines {
+            crate::output::outln!("  {line}");
+        }
         crate::output::outln!(
             "  restore with: kindling restore {} --data-dir DIR (with that node stopped)",
             self.dest.display()
@@ -57,17 +88,32 @@ pub(crate) struct RestoreCommand {
 
 impl RestoreCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
+        let capabilities = self.data.capabilities()?;
         let (src, data_dir) = (self.src.clone(), self.data.data_dir.clone());
-        let report =
-            tokio::task::spawn_blocking(move || kindling_registry::restore(&src, &data_dir))
-                .await?
-                .map_err(|err| UsageError(err.to_string()))?;
+        let (report, lines) = tokio::task::spawn_blocking(move || {
+            let fail = |err: &dyn std::fmt::Display| err.to_string();
+            // The whole backup is checked before anything is replaced: the registry and its
+            // modules here, each capability's data inside its restore.
+            kindling_registry::verify(&src).map_err(|err| fail(&err))?;
+            let lock =
+                kindling_registry::DataDirLock::acquire(&data_dir).map_err(|err| fail(&err))?;
+            let lines = capabilities
+                .restore(&src)
+                .map_err(|err| format!("{err}; the registry was not replaced"))?;
+            let report = kindling_registry::restore(&src, &lock).map_err(|err| fail(&err))?;
+            Ok::<_, String>((report, lines))
+        })
+        .await?
+        .map_err(UsageError)?;
         crate::output::outln!(
             "restored {} functions and {} modules into {}; start the node to serve them",
             report.functions,
             report.modules,
             self.data.data_dir.display()
         );
+        for line in lines {
+            crate::output::outln!("  {line}");
+        }
         Ok(())
     }
 }

@@ -45,7 +45,7 @@ pub(crate) fn capabilities(settings: &CapabilitySettings) -> Result<Capabilities
 }
 
 /// Reads the runtime-config file (Spin's `runtime-config.toml` form).
-fn read_runtime_config(path: &std::path::Path) -> Result<toml::Table, UsageError> {
+pub(crate) fn read_runtime_config(path: &std::path::Path) -> Result<toml::Table, UsageError> {
     let text = std::fs::read_to_string(path).map_err(|err| {
         UsageError(format!(
             "cannot read --runtime-config {}: {err}",

@@ -159,6 +159,89 @@ fn a_backup_taken_while_serving_restores_into_a_new_data_directory() {
 }
 
 #[test]
+fn a_backup_carries_function_state_and_leaves_the_secret_key_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&kindling(), &data, &[], &[]);
+    let spin_kv = kindling_test_support::test_program("spin-kv");
+    server
+        .cli(&[
+            "deploy",
+            "app",
+            path_str(&spin_kv),
+            "--key-value",
+            "default",
+            "--secret",
+            "token=t0ken",
+        ])
+        .ok();
+    let put = crate::curl(&[
+        "-sS",
+        "-X",
+        "PUT",
+        "--data",
+        "kept",
+        &server.url("/app/set/note"),
+    ]);
+    assert!(put.is_some());
+    let backup = dir.path().join("backup");
+    let out = server.cli(&["backup", path_str(&backup), "--data-dir", path_str(&data)]);
+    let text = out.ok().to_string();
+    assert!(
+        text.contains("key-value: label default: 1 store (1 key) copied"),
+        "{text}"
+    );
+    assert!(text.contains("backups leave out"), "{text}");
+    assert!(!backup.join("secret.key").exists() && !backup.join("variables").exists());
+    // A write after the backup is not in it.
+    crate::curl(&[
+        "-sS",
+        "-X",
+        "PUT",
+        "--data",
+        "later",
+        &server.url("/app/set/note"),
+    ])
+    .unwrap();
+    server.stop();
+
+    let elsewhere = dir.path().join("elsewhere");
+    let restore = |target: &Path| {
+        std::process::Command::new(kindling())
+            .args(["restore", path_str(&backup), "--data-dir", path_str(target)])
+            .output()
+            .unwrap()
+    };
+    let out = restore(&elsewhere);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("label default of namespace default restored"),
+        "{text}"
+    );
+    assert!(text.contains("no secret key at"), "{text}");
+    std::fs::copy(data.join("secret.key"), elsewhere.join("secret.key")).unwrap();
+    let server = Server::start(&kindling(), &elsewhere, &[], &[]);
+    let get = |path: &str| crate::curl(&["-sS", &server.url(path)]).unwrap();
+    assert_eq!(get("/app/get/note"), "kept");
+    assert_eq!(get("/app/var/token"), "t0ken");
+    drop(server);
+
+    // A damaged store in the backup is refused before the registry is replaced.
+    std::fs::write(
+        backup.join("key-value/default/default.db"),
+        b"not a database",
+    )
+    .unwrap();
+    let empty = dir.path().join("empty");
+    let out = restore(&empty);
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("default.db is damaged"), "{text}");
+    assert!(!empty.join("registry.db").exists(), "nothing was replaced");
+}
+
+#[test]
 fn a_second_node_on_the_same_data_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

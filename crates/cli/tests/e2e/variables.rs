@@ -30,7 +30,10 @@ fn guests_read_variables_and_secrets_and_nothing_shows_a_secret() {
         ])
         .ok();
     assert_eq!(get(&server, "/spin/var/region"), (200, "eu-west".into()));
-    assert_eq!(get(&server, "/spin/var/db_password"), (200, "hunter2".into()));
+    assert_eq!(
+        get(&server, "/spin/var/db_password"),
+        (200, "hunter2".into())
+    );
     assert_eq!(get(&server, "/spin/var/token"), (200, "from-a-file".into()));
     assert_eq!(get(&server, "/spin/var/missing").0, 404);
 
@@ -46,9 +49,15 @@ fn guests_read_variables_and_secrets_and_nothing_shows_a_secret() {
         ])
         .ok();
     assert_eq!(get(&server, "/wasi/config/region"), (200, "eu-west".into()));
-    assert_eq!(get(&server, "/wasi/config-rc1/api_key"), (200, "s3cret".into()));
+    assert_eq!(
+        get(&server, "/wasi/config-rc1/api_key"),
+        (200, "s3cret".into())
+    );
     assert_eq!(get(&server, "/wasi/config/missing").0, 404);
-    assert_eq!(get(&server, "/wasi/config-all").1, "api_key=s3cret\nregion=eu-west\n");
+    assert_eq!(
+        get(&server, "/wasi/config-all").1,
+        "api_key=s3cret\nregion=eu-west\n"
+    );
 
     // Nowhere outside the guest: not the admin API, inspect, versions, the log, the database.
     for out in [
@@ -58,7 +67,10 @@ fn guests_read_variables_and_secrets_and_nothing_shows_a_secret() {
         curl(&["-sS", &server.url("/v1/functions")]).unwrap(),
         server.log(),
     ] {
-        assert!(!out.contains("hunter2") && !out.contains("from-a-file"), "{out}");
+        assert!(
+            !out.contains("hunter2") && !out.contains("from-a-file"),
+            "{out}"
+        );
     }
     let inspect = server.cli(&["inspect", "spin"]).ok().to_string();
     assert!(inspect.contains("db_password token (sealed)"), "{inspect}");
@@ -71,7 +83,10 @@ fn guests_read_variables_and_secrets_and_nothing_shows_a_secret() {
     );
     let key = data.join("secret.key");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 
     // Redeploying the same configuration changes nothing: sealing is stable.
     let again = server.cli(&[
@@ -88,7 +103,13 @@ fn guests_read_variables_and_secrets_and_nothing_shows_a_secret() {
     assert!(again.ok().contains("nothing changed"), "{again:?}");
 
     // Bad names are refused at deploy with Spin's rule.
-    let out = server.cli(&["deploy", "bad", path_str(&test_program("spin-kv")), "--var", "Bad-Name=1"]);
+    let out = server.cli(&[
+        "deploy",
+        "bad",
+        path_str(&test_program("spin-kv")),
+        "--var",
+        "Bad-Name=1",
+    ]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("lowercase letter"), "{out:?}");
 
@@ -99,9 +120,11 @@ fn guests_read_variables_and_secrets_and_nothing_shows_a_secret() {
     std::fs::write(&key, [7u8; 32]).unwrap();
     let server = kindling_test_support::Server::spawn(&crate::kindling(), &data, &[], &[]);
     let addr = server.addr();
-    kindling_test_support::wait_for("the node answers", std::time::Duration::from_millis(20), || {
-        kindling_test_support::get_status(addr, "/healthz").map_err(|err| err.to_string())
-    });
+    kindling_test_support::wait_for(
+        "the node answers",
+        std::time::Duration::from_millis(20),
+        || kindling_test_support::get_status(addr, "/healthz").map_err(|err| err.to_string()),
+    );
     let body = crate::curl(&["-sS", &server.url("/readyz")]).unwrap();
     assert!(body.contains("another node's key"), "{body}");
     assert!(body.contains("--secret db_password="), "{body}");
