@@ -7,9 +7,14 @@
 # does). A plain hyper server without WebAssembly gives the ceiling of the HTTP path.
 # `kindling-shared-threads` runs guests on the I/O threads (--guest-threads 0) to show what the
 # separate guest pool costs a function this small.
-#   bench/compare-wasmtime.sh [ROUNDS]       (default 3; BENCH_DURATION=10s per run)
+# With `p3` the component is the WASI 0.3 hello (examples/hello-p3.wasm, spin-sdk 7): the peers
+# serve it as shipped (Wasmtime 49 reuses a WASI 0.3 instance for up to 128 requests) and with
+# a fresh instance per request as Kindling does (`--max-instance-reuse-count 1`), and
+# `kindling-p2` serves the WASI 0.2 hello beside it.
+#   bench/compare-wasmtime.sh [ROUNDS] [p2|p3]   (default 3 p2; BENCH_DURATION=10s per run)
 source "$(dirname "$0")/lib.sh"
 rounds="${1:-3}"
+generation="${2:-p2}"
 duration="${BENCH_DURATION:-10s}"
 tools="${KINDLING_TOOLS:-$HOME/.cache/kindling/tools}"
 
@@ -36,8 +41,11 @@ wasmtime_cli() {
 build_release
 wasmtime48=$(wasmtime_cli 48.0.2)
 wasmtime49=$(wasmtime_cli 49.0.4)
-component="$ROOT/examples/hello.wasm"
-out="$RESULTS/compare"
+case "$generation" in
+  p2) component="$ROOT/examples/hello.wasm"; out="$RESULTS/compare" ;;
+  p3) component="$ROOT/examples/hello-p3.wasm"; out="$RESULTS/compare-p3" ;;
+  *) echo "compare: the second argument is p2 or p3, not $generation" >&2; exit 2 ;;
+esac
 rm -rf "$out" && mkdir -p "$out"
 keep_resident=(-O pooling-memory-keep-resident=4194304,pooling-table-keep-resident=4194304)
 
@@ -58,6 +66,14 @@ start() {
       taskset -c "$SERVER_CORE" "$wasmtime49" serve -Scli --addr 127.0.0.1:3402 \
         "${keep_resident[@]}" "$component" >"$out/$1.log" 2>&1 &
       SERVER_PID=$!; URL=http://127.0.0.1:3402/ ;;
+    wasmtime-49-fresh)
+      taskset -c "$SERVER_CORE" "$wasmtime49" serve -Scli --addr 127.0.0.1:3406 \
+        --max-instance-reuse-count 1 "$component" >"$out/$1.log" 2>&1 &
+      SERVER_PID=$!; URL=http://127.0.0.1:3406/ ;;
+    kindling-p2)
+      start_kindling 3407
+      "$KINDLING" deploy hello "$ROOT/examples/hello.wasm" >/dev/null
+      URL="$KINDLING_SERVER/hello/" ;;
     kindling)
       start_kindling 3403
       "$KINDLING" deploy hello "$component" >/dev/null
@@ -70,7 +86,13 @@ start() {
   wait_http "$URL"
 }
 
-servers=(plain-hyper wasmtime-48 wasmtime-49 wasmtime-49-keep-resident kindling kindling-shared-threads)
+if [ "$generation" = p3 ]; then
+  servers=(wasmtime-48 wasmtime-49 wasmtime-49-fresh kindling kindling-p2)
+  peers=(wasmtime-48 wasmtime-49 wasmtime-49-fresh kindling-p2)
+else
+  servers=(plain-hyper wasmtime-48 wasmtime-49 wasmtime-49-keep-resident kindling kindling-shared-threads)
+  peers=(wasmtime-48 wasmtime-49 wasmtime-49-keep-resident plain-hyper)
+fi
 for round in $(seq 1 "$rounds"); do
   for server in "${servers[@]}"; do
     echo "round $round: $server"
@@ -83,9 +105,9 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 
-python3 - "$out" "$rounds" "${servers[@]}" <<'PY'
+python3 - "$out" "$rounds" "${peers[*]}" "${servers[@]}" <<'PY'
 import json, re, statistics, sys
-out, rounds, servers = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+out, rounds, peers, servers = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]
 def wrk(path):
     text = open(path).read()
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
@@ -112,7 +134,7 @@ for s, (w, o) in rows.items():
           f"| {rng([x[0] for x in o])} | {med([x[1] for x in o]):.2f} ms | {med([x[2] for x in o]):.2f} ms "
           f"| {med([x[3] for x in o]):.2f} ms |")
 k = med([x[0] for x in rows["kindling"][0]])
-for peer in ["wasmtime-48", "wasmtime-49", "wasmtime-49-keep-resident", "plain-hyper"]:
+for peer in peers:
     p = med([x[0] for x in rows[peer][0]])
     print(f"kindling / {peer} (wrk req/s): {k/p:.2f}x")
 PY

@@ -33,6 +33,7 @@ for _ in $(seq 1 600); do
 done
 
 "$kindling" deploy hello examples/hello.wasm
+"$kindling" deploy hello-p3 examples/hello-p3.wasm
 "$kindling" deploy wagi-hello examples/wagi-hello.wasm
 "$kindling" deploy c-hello examples/c-hello.wasm --env GREETING=hi
 echo
@@ -42,6 +43,7 @@ cat <<TXT
 Kindling is serving. Try:
   curl $KINDLING_SERVER/hello/
   curl $KINDLING_SERVER/hello/anything?x=1 -H 'x-demo: yes'
+  curl $KINDLING_SERVER/hello-p3/
   curl -d 'some body' $KINDLING_SERVER/wagi-hello/echo?q=1
   curl $KINDLING_SERVER/c-hello/
   $kindling inspect hello

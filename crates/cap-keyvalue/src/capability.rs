@@ -19,6 +19,18 @@ use crate::redis::RedisStore;
 use crate::sqlite::SqliteStore;
 use crate::state::KvState;
 
+/// The interfaces `link` adds (the worlds in `wit/world.wit`).
+pub(crate) const INTERFACES: &[&str] = &[
+    "fermyon:spin/key-value@2.0.0",
+    "spin:key-value/key-value@3.0.0",
+    "wasi:keyvalue/store@0.2.0-draft2",
+    "wasi:keyvalue/atomics@0.2.0-draft2",
+    "wasi:keyvalue/batch@0.2.0-draft2",
+    "wasi:keyvalue/store@0.2.0-draft",
+    "wasi:keyvalue/atomics@0.2.0-draft",
+    "wasi:keyvalue/batch@0.2.0-draft",
+];
+
 /// The key-value capability of a node.
 #[derive(Clone)]
 pub struct KeyValue {
@@ -172,8 +184,13 @@ impl Capability for KeyValue {
         }]
     }
 
+    fn interfaces(&self) -> &'static [&'static str] {
+        INTERFACES
+    }
+
     fn link(&self, linkers: &mut Linkers<'_>) -> Result<(), wasmtime::Error> {
-        crate::host::add_to_linker(linkers.component)
+        crate::host::add_to_linker(linkers.component)?;
+        crate::spin3::add_to_linker(linkers.component)
     }
 
     fn configure(
@@ -268,5 +285,24 @@ impl Capability for KeyValue {
             field: "key_value_stores",
             form: FlagForm::List,
         }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::INTERFACES;
+
+    /// What the capability says it links is what its worlds import.
+    #[test]
+    fn the_interface_list_is_the_worlds_imports() {
+        let mut imported: Vec<&str> = include_str!("../wit/world.wit")
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("import "))
+            .map(|name| name.trim_end_matches(';'))
+            .collect();
+        let mut listed = INTERFACES.to_vec();
+        imported.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(imported, listed);
     }
 }

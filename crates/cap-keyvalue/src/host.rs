@@ -6,7 +6,7 @@
 use kindling_host::{ComponentCtx, ComponentLinker, HostState};
 use wasmtime::component::{HasSelf, Resource};
 
-use crate::backend::KvError;
+use crate::backend::{Backend, KvError};
 use crate::state::{Cas, KvState, OpenError, OpenStore};
 
 wasmtime::component::bindgen!({
@@ -46,7 +46,7 @@ pub(crate) fn add_to_linker(linker: &mut ComponentLinker) -> wasmtime::Result<()
     Ok(())
 }
 
-fn text(err: KvError) -> String {
+pub(crate) fn text(err: KvError) -> String {
     err.to_string()
 }
 
@@ -107,24 +107,31 @@ impl spin::HostStore for KvState {
         store: Resource<OpenStore>,
     ) -> wasmtime::Result<Result<Vec<String>, spin::Error>> {
         let backend = self.backend(&store)?;
-        let mut keys = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            match backend.keys(after.as_deref(), PAGE).await {
-                Ok(page) => {
-                    keys.extend(page.keys);
-                    match page.next {
-                        Some(next) => after = Some(next),
-                        None => return Ok(Ok(keys)),
-                    }
-                }
-                Err(err) => return Ok(Err(spin_error(err))),
-            }
-        }
+        let (keys, ended) = all_keys(&*backend).await;
+        Ok(ended.map(|()| keys).map_err(spin_error))
     }
 
     async fn drop(&mut self, store: Resource<OpenStore>) -> wasmtime::Result<()> {
         self.close(store)
+    }
+}
+
+/// Every key of a store, page by page, and how the listing ended: the keys read before an
+/// error are kept.
+pub(crate) async fn all_keys(backend: &dyn Backend) -> (Vec<String>, Result<(), KvError>) {
+    let mut keys = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        match backend.keys(after.as_deref(), PAGE).await {
+            Ok(page) => {
+                keys.extend(page.keys);
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => return (keys, Ok(())),
+                }
+            }
+            Err(err) => return (keys, Err(err)),
+        }
     }
 }
 

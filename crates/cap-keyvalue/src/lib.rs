@@ -1,7 +1,8 @@
 //! Key-value stores for guests, behind Kindling's capability seam.
 //!
 //! Components link the interfaces they were built against, unmodified: Spin's
-//! `fermyon:spin/key-value@2.0.0` (the Rust SDK up to 5.x, the JavaScript and Python SDKs) and
+//! `fermyon:spin/key-value@2.0.0` (the Rust SDK up to 5.x, the JavaScript and Python SDKs),
+//! `spin:key-value/key-value@3.0.0` (spin-sdk 6 and 7, WASI 0.3, async) and
 //! `wasi:keyvalue/{store,atomics,batch}` at `0.2.0-draft2` (Spin) and `0.2.0-draft`
 //! (wasmCloud). Stores are named by label (`default` always exists) and belong to the
 //! function's namespace; a function opens only the labels it was granted at deploy. Each label
@@ -15,6 +16,7 @@ mod config;
 mod counted;
 mod host;
 mod redis;
+mod spin3;
 mod sqlite;
 mod state;
 

@@ -12,6 +12,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::seal::SealKey;
 
+/// The interfaces `link` adds (the world in `wit/world.wit`).
+pub(crate) const INTERFACES: &[&str] = &[
+    "fermyon:spin/variables@2.0.0",
+    "spin:variables/variables@3.0.0",
+    "wasi:config/store@0.2.0-draft-2024-09-27",
+    "wasi:config/store@0.2.0-rc.1",
+    "wasi:config/runtime@0.2.0-draft",
+    "wasi:config/store@0.2.0-draft",
+];
+
 /// The variables capability of a node.
 #[derive(Clone)]
 pub struct Variables {
@@ -120,6 +130,10 @@ impl Capability for Variables {
                 }),
             },
         ]
+    }
+
+    fn interfaces(&self) -> &'static [&'static str] {
+        INTERFACES
     }
 
     fn link(&self, linkers: &mut Linkers<'_>) -> Result<(), wasmtime::Error> {
@@ -254,6 +268,20 @@ fn invalid(name: &str, field: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// What the capability says it links is what its world imports.
+    #[test]
+    fn the_interface_list_is_the_worlds_imports() {
+        let mut imported: Vec<&str> = include_str!("../wit/world.wit")
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("import "))
+            .map(|name| name.trim_end_matches(';'))
+            .collect();
+        let mut listed = super::INTERFACES.to_vec();
+        imported.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(imported, listed);
+    }
+
     use super::*;
 
     fn configure(

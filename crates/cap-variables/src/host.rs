@@ -1,8 +1,9 @@
-//! The host functions: Spin's `fermyon:spin/variables@2.0.0` and `wasi:config` in the
-//! versions components import, each reading the same resolved values.
+//! The host functions: Spin's `fermyon:spin/variables@2.0.0` and (async, WASI 0.3)
+//! `spin:variables/variables@3.0.0`, and `wasi:config` in the versions components import, each
+//! reading the same resolved values.
 
 use kindling_host::{ComponentCtx, ComponentLinker, HostState};
-use wasmtime::component::HasSelf;
+use wasmtime::component::{Accessor, HasSelf};
 
 use crate::capability::{VarsState, valid_name};
 
@@ -12,7 +13,8 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-use fermyon::spin::variables as spin;
+use fermyon::spin::variables as spin2;
+use spin::variables::variables as spin3;
 use wasi::config0_2_0_draft::{runtime as runtime_draft, store as store_draft};
 use wasi::config0_2_0_draft_2024_09_27::store as store_2024;
 use wasi::config0_2_0_rc_1::store as store_rc1;
@@ -23,7 +25,8 @@ pub(crate) fn add_to_linker(linker: &mut ComponentLinker) -> wasmtime::Result<()
         host.state::<VarsState>()
             .expect("the variables capability prepares a state for every instance")
     }
-    spin::add_to_linker::<_, HasSelf<VarsState>>(linker, state)?;
+    spin2::add_to_linker::<_, HasSelf<VarsState>>(linker, state)?;
+    spin3::add_to_linker::<_, HasSelf<VarsState>>(linker, state)?;
     store_2024::add_to_linker::<_, HasSelf<VarsState>>(linker, state)?;
     store_rc1::add_to_linker::<_, HasSelf<VarsState>>(linker, state)?;
     store_draft::add_to_linker::<_, HasSelf<VarsState>>(linker, state)?;
@@ -31,19 +34,49 @@ pub(crate) fn add_to_linker(linker: &mut ComponentLinker) -> wasmtime::Result<()
     Ok(())
 }
 
-impl spin::Host for VarsState {
-    fn get(&mut self, name: String) -> wasmtime::Result<Result<String, spin::Error>> {
-        if !valid_name(&name) {
-            return Ok(Err(spin::Error::InvalidName(format!(
+/// Why a lookup found no value, in words a guest can show; the same for both Spin versions.
+enum Miss {
+    InvalidName(String),
+    Undefined(String),
+}
+
+impl VarsState {
+    fn lookup(&self, name: &str) -> Result<String, Miss> {
+        if !valid_name(name) {
+            return Err(Miss::InvalidName(format!(
                 "{name:?} is not a variable name: a lowercase letter, then lowercase letters, \
                  digits and `_`"
-            ))));
+            )));
         }
-        Ok(self
-            .values
-            .get(&name)
+        self.values
+            .get(name)
             .cloned()
-            .ok_or_else(|| spin::Error::Undefined(format!("no variable {name:?} was deployed"))))
+            .ok_or_else(|| Miss::Undefined(format!("no variable {name:?} was deployed")))
+    }
+}
+
+impl spin2::Host for VarsState {
+    fn get(&mut self, name: String) -> wasmtime::Result<Result<String, spin2::Error>> {
+        Ok(self.lookup(&name).map_err(|miss| match miss {
+            Miss::InvalidName(why) => spin2::Error::InvalidName(why),
+            Miss::Undefined(why) => spin2::Error::Undefined(why),
+        }))
+    }
+}
+
+impl spin3::Host for VarsState {}
+
+impl<U> spin3::HostWithStore<U> for HasSelf<VarsState> {
+    async fn get(
+        accessor: &Accessor<U, Self>,
+        name: String,
+    ) -> wasmtime::Result<Result<String, spin3::Error>> {
+        // Values are resolved at deploy: the lookup never waits.
+        let found = accessor.with(|mut access| access.get().lookup(&name));
+        Ok(found.map_err(|miss| match miss {
+            Miss::InvalidName(why) => spin3::Error::InvalidName(why),
+            Miss::Undefined(why) => spin3::Error::Undefined(why),
+        }))
     }
 }
 

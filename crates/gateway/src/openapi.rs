@@ -309,6 +309,10 @@ pub fn document(capabilities: &Capabilities) -> Value {
                     "requirements": {
                         "type": "object", "additionalProperties": { "type": "string" },
                         "description": "what the workload needs, such as {\"security\": \"high\", \"startup\": \"ultra-low\"}; dimensions and levels as in `kindling advise`; judged by `kindling advise --function`"
+                    },
+                    "allow_unsupported_imports": {
+                        "type": "boolean",
+                        "description": "link imports Kindling does not provide to stand-ins that trap when called, instead of refusing the deploy"
                     }
                 }))
             },
@@ -349,7 +353,7 @@ pub fn document(capabilities: &Capabilities) -> Value {
                     "function": { "type": "string" },
                     "version": { "type": "integer" },
                     "sha256": { "type": "string" },
-                    "kind": { "type": "string", "enum": ["wasi-http", "wagi"] },
+                    "kind": { "type": "string", "enum": ["wasi-http", "wasi-http-0.3", "wagi"] },
                     "size_bytes": { "type": "integer" },
                     "config": { "$ref": "#/components/schemas/Config" },
                     "created_at": { "type": "string", "format": "date-time" }
@@ -371,7 +375,7 @@ pub fn document(capabilities: &Capabilities) -> Value {
                     "state": { "type": "string", "enum": ["warm", "cold", "failed"] },
                     "active_version": { "type": "integer" },
                     "version_count": { "type": "integer" },
-                    "kind": { "type": "string", "enum": ["wasi-http", "wagi"] },
+                    "kind": { "type": "string", "enum": ["wasi-http", "wasi-http-0.3", "wagi"] },
                     "sha256": { "type": "string" },
                     "size_bytes": { "type": "integer" },
                     "config": { "$ref": "#/components/schemas/Config" },

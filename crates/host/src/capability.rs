@@ -160,6 +160,13 @@ pub trait Capability: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The WIT interfaces its `link` adds, with their versions
+    /// (`fermyon:spin/key-value@2.0.0`): what a deploy error lists as provided when a component
+    /// imports something no capability links.
+    fn interfaces(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Phase 1, once per node: add host functions to the linkers.
     fn link(&self, linkers: &mut Linkers<'_>) -> Result<(), wasmtime::Error> {
         let _ = linkers;

@@ -32,6 +32,7 @@ pub struct InspectLine {
 trait Erased: Send + Sync {
     fn name(&self) -> &'static str;
     fn fields(&self) -> Vec<FieldSchema>;
+    fn interfaces(&self) -> &'static [&'static str];
     fn link(&self, linkers: &mut Linkers<'_>) -> Result<(), wasmtime::Error>;
     fn resolve(
         &self,
@@ -60,6 +61,10 @@ impl<C: Capability> Erased for C {
 
     fn fields(&self) -> Vec<FieldSchema> {
         Capability::fields(self)
+    }
+
+    fn interfaces(&self) -> &'static [&'static str] {
+        Capability::interfaces(self)
     }
 
     fn link(&self, linkers: &mut Linkers<'_>) -> Result<(), wasmtime::Error> {
@@ -211,6 +216,14 @@ impl Capabilities {
     /// The capabilities' names, in order.
     pub fn names(&self) -> Vec<&'static str> {
         self.members.iter().map(|m| m.capability.name()).collect()
+    }
+
+    /// Every WIT interface the capabilities link for components, with its version.
+    pub fn interfaces(&self) -> Vec<&'static str> {
+        self.members
+            .iter()
+            .flat_map(|m| m.capability.interfaces().iter().copied())
+            .collect()
     }
 
     /// Phase 1: every capability adds its host functions to the linkers.

@@ -322,7 +322,7 @@ impl Node {
             return Ok(DeployOutcome::Unchanged(entry));
         }
 
-        let loaded = match self.resident(&sha256) {
+        let loaded = match self.resident(&sha256, &settings) {
             Some(code) => shared(code, settings.clone()),
             None => {
                 let runtime = self.runtime.clone();
@@ -378,14 +378,18 @@ impl Node {
             .filter(|entry| entry.version.sha256 == sha256 && entry.version.config == *config)
     }
 
-    /// Resident code of this module, whichever function or version loaded it.
-    fn resident(&self, sha256: &str) -> Option<Code> {
+    /// Resident code of this module, whichever function or version loaded it, linked as
+    /// `settings` ask (stand-ins for unsupported imports or none).
+    fn resident(&self, sha256: &str, settings: &FunctionSettings) -> Option<Code> {
         self.table
             .read()
             .expect("table lock")
             .values()
             .filter(|entry| entry.version.sha256 == sha256)
-            .find_map(|entry| entry.code())
+            .filter_map(|entry| entry.code())
+            .find(|code| {
+                code.function.settings().unsupported_imports == settings.unsupported_imports
+            })
     }
 
     /// Makes an earlier version serve again: `to`, or the one before the active version.
@@ -407,7 +411,7 @@ impl Node {
             })?;
         // Load first: if the old version cannot be loaded, nothing changes.
         let (settings, lane) = self.resolve(name, &record.config).await?;
-        let loaded = match self.resident(&record.sha256) {
+        let loaded = match self.resident(&record.sha256, &settings) {
             Some(code) => shared(code, settings.clone()),
             None => self.load(&record, settings.clone()).await?,
         };

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kindling_host::{Capabilities, FunctionContext};
 use kindling_registry::FunctionConfig;
-use kindling_runtime::{FunctionSettings, Limits, Runtime};
+use kindling_runtime::{FunctionSettings, Limits, Runtime, UnsupportedImports};
 use kindling_scheduler::LaneConfig;
 
 use crate::error::NodeError;
@@ -50,6 +50,11 @@ pub(crate) fn resolve(
             cpu_fuel: limits.cpu_fuel.or(defaults.cpu_fuel),
         },
         capabilities: Arc::new(configured),
+        unsupported_imports: if config.allow_unsupported_imports {
+            UnsupportedImports::Trap
+        } else {
+            UnsupportedImports::Refuse
+        },
     };
     let lane = LaneConfig {
         max_concurrency: limits.max_concurrency.or(lane_defaults.max_concurrency),

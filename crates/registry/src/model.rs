@@ -62,6 +62,10 @@ pub struct FunctionConfig {
     /// `startup = "ultra-low"`); `kindling advise --function` judges them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub requirements: BTreeMap<String, String>,
+    /// Link imports Kindling does not provide to stand-ins that trap when called, instead of
+    /// refusing the deploy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unsupported_imports: bool,
     /// The capabilities' fields, by name.
     #[serde(flatten)]
     pub sections: BTreeMap<String, serde_json::Value>,
@@ -69,7 +73,13 @@ pub struct FunctionConfig {
 
 impl FunctionConfig {
     /// The fields the node reads itself; every other field belongs to a capability.
-    pub const FIELDS: &[&str] = &["limits", "priority", "namespace", "requirements"];
+    pub const FIELDS: &[&str] = &[
+        "limits",
+        "priority",
+        "namespace",
+        "requirements",
+        "allow_unsupported_imports",
+    ];
 
     /// The namespace, `default` when none was given.
     pub fn namespace(&self) -> &str {

@@ -50,6 +50,7 @@ fn settings(runtime: &Runtime) -> FunctionSettings {
     FunctionSettings {
         limits: Limits::default(),
         capabilities: std::sync::Arc::new(configured),
+        unsupported_imports: Default::default(),
     }
 }
 

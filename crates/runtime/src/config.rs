@@ -56,6 +56,20 @@ pub struct FunctionSettings {
     pub limits: Limits,
     /// The capabilities' resolved configuration (environment, mounts, outbound hosts, ...).
     pub capabilities: Arc<Configured>,
+    /// What to do with imports Kindling does not provide.
+    pub unsupported_imports: UnsupportedImports,
+}
+
+/// What a function's imports that Kindling does not provide come to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnsupportedImports {
+    /// The deploy is refused, naming them (the default).
+    #[default]
+    Refuse,
+    /// They are linked to stand-ins that trap when called
+    /// (`--allow-unsupported-imports`).
+    Trap,
 }
 
 /// Per-invocation resource limits.

@@ -9,11 +9,15 @@ use std::time::Duration;
 pub enum PrepareError {
     /// The bytes are not WebAssembly at all.
     #[error(
-        "not a WebAssembly binary: expected the magic bytes \\0asm at the start, found {found:?}"
+        "not a WebAssembly binary: expected the magic bytes \\0asm at the start, found \
+         {found:?}{hint}"
     )]
     NotWasm {
         /// The first bytes of the upload, for the message.
         found: String,
+        /// What the upload looks like instead and what to do, when that can be told
+        /// (starting with `; `), or empty.
+        hint: String,
     },
     /// The binary is WebAssembly but of a shape Kindling cannot run.
     #[error("{0}")]

@@ -8,6 +8,7 @@ use http_body::Body;
 use kindling_host::{BoxError, Capabilities, ComponentCtx, HostState, ModuleCtx};
 use wasmtime::InstancePre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use crate::config::FunctionSettings;
 use crate::error::InvokeError;
@@ -45,6 +46,7 @@ pub(crate) struct Shared {
 #[derive(Clone)]
 pub(crate) enum Pre {
     Http(ProxyPre<HostState<ComponentCtx>>),
+    Http3(ServicePre<HostState<ComponentCtx>>),
     Wagi(InstancePre<HostState<ModuleCtx>>),
 }
 
@@ -70,6 +72,7 @@ impl Function {
     pub fn kind(&self) -> FunctionKind {
         match self.inner.pre {
             Pre::Http(_) => FunctionKind::WasiHttp,
+            Pre::Http3(_) => FunctionKind::WasiHttp3,
             Pre::Wagi(_) => FunctionKind::Wagi,
         }
     }
@@ -120,6 +123,7 @@ impl Function {
         let inner = &self.inner;
         match &inner.pre {
             Pre::Http(pre) => crate::http::invoke(inner, pre, hold, request, info).await,
+            Pre::Http3(pre) => crate::http_p3::invoke(inner, pre, hold, request, info).await,
             Pre::Wagi(pre) if !inner.weight.is_heavy() => {
                 let _hold = hold;
                 crate::wagi::invoke(inner, pre, request, info).await

@@ -43,22 +43,7 @@ where
     // Bound the request body. The guest sees an over-long body as a stream error; the client
     // is answered 413 unless the guest already sent its response head.
     let body_too_large = Arc::new(AtomicBool::new(false));
-    let request = {
-        let flag = body_too_large.clone();
-        let limit = limits.max_request_body_bytes;
-        request.map(move |body| {
-            Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(
-                move |err: BoxError| {
-                    if err.is::<http_body_util::LengthLimitError>() {
-                        flag.store(true, Ordering::Relaxed);
-                        wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit))
-                    } else {
-                        wasmtime_wasi_http::Error::InternalError(Some(err.to_string()))
-                    }
-                },
-            )
-        })
-    };
+    let request = limit_request_body(request, limits.max_request_body_bytes, &body_too_large);
     let too_large = || InvokeError::RequestBodyTooLarge {
         limit: limits.max_request_body_bytes,
     };
@@ -147,23 +132,14 @@ where
             if body_too_large.load(Ordering::Relaxed) {
                 return Err(too_large());
             }
-            let limit = limits.max_response_body_bytes;
-            let declared = response
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|len| len > limit) {
-                return Err(InvokeError::ResponseTooLarge { limit });
-            }
+            check_declared_length(&response, limits.max_response_body_bytes)?;
             let response = response.map(|body| {
-                GuardedBody {
-                    inner: body.map_err(|err| Box::new(err) as BoxError).boxed_unsync(),
-                    remaining: limit,
-                    limit,
+                GuardedBody::new(
+                    body.map_err(|err| Box::new(err) as BoxError).boxed_unsync(),
+                    limits.max_response_body_bytes,
                     failure,
-                    info: info.clone(),
-                }
+                    info.clone(),
+                )
                 .boxed_unsync()
             });
             Ok(Invoked {
@@ -195,11 +171,54 @@ where
     }
 }
 
+/// Caps a request body at `limit` bytes; going over sets `too_large` (so that the client can
+/// be answered 413) and ends the guest's stream with the body-size error.
+pub(crate) fn limit_request_body<B>(
+    request: http::Request<B>,
+    limit: u64,
+    too_large: &Arc<AtomicBool>,
+) -> http::Request<impl Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let flag = too_large.clone();
+    request.map(move |body| {
+        Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(
+            move |err: BoxError| {
+                if err.is::<http_body_util::LengthLimitError>() {
+                    flag.store(true, Ordering::Relaxed);
+                    wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit))
+                } else {
+                    wasmtime_wasi_http::Error::InternalError(Some(err.to_string()))
+                }
+            },
+        )
+    })
+}
+
+/// Refuses a response whose declared `Content-Length` is over the limit before its head is
+/// sent, so that the client gets a clean error instead of a cut-off body.
+pub(crate) fn check_declared_length<B>(
+    response: &http::Response<B>,
+    limit: u64,
+) -> Result<(), InvokeError> {
+    let declared = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > limit => Err(InvokeError::ResponseTooLarge { limit }),
+        _ => Ok(()),
+    }
+}
+
 /// The response body as the client sees it. The head is already on its way when the body
 /// streams, so a limit that fires now (the response limit, the deadline, memory, a trap) can
 /// only end the stream with an error: the client sees an incomplete response rather than a
 /// truncated one that looks whole, and the host logs which limit fired.
-struct GuardedBody {
+pub(crate) struct GuardedBody {
     inner: ResponseBody,
     remaining: u64,
     limit: u64,
@@ -208,6 +227,23 @@ struct GuardedBody {
 }
 
 impl GuardedBody {
+    /// Guards `inner`: at most `limit` bytes, and the end of the stream reports the guest's
+    /// `failure` if it failed after sending the head.
+    pub(crate) fn new(
+        inner: ResponseBody,
+        limit: u64,
+        failure: Arc<OnceLock<InvokeError>>,
+        info: RequestInfo,
+    ) -> Self {
+        Self {
+            inner,
+            remaining: limit,
+            limit,
+            failure,
+            info,
+        }
+    }
+
     fn fail(&mut self, err: InvokeError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         tracing::warn!(
             function = %self.info.invocation.function,

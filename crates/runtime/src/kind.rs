@@ -1,4 +1,5 @@
-//! Telling function kinds apart from the binary alone: a `wasi:http/proxy` component or a WAGI
+//! Telling function kinds apart from the binary alone: a `wasi:http` component (WASI 0.2 or
+//! 0.3) or a WAGI
 //! (WASI preview 1 command) module. No flag is needed at deploy.
 
 use std::fmt;
@@ -13,6 +14,9 @@ pub enum FunctionKind {
     /// A component exporting `wasi:http/incoming-handler` (WASI 0.2, the `wasi:http/proxy`
     /// world), as served by `wasmtime serve` or Spin.
     WasiHttp,
+    /// A component exporting `wasi:http/handler@0.3` (WASI 0.3, the `wasi:http/service`
+    /// world), as spin-sdk 6 and 7 build and `wasmtime serve` 49 runs.
+    WasiHttp3,
     /// A WASI preview 1 command module spoken to through CGI 1.1 (WAGI).
     Wagi,
 }
@@ -22,6 +26,7 @@ impl FunctionKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::WasiHttp => "wasi-http",
+            Self::WasiHttp3 => "wasi-http-0.3",
             Self::Wagi => "wagi",
         }
     }
@@ -39,6 +44,7 @@ impl FromStr for FunctionKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "wasi-http" => Ok(Self::WasiHttp),
+            "wasi-http-0.3" => Ok(Self::WasiHttp3),
             "wagi" => Ok(Self::Wagi),
             other => Err(format!("unknown function kind {other:?}")),
         }
@@ -66,6 +72,7 @@ pub(crate) fn encoding(bytes: &[u8]) -> Result<Encoding, PrepareError> {
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
         return Err(PrepareError::NotWasm {
             found: describe_prefix(bytes),
+            hint: what_it_is(bytes),
         });
     }
     match (&bytes[4..6], &bytes[6..8]) {
@@ -76,6 +83,36 @@ pub(crate) fn encoding(bytes: &[u8]) -> Result<Encoding, PrepareError> {
              (version 1) or a component (layer 1)"
         ))),
     }
+}
+
+/// What a file that is not binary WebAssembly looks like, and what to do with it.
+fn what_it_is(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+    // WebAssembly text starts with the form, after any comments and blank space.
+    let code = text
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with(";;"))
+        .unwrap_or("");
+    let hint = if code.starts_with("(module") {
+        "it is a WebAssembly text module (.wat): compile it to binary first, for example with \
+         `wasm-tools parse hello.wat -o hello.wasm`"
+    } else if code.starts_with("(component") {
+        "it is a WebAssembly text component (.wat): compile it to binary first, for example with \
+         `wasm-tools parse hello.wat -o hello.wasm`"
+    } else if bytes.starts_with(b"PK\x03\x04") {
+        "it is a zip archive: unpack it and deploy the .wasm file inside"
+    } else if bytes.starts_with(&[0x1f, 0x8b]) {
+        "it is gzip-compressed: decompress it (`gunzip`) and deploy the .wasm file"
+    } else if bytes.starts_with(b"\x7fELF") {
+        "it is a native ELF executable: build the program for a wasm32 target instead \
+         (`cargo build --target wasm32-wasip2`)"
+    } else if code.starts_with("<!") || code.to_ascii_lowercase().starts_with("<html") {
+        "it is an HTML page: the download probably failed; fetch the .wasm file itself"
+    } else {
+        return String::new();
+    };
+    format!("; {hint}")
 }
 
 fn describe_prefix(bytes: &[u8]) -> String {
@@ -120,8 +157,30 @@ mod tests {
     }
 
     #[test]
+    fn look_alikes_are_named_with_what_to_do() {
+        let cases: [(&[u8], &str); 6] = [
+            (b";; hello\n(module (func))", "text module (.wat)"),
+            (b"  (component)", "text component (.wat)"),
+            (b"PK\x03\x04\x14\0\0\0", "zip archive"),
+            (b"\x1f\x8b\x08\0\0\0\0\0", "gzip"),
+            (b"\x7fELF\x02\x01\x01\0", "ELF"),
+            (b"<!DOCTYPE html><html>", "HTML page"),
+        ];
+        for (bytes, needle) in cases {
+            let err = encoding(bytes).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle:?} not in {err:?}");
+        }
+        let err = encoding(b"#!/bin/sh\necho hi").unwrap_err().to_string();
+        assert!(!err.contains("; it is"), "no guess for a shell script: {err}");
+    }
+
+    #[test]
     fn kinds_round_trip_through_their_names() {
-        for kind in [FunctionKind::WasiHttp, FunctionKind::Wagi] {
+        for kind in [
+            FunctionKind::WasiHttp,
+            FunctionKind::WasiHttp3,
+            FunctionKind::Wagi,
+        ] {
             assert_eq!(kind.as_str().parse::<FunctionKind>().unwrap(), kind);
         }
         assert!("docker".parse::<FunctionKind>().is_err());

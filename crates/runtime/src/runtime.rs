@@ -17,18 +17,22 @@ use wasmtime::{
     Precompiled,
 };
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use kindling_host::{Capabilities, ComponentLinker, HostState, Linkers, ModuleCtx, ModuleLinker};
 
 use crate::artifact::{ArtifactCache, Verified};
-use crate::config::{FunctionSettings, RuntimeConfig};
+use crate::config::{FunctionSettings, RuntimeConfig, UnsupportedImports};
 use crate::error::{PrepareError, chain};
 use crate::executor::Executor;
 use crate::function::{Function, Pre, Shared};
+use crate::imports::{Provided, relink_component, relink_module};
 use crate::kind::{Encoding, encoding};
 
-/// The interface a `wasi:http/proxy` component exports to handle requests.
+/// The interface a WASI 0.2 `wasi:http/proxy` component exports to handle requests.
 const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+/// The interface a WASI 0.3 `wasi:http/service` component exports to handle requests.
+const HANDLER: &str = "wasi:http/handler@0.3";
 
 /// The shared runtime; clones are cheap handles to the same engine.
 #[derive(Clone)]
@@ -42,6 +46,8 @@ struct Inner {
     max_memory_bytes: u64,
     http_linker: ComponentLinker,
     wagi_linker: ModuleLinker,
+    /// What `http_linker` provides, to name what a refused component lacks.
+    provided: Provided,
     artifacts: ArtifactCache,
     _ticker: EpochTicker,
 }
@@ -97,8 +103,12 @@ impl Runtime {
         let mut http_linker = ComponentLinker::new(&engine);
         // Rust guests import `wasi:cli/environment` and friends even for HTTP, so link all
         // of WASI 0.2, as `wasmtime serve -Scli` does, plus the HTTP interfaces.
+        // WASI 0.3 (`wasi:*@0.3`) sits beside it under other names, so one linker serves
+        // both generations of components.
         wasmtime_wasi::p2::add_to_linker_async(&mut http_linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker))
+            .and_then(|()| wasmtime_wasi::p3::add_to_linker(&mut http_linker))
+            .and_then(|()| wasmtime_wasi_http::p3::add_to_linker(&mut http_linker))
             .map_err(|err| PrepareError::Engine(chain(&err)))?;
 
         let mut wagi_linker: ModuleLinker = Linker::new(&engine);
@@ -114,6 +124,7 @@ impl Runtime {
             })
             .map_err(|err| PrepareError::Engine(err.to_string()))?;
 
+        let provided = Provided::new(capabilities.interfaces());
         let artifacts = ArtifactCache::open(artifact_dir, &engine)?;
         let executor = Executor::new(config.guest_threads).map_err(|err| {
             PrepareError::Engine(format!("cannot start the guest threads: {err}"))
@@ -130,6 +141,7 @@ impl Runtime {
                 max_memory_bytes: config.max_memory_bytes,
                 http_linker,
                 wagi_linker,
+                provided,
                 artifacts,
                 _ticker: ticker,
             }),
@@ -160,7 +172,7 @@ impl Runtime {
             Encoding::Component => {
                 let component = Component::new(&self.inner.engine, wasm)
                     .map_err(|err| PrepareError::Invalid(chain(&err)))?;
-                let pre = self.link_component(&component)?;
+                let pre = self.link_component(&component, settings.unsupported_imports)?;
                 let artifact = component
                     .serialize()
                     .map_err(|err| PrepareError::Engine(chain(&err)))?;
@@ -169,7 +181,7 @@ impl Runtime {
             Encoding::CoreModule => {
                 let module = Module::new(&self.inner.engine, wasm)
                     .map_err(|err| PrepareError::Invalid(chain(&err)))?;
-                let pre = self.link_module(&module)?;
+                let pre = self.link_module(&module, settings.unsupported_imports)?;
                 let artifact = module
                     .serialize()
                     .map_err(|err| PrepareError::Engine(chain(&err)))?;
@@ -227,7 +239,7 @@ impl Runtime {
                 return Ok(None);
             }
         };
-        match self.load_artifact(&path) {
+        match self.load_artifact(&path, settings.unsupported_imports) {
             Ok(pre) => Ok(Some(Loaded {
                 function: self.function(sha256, settings.clone(), pre),
                 source: LoadSource::Cache,
@@ -276,7 +288,7 @@ impl Runtime {
         self.inner.artifacts.retain(keep)
     }
 
-    fn load_artifact(&self, path: &Path) -> Result<Pre, PrepareError> {
+    fn load_artifact(&self, path: &Path, policy: UnsupportedImports) -> Result<Pre, PrepareError> {
         let engine = &self.inner.engine;
         let invalid = |err: wasmtime::Error| PrepareError::Invalid(chain(&err));
         match Engine::detect_precompiled_file(path).map_err(invalid)? {
@@ -287,12 +299,12 @@ impl Runtime {
             Some(Precompiled::Component) => {
                 let component =
                     unsafe { Component::deserialize_file(engine, path) }.map_err(invalid)?;
-                self.link_component(&component)
+                self.link_component(&component, policy)
             }
             // SAFETY: as above.
             Some(Precompiled::Module) => {
                 let module = unsafe { Module::deserialize_file(engine, path) }.map_err(invalid)?;
-                self.link_module(&module)
+                self.link_module(&module, policy)
             }
             None => Err(PrepareError::Invalid(format!(
                 "{} is not a compiled artifact",
@@ -301,17 +313,19 @@ impl Runtime {
         }
     }
 
-    fn link_component(&self, component: &Component) -> Result<Pre, PrepareError> {
+    fn link_component(
+        &self,
+        component: &Component,
+        policy: UnsupportedImports,
+    ) -> Result<Pre, PrepareError> {
         let engine = &self.inner.engine;
         let exports: Vec<String> = component
             .component_type()
             .exports(engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        if !exports
-            .iter()
-            .any(|name| name.starts_with(INCOMING_HANDLER))
-        {
+        let p3 = exports.iter().any(|name| name.starts_with(HANDLER));
+        if !p3 && !exports.iter().any(|name| name.starts_with(INCOMING_HANDLER)) {
             let found = if exports.is_empty() {
                 "it exports nothing".to_string()
             } else {
@@ -323,21 +337,34 @@ impl Runtime {
                 ""
             };
             return Err(PrepareError::Unsupported(format!(
-                "the component does not export {INCOMING_HANDLER}.x, so it is not a \
-                 wasi:http/proxy component; {found}{hint}. Build an HTTP handler instead, for \
-                 example with `wasip2::http::proxy::export!` or `#[wstd::http_server]`"
+                "the component exports neither {INCOMING_HANDLER}.x (WASI 0.2) nor {HANDLER}.x \
+                 (WASI 0.3), so it is not an HTTP handler; {found}{hint}. Build an HTTP handler \
+                 instead, for example with `wasip2::http::proxy::export!`, \
+                 `#[wstd::http_server]` or spin-sdk's `#[http_service]`"
             )));
         }
-        let pre = self
-            .inner
-            .http_linker
+        let pre = match self.inner.http_linker.instantiate_pre(component) {
+            Ok(pre) => pre,
+            Err(err) => relink_component(
+                engine,
+                &self.inner.http_linker,
+                component,
+                &self.inner.provided,
+                policy,
+                chain(&err),
+            )?
             .instantiate_pre(component)
-            .map_err(|err| PrepareError::Link(chain(&err)))?;
+            .map_err(|err| PrepareError::Link(chain(&err)))?,
+        };
+        if p3 {
+            let pre = ServicePre::new(pre).map_err(|err| PrepareError::Unsupported(chain(&err)))?;
+            return Ok(Pre::Http3(pre));
+        }
         let pre = ProxyPre::new(pre).map_err(|err| PrepareError::Unsupported(chain(&err)))?;
         Ok(Pre::Http(pre))
     }
 
-    fn link_module(&self, module: &Module) -> Result<Pre, PrepareError> {
+    fn link_module(&self, module: &Module, policy: UnsupportedImports) -> Result<Pre, PrepareError> {
         let has_start = module
             .exports()
             .any(|export| export.name() == "_start" && export.ty().func().is_some());
@@ -350,11 +377,12 @@ impl Runtime {
                 exports.join(", ")
             )));
         }
-        let pre = self
-            .inner
-            .wagi_linker
-            .instantiate_pre(module)
-            .map_err(|err| PrepareError::Link(chain(&err)))?;
+        let pre = match self.inner.wagi_linker.instantiate_pre(module) {
+            Ok(pre) => pre,
+            Err(err) => relink_module(&self.inner.wagi_linker, module, policy, chain(&err))?
+                .instantiate_pre(module)
+                .map_err(|err| PrepareError::Link(chain(&err)))?,
+        };
         Ok(Pre::Wagi(pre))
     }
 }
@@ -368,7 +396,9 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .total_core_instances(instances.saturating_mul(4))
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(3))
-        .total_stacks(instances)
+        // A WASI 0.3 instance runs its async tasks on stacks of their own: its handler and
+        // the task writing its response body at least.
+        .total_stacks(instances.saturating_mul(2))
         .max_memory_size(config.max_memory_bytes as usize)
         .linear_memory_keep_resident(config.keep_resident_bytes)
         .table_keep_resident(config.keep_resident_bytes)
@@ -379,6 +409,7 @@ fn engine_config(config: &RuntimeConfig) -> Config {
     engine
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true)
+        .wasm_component_model_async(true)
         .epoch_interruption(true)
         .consume_fuel(config.fuel);
     engine

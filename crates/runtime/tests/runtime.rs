@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use kindling_host::{CallChain, FunctionContext, Invocation};
 use kindling_runtime::{
     FunctionKind, FunctionSettings, InvokeError, Invoked, Limits, LoadSource, PrepareError,
-    RequestInfo, Runtime, RuntimeConfig,
+    RequestInfo, Runtime, RuntimeConfig, UnsupportedImports,
 };
 use kindling_test_support::{example, test_program};
 use serde_json::json;
@@ -36,6 +36,7 @@ fn settings(runtime: &Runtime, limits: Limits, sections: serde_json::Value) -> F
     FunctionSettings {
         limits,
         capabilities: Arc::new(configured),
+        unsupported_imports: Default::default(),
     }
 }
 
@@ -164,6 +165,47 @@ async fn wrong_kinds_are_refused_with_what_is_missing() {
         err.to_string().contains("not a WebAssembly binary"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_wagi_module_importing_what_is_not_provided_is_refused_or_traps_when_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    // `_start` never calls the unknown import: linked to a stand-in, the module serves.
+    let module = wat::parse_str(
+        r#"(module
+            (import "wasi_snapshot_preview1" "fd_write"
+                (func $fd_write (param i32 i32 i32 i32) (result i32)))
+            (import "env" "llm_infer" (func $infer (param i32) (result i32)))
+            (memory (export "memory") 1)
+            ;; an iovec at 0 pointing at the text at 16
+            (data (i32.const 0) "\10\00\00\00\1c\00\00\00")
+            (data (i32.const 16) "Content-Type: text/plain\0a\0aok")
+            (func (export "_start")
+                (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+            (func $unused (drop (call $infer (i32.const 0)))))"#,
+    )
+    .unwrap();
+
+    let err = prepare(&runtime, &module, plain(&runtime)).unwrap_err();
+    assert!(err.is_client_error(), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("`env::llm_infer`"), "{message}");
+    assert!(message.contains("WASI preview 1"), "{message}");
+    assert!(message.contains("--allow-unsupported-imports"), "{message}");
+
+    let mut allowed = plain(&runtime);
+    allowed.unsupported_imports = UnsupportedImports::Trap;
+    let loaded = prepare(&runtime, &module, allowed).unwrap();
+    let (status, body) = text(
+        loaded
+            .function
+            .invoke(get("/"), &info("/wagi"), ())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
 }
 
 #[tokio::test]

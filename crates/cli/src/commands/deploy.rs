@@ -60,6 +60,10 @@ pub(crate) struct DeployCommand {
     /// (repeatable); `kindling advise --function NAME` judges them
     #[arg(long = "require", value_name = "DIMENSION=LEVEL")]
     require: Vec<String>,
+    /// Link imports Kindling does not provide (llm, mysql, ...) to stand-ins that trap when
+    /// called, instead of refusing the deploy
+    #[arg(long)]
+    allow_unsupported_imports: bool,
     /// A JSON file with the whole configuration ({"env": {...}, "limits": {...}}); flags override it
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -157,6 +161,9 @@ impl DeployCommand {
         }
         if let Some(namespace) = &self.namespace {
             config.namespace = Some(namespace.clone());
+        }
+        if self.allow_unsupported_imports {
+            config.allow_unsupported_imports = true;
         }
         for pair in &self.require {
             let (dimension, level) = pair.split_once('=').ok_or_else(|| {

@@ -79,6 +79,12 @@ impl InspectCommand {
                 or_default(limits.max_response_body_bytes.map(format_size)),
             ),
         ];
+        if f.config.allow_unsupported_imports {
+            fields.push((
+                "unsupported imports",
+                "linked to stand-ins that trap when called".into(),
+            ));
+        }
         for line in &f.capabilities {
             fields.push((line.label.as_str(), line.value.clone()));
         }

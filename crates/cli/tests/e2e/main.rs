@@ -10,6 +10,7 @@ mod durability;
 mod fleet;
 mod hostile;
 mod hostile_calls;
+mod imports;
 mod keyvalue;
 mod lifecycle;
 mod limits;
@@ -20,6 +21,7 @@ mod sim;
 mod traces;
 mod variables;
 mod wasi_http;
+mod wasi_p3;
 
 use std::path::PathBuf;
 use std::time::Duration;

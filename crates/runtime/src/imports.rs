@@ -1,0 +1,363 @@
+//! Imports Kindling does not provide. A component built against a whole world (componentize-py
+//! imports everything, a Spin app may import `fermyon:spin/llm`) is refused at deploy with each
+//! missing interface named, what Kindling does provide, and the opt-in: deployed with
+//! `--allow-unsupported-imports`, the missing imports are linked to stand-ins that trap when
+//! called, so the function serves every route that does not call them.
+//!
+//! Stand-ins are defined for the missing imports only, by name, in a copy of the shared linker.
+//! (Wasmtime's `define_unknown_imports_as_traps` would also shadow imports the linker satisfies
+//! through semver matching, such as `wasi:cli/environment@0.2.3` against 0.2.12, and make every
+//! WASI call trap.)
+
+use std::sync::Arc;
+
+use kindling_host::{ComponentCtx, ComponentLinker, HostState, ModuleLinker};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, ResourceType};
+use wasmtime::{Engine, Module};
+
+use crate::config::UnsupportedImports;
+use crate::error::PrepareError;
+
+/// The WASI interfaces the runtime links for components, beside the capabilities' own.
+const WASI: &[&str] = &[
+    "wasi:cli/environment@0.2.12",
+    "wasi:cli/exit@0.2.12",
+    "wasi:cli/stdin@0.2.12",
+    "wasi:cli/stdout@0.2.12",
+    "wasi:cli/stderr@0.2.12",
+    "wasi:cli/terminal-input@0.2.12",
+    "wasi:cli/terminal-output@0.2.12",
+    "wasi:cli/terminal-stdin@0.2.12",
+    "wasi:cli/terminal-stdout@0.2.12",
+    "wasi:cli/terminal-stderr@0.2.12",
+    "wasi:clocks/monotonic-clock@0.2.12",
+    "wasi:clocks/wall-clock@0.2.12",
+    "wasi:filesystem/types@0.2.12",
+    "wasi:filesystem/preopens@0.2.12",
+    "wasi:io/error@0.2.12",
+    "wasi:io/poll@0.2.12",
+    "wasi:io/streams@0.2.12",
+    "wasi:random/random@0.2.12",
+    "wasi:random/insecure@0.2.12",
+    "wasi:random/insecure-seed@0.2.12",
+    "wasi:sockets/network@0.2.12",
+    "wasi:sockets/instance-network@0.2.12",
+    "wasi:sockets/ip-name-lookup@0.2.12",
+    "wasi:sockets/tcp@0.2.12",
+    "wasi:sockets/tcp-create-socket@0.2.12",
+    "wasi:sockets/udp@0.2.12",
+    "wasi:sockets/udp-create-socket@0.2.12",
+    "wasi:http/types@0.2.12",
+    "wasi:http/outgoing-handler@0.2.12",
+    "wasi:cli/environment@0.3.0",
+    "wasi:cli/exit@0.3.0",
+    "wasi:cli/types@0.3.0",
+    "wasi:cli/stdin@0.3.0",
+    "wasi:cli/stdout@0.3.0",
+    "wasi:cli/stderr@0.3.0",
+    "wasi:cli/terminal-input@0.3.0",
+    "wasi:cli/terminal-output@0.3.0",
+    "wasi:cli/terminal-stdin@0.3.0",
+    "wasi:cli/terminal-stdout@0.3.0",
+    "wasi:cli/terminal-stderr@0.3.0",
+    "wasi:clocks/types@0.3.0",
+    "wasi:clocks/monotonic-clock@0.3.0",
+    "wasi:clocks/system-clock@0.3.0",
+    "wasi:filesystem/types@0.3.0",
+    "wasi:filesystem/preopens@0.3.0",
+    "wasi:random/random@0.3.0",
+    "wasi:random/insecure@0.3.0",
+    "wasi:random/insecure-seed@0.3.0",
+    "wasi:sockets/types@0.3.0",
+    "wasi:sockets/ip-name-lookup@0.3.0",
+    "wasi:http/types@0.3.0",
+    "wasi:http/client@0.3.0",
+];
+
+/// What the component linker provides: WASI and every capability's interfaces.
+#[derive(Debug, Clone)]
+pub(crate) struct Provided {
+    interfaces: Arc<Vec<&'static str>>,
+}
+
+impl Provided {
+    pub(crate) fn new(capabilities: Vec<&'static str>) -> Self {
+        let mut interfaces: Vec<&'static str> = WASI.to_vec();
+        interfaces.extend(capabilities);
+        Self {
+            interfaces: Arc::new(interfaces),
+        }
+    }
+
+    /// True when an import of `name` is one of the provided interfaces, at a version Wasmtime
+    /// matches to it.
+    fn provides(&self, name: &str) -> bool {
+        let (interface, version) = split(name);
+        self.interfaces.iter().any(|provided| {
+            let (have, have_version) = split(provided);
+            have == interface && compatible(version, have_version)
+        })
+    }
+
+    /// The versions of `name`'s interface that are provided, for a hint.
+    fn versions_of(&self, name: &str) -> Vec<&'static str> {
+        let (interface, _) = split(name);
+        self.interfaces
+            .iter()
+            .filter(|provided| split(provided).0 == interface)
+            .copied()
+            .collect()
+    }
+
+    /// The provided interfaces grouped by package, for the message: `wasi:keyvalue/{store,
+    /// atomics}@0.2.0-draft2`.
+    fn summary(&self) -> String {
+        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+        for provided in self.interfaces.iter() {
+            let (interface, version) = split(provided);
+            let (package, item) = interface.split_once('/').unwrap_or((interface, ""));
+            let key = format!("{package}@{}", version.unwrap_or(""));
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, items)) => items.push(item),
+                None => groups.push((key, vec![item])),
+            }
+        }
+        groups
+            .iter()
+            .map(|(key, items)| {
+                let (package, version) = key.split_once('@').unwrap_or((key, ""));
+                let items = if items.len() == 1 {
+                    items[0].to_string()
+                } else {
+                    format!("{{{}}}", items.join(","))
+                };
+                format!("{package}/{items}@{version}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn split(name: &str) -> (&str, Option<&str>) {
+    match name.split_once('@') {
+        Some((interface, version)) => (interface, Some(version)),
+        None => (name, None),
+    }
+}
+
+/// Wasmtime's semver matching of imports: a release matches any release of the same major
+/// version (of the same minor while the major is 0); a pre-release matches only itself.
+fn compatible(wanted: Option<&str>, have: Option<&str>) -> bool {
+    let (Some(wanted), Some(have)) = (wanted, have) else {
+        return wanted == have;
+    };
+    if wanted.contains('-') || have.contains('-') {
+        return wanted == have;
+    }
+    let parts = |v: &str| -> Vec<u64> { v.split('.').filter_map(|p| p.parse().ok()).collect() };
+    match (parts(wanted).as_slice(), parts(have).as_slice()) {
+        ([0, a, ..], [0, b, ..]) => a == b,
+        ([a, ..], [b, ..]) => a == b && *a != 0,
+        _ => false,
+    }
+}
+
+/// The component's imports that nothing in the linker provides.
+fn missing_component_imports(
+    engine: &Engine,
+    component: &Component,
+    provided: &Provided,
+) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name)
+        .filter(|name| !provided.provides(name))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A copy of `linker` in which each of the component's `missing` imports is a stand-in that
+/// traps, saying which import was called, when the guest calls it.
+fn component_stand_ins(
+    engine: &Engine,
+    linker: &ComponentLinker,
+    component: &Component,
+    missing: &[String],
+) -> wasmtime::Result<ComponentLinker> {
+    let mut linker = linker.clone();
+    for (name, import) in component.component_type().imports(engine) {
+        if !missing.iter().any(|m| m == name) {
+            continue;
+        }
+        match import.ty {
+            ComponentItem::ComponentInstance(instance) => {
+                let mut root = linker.root();
+                let mut stand_in = root.instance(name)?;
+                for (export, item) in instance.exports(engine) {
+                    let what = format!("{name}#{export}");
+                    stand_in_item(&mut stand_in, export, &item.ty, what)?;
+                }
+            }
+            item => stand_in_item(&mut linker.root(), name, &item, name.to_string())?,
+        }
+    }
+    Ok(linker)
+}
+
+/// Host type of every stand-in resource: none is ever created.
+struct Unprovided;
+
+fn stand_in_item(
+    linker: &mut wasmtime::component::LinkerInstance<'_, HostState<ComponentCtx>>,
+    name: &str,
+    item: &ComponentItem,
+    what: String,
+) -> wasmtime::Result<()> {
+    match item {
+        ComponentItem::ComponentFunc(func) if func.async_() => {
+            linker.func_new_concurrent(name, move |_, _, _, _| {
+                let what = what.clone();
+                Box::pin(async move { Err(not_provided(&what)) })
+            })
+        }
+        ComponentItem::ComponentFunc(_) => {
+            linker.func_new(name, move |_, _, _, _| Err(not_provided(&what)))
+        }
+        ComponentItem::Resource(_) => {
+            linker.resource(name, ResourceType::host::<Unprovided>(), |_, _| Ok(()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn not_provided(what: &str) -> wasmtime::Error {
+    wasmtime::format_err!(
+        "{what} is not provided by Kindling; the function was deployed with \
+         --allow-unsupported-imports, so calling it traps"
+    )
+}
+
+/// Links a component whose first link failed (`error`): refuses it naming what is missing,
+/// or, when the function allows it, links the missing imports to stand-ins.
+pub(crate) fn relink_component(
+    engine: &Engine,
+    linker: &ComponentLinker,
+    component: &Component,
+    provided: &Provided,
+    policy: UnsupportedImports,
+    error: String,
+) -> Result<ComponentLinker, PrepareError> {
+    let missing = missing_component_imports(engine, component, provided);
+    if missing.is_empty() {
+        // Everything it imports is provided at a matching version, so the mismatch is in an
+        // interface's contents (a newer minor version with more functions, say).
+        return Err(PrepareError::Link(error));
+    }
+    match policy {
+        UnsupportedImports::Refuse => Err(PrepareError::Unsupported(refusal(
+            &missing,
+            |name| provided.versions_of(name),
+            &provided.summary(),
+        ))),
+        UnsupportedImports::Trap => component_stand_ins(engine, linker, component, &missing)
+            .map_err(|err| PrepareError::Link(crate::error::chain(&err))),
+    }
+}
+
+/// The same for a WAGI module: it may import only WASI preview 1.
+pub(crate) fn relink_module(
+    linker: &ModuleLinker,
+    module: &Module,
+    policy: UnsupportedImports,
+    error: String,
+) -> Result<ModuleLinker, PrepareError> {
+    const PREVIEW1: &str = "wasi_snapshot_preview1";
+    let missing: Vec<String> = module
+        .imports()
+        .filter(|import| import.module() != PREVIEW1)
+        .map(|import| format!("{}::{}", import.module(), import.name()))
+        .collect();
+    if missing.is_empty() {
+        return Err(PrepareError::Link(error));
+    }
+    match policy {
+        UnsupportedImports::Refuse => Err(PrepareError::Unsupported(refusal(
+            &missing,
+            |_| Vec::new(),
+            &format!("WASI preview 1 ({PREVIEW1})"),
+        ))),
+        UnsupportedImports::Trap => {
+            let mut linker = linker.clone();
+            linker
+                .define_unknown_imports_as_traps(module)
+                .map_err(|err| PrepareError::Link(crate::error::chain(&err)))?;
+            Ok(linker)
+        }
+    }
+}
+
+fn refusal(missing: &[String], versions: impl Fn(&str) -> Vec<&'static str>, provided: &str) -> String {
+    let listed: Vec<String> = missing
+        .iter()
+        .map(|name| {
+            let others = versions(name);
+            if others.is_empty() {
+                format!("`{name}`")
+            } else {
+                format!("`{name}` (Kindling has {})", others.join(", "))
+            }
+        })
+        .collect();
+    format!(
+        "it imports {} that Kindling does not provide: {}. Kindling provides {provided}. Deploy \
+         with --allow-unsupported-imports (or \"allow_unsupported_imports\": true in its config) \
+         to link them to stand-ins that trap when called, so that routes not calling them \
+         still serve",
+        if missing.len() == 1 {
+            "an interface"
+        } else {
+            "interfaces"
+        },
+        listed.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_match_as_wasmtime_matches_them() {
+        assert!(compatible(Some("0.2.3"), Some("0.2.12")));
+        assert!(!compatible(Some("0.3.0"), Some("0.2.12")));
+        assert!(compatible(Some("2.0.0"), Some("2.1.0")));
+        assert!(!compatible(Some("3.0.0"), Some("2.0.0")));
+        assert!(compatible(Some("0.2.0-draft2"), Some("0.2.0-draft2")));
+        assert!(!compatible(Some("0.2.0-draft"), Some("0.2.0-draft2")));
+        assert!(compatible(None, None));
+        assert!(!compatible(None, Some("0.2.0")));
+    }
+
+    #[test]
+    fn a_refusal_names_each_missing_import_and_the_versions_there_are() {
+        let provided = Provided::new(vec!["fermyon:spin/key-value@2.0.0"]);
+        assert!(provided.provides("wasi:http/types@0.2.4"));
+        assert!(provided.provides("fermyon:spin/key-value@2.0.0"));
+        assert!(!provided.provides("fermyon:spin/llm@2.0.0"));
+        assert!(!provided.provides("fermyon:spin/key-value@1.0.0"));
+        let message = refusal(
+            &["fermyon:spin/llm@2.0.0".into(), "fermyon:spin/key-value@1.0.0".into()],
+            |name| provided.versions_of(name),
+            &provided.summary(),
+        );
+        assert!(message.contains("`fermyon:spin/llm@2.0.0`,"), "{message}");
+        assert!(
+            message.contains("`fermyon:spin/key-value@1.0.0` (Kindling has fermyon:spin/key-value@2.0.0)"),
+            "{message}"
+        );
+        assert!(message.contains("wasi:http/{types,outgoing-handler}@0.2.12"), "{message}");
+        assert!(message.contains("--allow-unsupported-imports"), "{message}");
+    }
+}
