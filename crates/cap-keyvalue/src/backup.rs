@@ -6,6 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
+use kindling_host::{
+    check_database, dir_entries as entries, is_namespace as valid_namespace,
+    namespace_dirs as namespaces, put_back_database as put_back, snapshot_database,
+};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::capability::KeyValue;
@@ -108,15 +112,8 @@ pub(crate) fn restore(kv: &KeyValue, src: &Path) -> Result<Vec<String>, String> 
 
 /// Copies `db` into the new file `snapshot`; returns how many keys it holds.
 fn snapshot_into(db: &Path, snapshot: &Path) -> Result<u64, String> {
+    snapshot_database(db, snapshot)?;
     let fail = |err: rusqlite::Error| format!("backing up {}: {err}", db.display());
-    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(fail)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(fail)?;
-    let into = snapshot
-        .to_str()
-        .ok_or_else(|| format!("{}: the path is not UTF-8", snapshot.display()))?;
-    conn.execute("VACUUM INTO ?1", [into]).map_err(fail)?;
-    drop(conn);
     let copy =
         Connection::open_with_flags(snapshot, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(fail)?;
     let keys: i64 = copy
@@ -125,92 +122,9 @@ fn snapshot_into(db: &Path, snapshot: &Path) -> Result<u64, String> {
     Ok(keys.max(0) as u64)
 }
 
-/// A backed-up database must open, pass SQLite's check and hold the `kv` table.
+/// A backed-up store must open, pass SQLite's check and hold the `kv` table.
 fn check(path: &Path) -> Result<(), String> {
-    let bad = |why: String| {
-        format!(
-            "{} is damaged ({why}): take a new backup, or remove this file to restore the rest",
-            path.display()
-        )
-    };
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|err| bad(err.to_string()))?;
-    let verdict: String = conn
-        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-        .map_err(|err| bad(err.to_string()))?;
-    if verdict != "ok" {
-        return Err(bad(verdict));
-    }
-    conn.query_row("SELECT count(*) FROM kv", [], |row| row.get::<_, i64>(0))
-        .map_err(|err| bad(err.to_string()))?;
-    Ok(())
-}
-
-/// Replaces `target` with a copy of `from`, atomically: a crash leaves the old store or the
-/// new one. The old store's write-ahead log goes with it.
-fn put_back(from: &Path, target: &Path) -> Result<(), String> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |err: std::io::Error| format!("restoring {}: {err}", path.display())
-    };
-    let dir = target.parent().expect("a store's path has a directory");
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let partial = target.with_extension("db.restoring");
-    std::fs::copy(from, &partial).map_err(io(&partial))?;
-    std::fs::File::open(&partial)
-        .and_then(|file| file.sync_all())
-        .map_err(io(&partial))?;
-    for stale in ["db-wal", "db-shm"] {
-        let path = target.with_extension(stale);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(io(&path)(err)),
-        }
-    }
-    std::fs::rename(&partial, target).map_err(io(target))?;
-    std::fs::File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io(dir))
-}
-
-/// The namespace directories under a label's directory (none when it does not exist).
-fn namespaces(dir: &Path) -> Result<Vec<String>, String> {
-    if !dir.exists() {
-        return Ok(Vec::new());
-    }
-    Ok(entries(dir)?
-        .into_iter()
-        .filter(|name| valid_namespace(name) && dir.join(name).is_dir())
-        .collect())
-}
-
-/// The names in a directory, sorted.
-fn entries(dir: &Path) -> Result<Vec<String>, String> {
-    let read = std::fs::read_dir(dir).map_err(|err| format!("{}: {err}", dir.display()))?;
-    let mut names = Vec::new();
-    for entry in read {
-        let entry = entry.map_err(|err| format!("{}: {err}", dir.display()))?;
-        match entry.file_name().into_string() {
-            Ok(name) => names.push(name),
-            Err(name) => {
-                return Err(format!(
-                    "{}: {name:?} is not a name Kindling wrote: remove it",
-                    dir.display()
-                ));
-            }
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
-fn valid_namespace(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    check_database(path, Some("SELECT count(*) FROM kv"))
 }
 
 #[cfg(test)]

@@ -103,9 +103,8 @@ impl<U: 'static> kv::HostStoreWithStore<U> for HasSelf<KvState> {
         let ended = ended.map_err(error);
         accessor.with(|mut access| {
             let keys = StreamReader::new(&mut access, keys)?;
-            let ended = FutureReader::new(&mut access, async move {
-                Ok::<_, wasmtime::Error>(ended)
-            })?;
+            let ended =
+                FutureReader::new(&mut access, async move { Ok::<_, wasmtime::Error>(ended) })?;
             Ok((keys, ended))
         })
     }

@@ -176,6 +176,26 @@ impl Client {
         }
     }
 
+    /// The SQLite databases opened so far.
+    pub(crate) async fn sqlite_databases(
+        &self,
+    ) -> anyhow::Result<Vec<kindling_gateway::DatabaseInfo>> {
+        self.get_json("/v1/sqlite").await
+    }
+
+    /// Runs one statement on `NAMESPACE/LABEL`'s database.
+    pub(crate) async fn sqlite_execute(
+        &self,
+        database: &str,
+        statement: &kindling_gateway::Statement,
+    ) -> anyhow::Result<kindling_gateway::Answer> {
+        let url = self.url(&format!("/v1/sqlite/{database}"));
+        let response = self
+            .send(self.http.post(&url).json(statement), &url)
+            .await?;
+        decode(response).await
+    }
+
     /// Sends a request through the gateway to a function, returning the raw response.
     pub(crate) async fn invoke(
         &self,

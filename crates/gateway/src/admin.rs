@@ -30,6 +30,7 @@ pub(crate) fn routes(max_module_bytes: usize) -> Router<AppState> {
         .route("/functions/{name}/rollback", post(rollback))
         .route("/functions/{name}/logs", get(crate::logs::handler))
         .merge(crate::kv::routes())
+        .merge(crate::sqlite::routes())
         .route("/openapi.json", get(openapi))
         .fallback(no_such_route)
         // Multipart uploads carry the module plus a small config part.

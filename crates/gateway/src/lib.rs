@@ -21,6 +21,7 @@ mod openapi;
 mod request_id;
 mod router;
 mod server;
+mod sqlite;
 
 pub use config::GatewayConfig;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
@@ -28,3 +29,4 @@ pub use kv::{KeysPage, StoreInfo};
 pub use openapi::document as openapi_document;
 pub use router::app;
 pub use server::serve;
+pub use sqlite::{Answer, DatabaseInfo, Statement};

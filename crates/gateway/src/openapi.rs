@@ -247,6 +247,39 @@ pub fn document(capabilities: &Capabilities) -> Value {
                     }
                 }
             },
+            "/v1/sqlite": { "get": {
+                "summary": "The SQLite databases opened so far, with their sizes",
+                "responses": {
+                    "200": ok_json("the databases", json!({ "type": "array", "items": { "$ref": "#/components/schemas/SqliteDatabase" } })),
+                    "404": error("this node has no SQLite capability")
+                }
+            }},
+            "/v1/sqlite/{namespace}/{label}": {
+                "parameters": [namespace, label],
+                "post": {
+                    "summary": "Run one statement on a namespace's database, as its functions granted the label would",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "type": "object", "additionalProperties": false, "required": ["statement"],
+                        "properties": {
+                            "statement": { "type": "string" },
+                            "parameters": { "type": "array", "items": { "$ref": "#/components/schemas/SqlValue" } }
+                        }
+                    }}}},
+                    "responses": {
+                        "200": ok_json("the columns and rows", json!({
+                            "type": "object", "required": ["columns", "rows"],
+                            "properties": {
+                                "columns": { "type": "array", "items": { "type": "string" } },
+                                "rows": { "type": "array", "items": { "type": "array", "items": { "$ref": "#/components/schemas/SqlValue" } } }
+                            }
+                        })),
+                        "400": error("a bad namespace, body or statement"),
+                        "404": error("no database with this label"),
+                        "504": error("the statement ran too long and was interrupted"),
+                        "507": error("the database reached its size limit")
+                    }
+                }
+            },
             "/{function}/{path}": {
                 "parameters": [
                     { "name": "function", "in": "path", "required": true, "schema": { "type": "string" } },
@@ -315,6 +348,24 @@ pub fn document(capabilities: &Capabilities) -> Value {
                         "description": "link imports Kindling does not provide to stand-ins that trap when called, instead of refusing the deploy"
                     }
                 }))
+            },
+            "SqliteDatabase": {
+                "type": "object", "required": ["namespace", "label", "bytes"],
+                "properties": {
+                    "namespace": { "type": "string" },
+                    "label": { "type": "string" },
+                    "bytes": { "type": "integer" }
+                }
+            },
+            "SqlValue": {
+                "description": "an integer, a real, text, null, or a blob as {\"blob\": \"HEX\"}",
+                "oneOf": [
+                    { "type": "number" },
+                    { "type": "string" },
+                    { "type": "null" },
+                    { "type": "object", "additionalProperties": false, "required": ["blob"],
+                      "properties": { "blob": { "type": "string", "pattern": "^([0-9a-fA-F]{2})*$" } } }
+                ]
             },
             "KvStore": {
                 "type": "object", "required": ["namespace", "label", "keys", "bytes"],

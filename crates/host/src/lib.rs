@@ -17,6 +17,7 @@
 mod capability;
 mod env;
 mod error;
+mod files;
 mod invocation;
 mod mounts;
 mod outbound;
@@ -30,6 +31,10 @@ pub use capability::{
 };
 pub use env::EnvVars;
 pub use error::HostError;
+pub use files::{
+    check_database, dir_entries, is_namespace, namespace_dirs, put_back_database,
+    snapshot_database, world_imports,
+};
 pub use invocation::{
     BoxError, CallChain, Dispatch, DispatchFuture, Invocation, LocalBody, LocalBodyError,
     LocalCall, RequestTrace, ResponseBody,

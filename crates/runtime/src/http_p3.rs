@@ -19,9 +19,9 @@ use http_body_util::BodyExt;
 use kindling_host::{BoxError, ComponentCtx, HostState, InstanceKind};
 use tokio::time::Instant;
 use tracing::Instrument;
-use wasmtime_wasi_http::{FieldMap, WasiHttpView};
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::p3::{Request, Response};
+use wasmtime_wasi_http::{FieldMap, WasiHttpView};
 
 use crate::error::InvokeError;
 use crate::function::Inner;

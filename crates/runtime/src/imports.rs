@@ -298,7 +298,11 @@ pub(crate) fn relink_module(
     }
 }
 
-fn refusal(missing: &[String], versions: impl Fn(&str) -> Vec<&'static str>, provided: &str) -> String {
+fn refusal(
+    missing: &[String],
+    versions: impl Fn(&str) -> Vec<&'static str>,
+    provided: &str,
+) -> String {
     let listed: Vec<String> = missing
         .iter()
         .map(|name| {
@@ -348,16 +352,24 @@ mod tests {
         assert!(!provided.provides("fermyon:spin/llm@2.0.0"));
         assert!(!provided.provides("fermyon:spin/key-value@1.0.0"));
         let message = refusal(
-            &["fermyon:spin/llm@2.0.0".into(), "fermyon:spin/key-value@1.0.0".into()],
+            &[
+                "fermyon:spin/llm@2.0.0".into(),
+                "fermyon:spin/key-value@1.0.0".into(),
+            ],
             |name| provided.versions_of(name),
             &provided.summary(),
         );
         assert!(message.contains("`fermyon:spin/llm@2.0.0`,"), "{message}");
         assert!(
-            message.contains("`fermyon:spin/key-value@1.0.0` (Kindling has fermyon:spin/key-value@2.0.0)"),
+            message.contains(
+                "`fermyon:spin/key-value@1.0.0` (Kindling has fermyon:spin/key-value@2.0.0)"
+            ),
             "{message}"
         );
-        assert!(message.contains("wasi:http/{types,outgoing-handler}@0.2.12"), "{message}");
+        assert!(
+            message.contains("wasi:http/{types,outgoing-handler}@0.2.12"),
+            "{message}"
+        );
         assert!(message.contains("--allow-unsupported-imports"), "{message}");
     }
 }

@@ -171,7 +171,10 @@ mod tests {
             assert!(err.contains(needle), "{needle:?} not in {err:?}");
         }
         let err = encoding(b"#!/bin/sh\necho hi").unwrap_err().to_string();
-        assert!(!err.contains("; it is"), "no guess for a shell script: {err}");
+        assert!(
+            !err.contains("; it is"),
+            "no guess for a shell script: {err}"
+        );
     }
 
     #[test]

@@ -325,7 +325,11 @@ impl Runtime {
             .map(|(name, _)| name.to_string())
             .collect();
         let p3 = exports.iter().any(|name| name.starts_with(HANDLER));
-        if !p3 && !exports.iter().any(|name| name.starts_with(INCOMING_HANDLER)) {
+        if !p3
+            && !exports
+                .iter()
+                .any(|name| name.starts_with(INCOMING_HANDLER))
+        {
             let found = if exports.is_empty() {
                 "it exports nothing".to_string()
             } else {
@@ -364,7 +368,11 @@ impl Runtime {
         Ok(Pre::Http(pre))
     }
 
-    fn link_module(&self, module: &Module, policy: UnsupportedImports) -> Result<Pre, PrepareError> {
+    fn link_module(
+        &self,
+        module: &Module,
+        policy: UnsupportedImports,
+    ) -> Result<Pre, PrepareError> {
         let has_start = module
             .exports()
             .any(|export| export.name() == "_start" && export.ty().func().is_some());

@@ -9,6 +9,10 @@
 //! - `GET /kv/get/{key}`, `PUT /kv/set/{key}`, `DELETE /kv/delete/{key}`,
 //!   `GET /kv/exists/{key}`, `GET /kv/keys`: the `default` store
 //! - `GET /kv/open/{label}`: opens another store: `ok`, or the error
+//! - `POST /sql/{label}` with a statement as the body: runs it through Spin 3.1's async SQLite
+//!   (`execute-async`, rows as a stream); answers the columns and rows, values separated by `|`
+//! - `POST /sql/{label}/insert` with a body: inserts it into `notes(body)` as a bound
+//!   parameter; answers the new rowid and the rows changed
 
 use futures::SinkExt;
 use spin_sdk::http::body::{IncomingBodyExt, stream};
@@ -55,6 +59,12 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
             Err(other) => answer(500, format!("{other:?}\n")),
         }
         .into_response(),
+        (Method::POST, ["sql", rest @ ..]) => {
+            let label = rest.first().copied().unwrap_or("default");
+            let insert = rest.get(1) == Some(&"insert");
+            let body = String::from_utf8_lossy(&request.into_body().bytes().await?).into_owned();
+            sql(label, insert, body).await.into_response()
+        }
         (method, ["kv", op, rest @ ..]) => {
             let store = Store::open_default().await?;
             let key = rest.first().copied().unwrap_or_default();
@@ -90,4 +100,51 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
         }
         _ => answer(404, "no such route\n").into_response(),
     })
+}
+
+async fn sql(label: &str, insert: bool, body: String) -> Response<String> {
+    use spin_sdk::sqlite::{Connection, Error as SqlError, Value};
+    let conn = match Connection::open(label).await {
+        Ok(conn) => conn,
+        Err(SqlError::AccessDenied) => return answer(403, "access denied\n"),
+        Err(other) => return answer(500, format!("{other:?}\n")),
+    };
+    let result = if insert {
+        conn.execute("INSERT INTO notes (body) VALUES (?)", [Value::Text(body)])
+            .await
+    } else {
+        conn.execute(body, []).await
+    };
+    let result = match result {
+        Ok(result) => result,
+        Err(SqlError::DatabaseFull) => return answer(507, "database full\n"),
+        Err(SqlError::Io(why)) => return answer(400, format!("{why}\n")),
+        Err(other) => return answer(500, format!("{other:?}\n")),
+    };
+    let columns = result.columns().join("|");
+    let rows = match result.collect().await {
+        Ok(rows) => rows,
+        Err(err) => return answer(500, format!("{err:?}\n")),
+    };
+    if insert {
+        let rowid = conn.last_insert_rowid().await;
+        let changes = conn.changes().await;
+        return answer(200, format!("{rowid} {changes}\n"));
+    }
+    let mut text = columns + "\n";
+    for row in rows {
+        let values: Vec<String> = row
+            .values
+            .iter()
+            .map(|value| match value {
+                Value::Integer(i) => i.to_string(),
+                Value::Real(f) => f.to_string(),
+                Value::Text(s) => s.clone(),
+                Value::Blob(b) => format!("{} bytes", b.len()),
+                Value::Null => "NULL".to_string(),
+            })
+            .collect();
+        text += &(values.join("|") + "\n");
+    }
+    answer(200, text)
 }

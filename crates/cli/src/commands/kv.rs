@@ -140,8 +140,32 @@ impl KvCommand {
     }
 }
 
-/// `NAMESPACE/LABEL`, from a function name or as given.
+/// What a function is granted labels of: its configuration field, the deploy flag that fills
+/// it, and what one is called.
+pub(super) struct Grant {
+    pub(super) field: &'static str,
+    pub(super) flag: &'static str,
+    pub(super) what: &'static str,
+}
+
+const KEY_VALUE: Grant = Grant {
+    field: "key_value_stores",
+    flag: "--key-value",
+    what: "key-value store",
+};
+
 async fn resolve(client: &Client, store: &str, label: Option<&str>) -> anyhow::Result<String> {
+    resolve_label(client, store, label, &KEY_VALUE).await
+}
+
+/// `NAMESPACE/LABEL`, from a function name (its namespace and its one granted label, or
+/// `label`) or as given.
+pub(super) async fn resolve_label(
+    client: &Client,
+    store: &str,
+    label: Option<&str>,
+    grant: &Grant,
+) -> anyhow::Result<String> {
     if let Some((namespace, given)) = store.split_once('/') {
         if label.is_some() {
             return Err(UsageError(
@@ -155,14 +179,15 @@ async fn resolve(client: &Client, store: &str, label: Option<&str>) -> anyhow::R
     let granted: Vec<String> = function
         .config
         .sections
-        .get("key_value_stores")
+        .get(grant.field)
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .unwrap_or_default();
     let label = match (label, granted.as_slice()) {
         (Some(label), _) if granted.iter().any(|g| g == label) => label.to_string(),
         (Some(label), _) => {
             return Err(UsageError(format!(
-                "function {store:?} was not granted the store {label:?}; it was granted: {}",
+                "function {store:?} was not granted the {} {label:?}; it was granted: {}",
+                grant.what,
                 if granted.is_empty() {
                     "none".to_string()
                 } else {
@@ -174,7 +199,8 @@ async fn resolve(client: &Client, store: &str, label: Option<&str>) -> anyhow::R
         (None, [only]) => only.clone(),
         (None, []) => {
             return Err(UsageError(format!(
-                "function {store:?} was granted no key-value store (deploy it with --key-value LABEL)"
+                "function {store:?} was granted no {} (deploy it with {} LABEL)",
+                grant.what, grant.flag
             ))
             .into());
         }

@@ -14,6 +14,7 @@ mod rm;
 mod rollback;
 mod serve;
 mod sim;
+mod sqlite;
 mod versions;
 
 use clap::{Args, Parser, Subcommand};
@@ -52,6 +53,8 @@ enum Command {
     Invoke(invoke::InvokeCommand),
     /// Read and write guests' key-value stores: get, set, rm, ls
     Kv(kv::KvCommand),
+    /// Run SQL on guests' SQLite databases, or list them
+    Sqlite(sqlite::SqliteCommand),
     /// Load a URL and report throughput and latency percentiles
     Bench(bench::BenchCommand),
     /// Where a workload belongs: technology-selection decision trees, decision matrices and a
@@ -78,6 +81,7 @@ impl Cli {
             Command::Logs(command) => command.execute().await,
             Command::Invoke(command) => command.execute().await,
             Command::Kv(command) => command.execute().await,
+            Command::Sqlite(command) => command.execute().await,
             Command::Bench(command) => command.execute().await,
             Command::Advise(command) => command.execute().await,
             Command::Sim(command) => command.execute().await,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use kindling_cap_keyvalue::KeyValue;
+use kindling_cap_sqlite::Sqlite;
 use kindling_cap_variables::Variables;
 use kindling_gateway::GatewayConfig;
 use kindling_host::Capabilities;
@@ -32,7 +33,7 @@ pub(crate) struct CapabilitySettings {
 }
 
 /// The tables a runtime-config file may have.
-const RUNTIME_CONFIG_TABLES: &[&str] = &["key_value_store"];
+const RUNTIME_CONFIG_TABLES: &[&str] = &["key_value_store", "sqlite_database"];
 
 /// What guests can reach, in order: the composition root of the capability seam. A new
 /// capability is one more `.with(...)` here (`docs/architecture.md`). Building them does no
@@ -41,7 +42,8 @@ pub(crate) fn capabilities(settings: &CapabilitySettings) -> Result<Capabilities
     let runtime_config = settings.runtime_config.as_ref();
     Ok(Capabilities::builtin(settings.mount_root.clone())
         .with(KeyValue::new(settings.data_dir.clone(), runtime_config)?)
-        .with(Variables::new(settings.data_dir.clone())))
+        .with(Variables::new(settings.data_dir.clone()))
+        .with(Sqlite::new(settings.data_dir.clone(), runtime_config)?))
 }
 
 /// Reads the runtime-config file (Spin's `runtime-config.toml` form).

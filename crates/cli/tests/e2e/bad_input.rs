@@ -23,7 +23,11 @@ async fn refused_deploys_say_why_and_change_nothing() {
     let library = test_program("core-library");
     let unsupported = test_program("unsupported-imports");
     let wat = dir.path().join("hello.wat");
-    std::fs::write(&wat, ";; a text module\n(module (func (export \"_start\")))\n").unwrap();
+    std::fs::write(
+        &wat,
+        ";; a text module\n(module (func (export \"_start\")))\n",
+    )
+    .unwrap();
     let zip = dir.path().join("hello.zip");
     std::fs::write(&zip, b"PK\x03\x04\x14\0\0\0\0\0").unwrap();
 
@@ -31,7 +35,10 @@ async fn refused_deploys_say_why_and_change_nothing() {
         (path_str(&not_wasm), "not a WebAssembly binary"),
         (path_str(&truncated), "invalid WebAssembly"),
         (path_str(&empty), "empty"),
-        (path_str(&command), "exports neither wasi:http/incoming-handler"),
+        (
+            path_str(&command),
+            "exports neither wasi:http/incoming-handler",
+        ),
         (path_str(&library), "no `_start` function"),
         (path_str(&unsupported), "`fermyon:spin/llm@2.0.0`"),
         (path_str(&wat), "WebAssembly text module (.wat)"),

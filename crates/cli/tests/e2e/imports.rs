@@ -16,11 +16,15 @@ fn a_refusal_names_the_import_and_the_opt_in_serves_the_other_routes() {
     for needle in [
         "it imports an interface that Kindling does not provide: `fermyon:spin/llm@2.0.0`",
         "Kindling provides",
-        "fermyon:spin/key-value@2.0.0",
+        "fermyon:spin/{key-value,variables,sqlite}@2.0.0",
         "wasi:http/{types,outgoing-handler}@0.2.12",
         "--allow-unsupported-imports",
     ] {
-        assert!(out.stderr.contains(needle), "{needle:?} not in {:?}", out.stderr);
+        assert!(
+            out.stderr.contains(needle),
+            "{needle:?} not in {:?}",
+            out.stderr
+        );
     }
     assert_eq!(server.cli(&["ls", "--json"]).json(), serde_json::json!([]));
 
@@ -38,8 +42,15 @@ fn a_refusal_names_the_import_and_the_opt_in_serves_the_other_routes() {
     );
     let body = curl(&["-sS", "-f", &server.url("/llm/")]).unwrap();
     assert_eq!(body, "serving without the llm\n");
-    let status = curl(&["-sS", "-o", "/dev/null", "-w", "%{http_code}", &server.url("/llm/llm")])
-        .unwrap();
+    let status = curl(&[
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &server.url("/llm/llm"),
+    ])
+    .unwrap();
     assert_eq!(status, "500");
     let log = server.log();
     assert!(

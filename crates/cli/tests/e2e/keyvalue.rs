@@ -355,7 +355,8 @@ fn kindling_kv_reads_and_writes_what_guests_see_and_metrics_count_it() {
     let out = server.cli(&["kv", "ls", "app", "--label", "cache"]);
     assert_eq!(out.code, 2);
     assert!(
-        out.stderr.contains("was not granted the store \"cache\""),
+        out.stderr
+            .contains("was not granted the key-value store \"cache\""),
         "{out:?}"
     );
 

@@ -18,6 +18,7 @@ mod logs;
 mod metrics;
 mod scheduling;
 mod sim;
+mod sqlite;
 mod traces;
 mod variables;
 mod wasi_http;
