@@ -37,10 +37,20 @@ fn guests_share_a_namespaces_database_through_every_interface_version() {
     let spin5 = test_program("spin-kv");
     let spin7 = test_program("spin7");
     for (name, guest, namespace, extra) in [
-        ("app", &spin5, "school", vec!["--sqlite", "default", "--sqlite", "small"]),
+        (
+            "app",
+            &spin5,
+            "school",
+            vec!["--sqlite", "default", "--sqlite", "small"],
+        ),
         ("peer", &spin7, "school", vec!["--sqlite", "default"]),
         ("other", &spin5, "elsewhere", vec!["--sqlite", "default"]),
-        ("slow", &spin7, "school", vec!["--sqlite", "default", "--timeout", "300ms"]),
+        (
+            "slow",
+            &spin7,
+            "school",
+            vec!["--sqlite", "default", "--timeout", "300ms"],
+        ),
     ] {
         let mut deploy = vec!["deploy", name, path_str(guest), "--namespace", namespace];
         deploy.extend(extra);
@@ -48,7 +58,10 @@ fn guests_share_a_namespaces_database_through_every_interface_version() {
     }
 
     let create = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)";
-    assert_eq!(sql(&server, "/app/sql2/default", create), (200, "\n".into()));
+    assert_eq!(
+        sql(&server, "/app/sql2/default", create),
+        (200, "\n".into())
+    );
     assert_eq!(
         sql(&server, "/app/sql2/default/insert", "first"),
         (200, "1\n".into())
@@ -72,7 +85,11 @@ fn guests_share_a_namespaces_database_through_every_interface_version() {
         )
     );
     assert_eq!(
-        sql(&server, "/app/sql3/default", "SELECT count(*) AS n FROM notes"),
+        sql(
+            &server,
+            "/app/sql3/default",
+            "SELECT count(*) AS n FROM notes"
+        ),
         (200, "n\n3\n".into())
     );
 
@@ -110,14 +127,31 @@ fn guests_share_a_namespaces_database_through_every_interface_version() {
                    SELECT count(*) FROM c";
     assert_eq!(sql(&server, "/slow/sql/default", endless).0, 504);
     assert_eq!(
-        sql(&server, "/peer/sql/default", "SELECT count(*) AS n FROM notes"),
+        sql(
+            &server,
+            "/peer/sql/default",
+            "SELECT count(*) AS n FROM notes"
+        ),
         (200, "n\n3\n".into())
     );
 
     // The operator's view of the same database.
-    let out = server.cli(&["sqlite", "app", "SELECT body FROM notes WHERE id = ?", "--param", "2", "--label", "default"]);
+    let out = server.cli(&[
+        "sqlite",
+        "app",
+        "SELECT body FROM notes WHERE id = ?",
+        "--param",
+        "2",
+        "--label",
+        "default",
+    ]);
     assert!(out.ok().contains("it's second"), "{out:?}");
-    let out = server.cli(&["sqlite", "school/default", "SELECT count(*) AS n FROM notes", "--json"]);
+    let out = server.cli(&[
+        "sqlite",
+        "school/default",
+        "SELECT count(*) AS n FROM notes",
+        "--json",
+    ]);
     assert_eq!(out.json()["rows"], serde_json::json!([[3]]));
     let out = server.cli(&["sqlite", "app", "SELECT 1"]);
     assert_eq!(out.code, 2, "two labels granted: {out:?}");
@@ -134,7 +168,11 @@ fn guests_share_a_namespaces_database_through_every_interface_version() {
     server.kill();
     let server = Server::start(&kindling(), &data, &args, &[]);
     assert_eq!(
-        sql(&server, "/app/sql3/default", "SELECT count(*) AS n FROM notes"),
+        sql(
+            &server,
+            "/app/sql3/default",
+            "SELECT count(*) AS n FROM notes"
+        ),
         (200, "n\n3\n".into())
     );
 }
