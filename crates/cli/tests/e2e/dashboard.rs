@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kindling_test_support::{Server, example};
+use kindling_test_support::{Server, example, test_program};
 
 use crate::{curl, fresh_server, kindling, path_str};
 
@@ -98,6 +98,18 @@ fn the_dashboard_shows_live_numbers_that_match_the_metrics() {
     server
         .cli(&["deploy", "greet", path_str(&example("wagi-hello"))])
         .ok();
+    server
+        .cli(&[
+            "deploy",
+            "state",
+            path_str(&test_program("spin-kv")),
+            "--key-value",
+            "default",
+            "--sqlite",
+            "default",
+        ])
+        .ok();
+    curl(&["-fsS", "-X", "PUT", "--data-binary", "v", &server.url("/state/set/k")]).unwrap();
     let _load = Load::start(&server.url("/hello/"));
     let _logs = Load::start(&server.url("/greet/from-the-test"));
     let started = Instant::now();
@@ -146,6 +158,16 @@ fn the_dashboard_shows_live_numbers_that_match_the_metrics() {
         "the page shows {rps} req/s; its samples say {expected}"
     );
     assert!(dom.contains(r#"data-function="greet""#));
+    // The guests' stores and databases, with their sizes.
+    let kv = dom
+        .split(r#"data-store="key-value default/default""#)
+        .nth(1)
+        .expect("the key-value store is listed");
+    assert!(kv.starts_with("><td>key-value</td><td>default/default</td><td>1</td>"), "{kv}");
+    assert!(
+        dom.contains(r#"data-store="SQLite default/default""#),
+        "the SQLite database is listed: {dom}"
+    );
 
     // A function's own page: versions, limits, logs.
     let dom = dump_dom(&server.url("/dashboard#/fn/greet"), 4000);

@@ -28,6 +28,15 @@ function parseMetrics(text) {
 function snapshot(series) {
   const fns = new Map();
   const node = {};
+  // Guests' stores and databases, by kind, namespace and label.
+  const stores = new Map();
+  const store = (kind, s) => {
+    const key = `${kind} ${s.labels.namespace}/${s.labels.label}`;
+    if (!stores.has(key)) {
+      stores.set(key, { kind, name: `${s.labels.namespace}/${s.labels.label}`, keys: null, bytes: 0, ops: 0 });
+    }
+    return stores.get(key);
+  };
   const fn = (name) => {
     if (!fns.has(name)) {
       fns.set(name, { requests: 0, errors: 0, cold: 0, buckets: new Map(), inFlight: 0, queued: 0, memory: 0, loaded: 0, version: "" });
@@ -58,9 +67,13 @@ function snapshot(series) {
       case "process_cpu_seconds_total": node.cpu = s.value; break;
       case "kindling_functions": node.functions = s.value; break;
       case "kindling_functions_loaded": node.loaded = s.value; break;
+      case "kindling_kv_keys": store("key-value", s).keys = s.value; break;
+      case "kindling_kv_bytes": store("key-value", s).bytes = s.value; break;
+      case "kindling_kv_operations_total": store("key-value", s).ops += s.value; break;
+      case "kindling_sqlite_bytes": store("SQLite", s).bytes = s.value; break;
     }
   }
-  return { t: node.uptime, fns, node };
+  return { t: node.uptime, fns, node, stores };
 }
 
 // The q-quantile of the observations between two cumulative bucket sets, interpolated inside
@@ -201,6 +214,7 @@ function renderOverview() {
       el("td", {}, String(f.inFlight)), el("td", {}, String(f.queued)), el("td", {}, fmt.bytes(f.memory)));
     body.append(row);
   }
+  renderStores(now);
   const top = names.map((n) => ({ n, rps: (history.get(n) || []).reduce((a, p) => a + (p.rps || 0), 0) }))
     .sort((a, b) => b.rps - a.rps).slice(0, COLORS.length).map((x) => x.n);
   drawChart(document.getElementById("chart-rps"), top.map((n) => ({ label: n, points: (history.get(n) || []).map((p) => ({ t: p.t, v: p.rps })) })));
@@ -209,6 +223,25 @@ function renderOverview() {
 
 let selected = null;
 let logsAfter = 0;
+
+function renderStores(now) {
+  const body = document.querySelector("#stores tbody");
+  body.replaceChildren();
+  const keys = [...now.stores.keys()].sort();
+  document.getElementById("state").hidden = keys.length === 0;
+  const before = samples.length > 1 ? samples[0] : null;
+  for (const key of keys) {
+    const st = now.stores.get(key);
+    const then = before && before.stores.get(key);
+    const span = before ? now.t - before.t : 0;
+    const opsRate = then && span > 0 ? (st.ops - then.ops) / span : null;
+    const row = el("tr", { "data-store": key });
+    row.append(el("td", {}, st.kind), el("td", {}, st.name),
+      el("td", {}, st.keys === null ? "–" : String(st.keys)), el("td", {}, fmt.bytes(st.bytes)),
+      el("td", {}, st.kind === "key-value" ? fmt.rate(opsRate) : "–"));
+    body.append(row);
+  }
+}
 
 async function showFunction(name) {
   selected = name; logsAfter = 0;
