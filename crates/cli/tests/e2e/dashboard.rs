@@ -109,7 +109,15 @@ fn the_dashboard_shows_live_numbers_that_match_the_metrics() {
             "default",
         ])
         .ok();
-    curl(&["-fsS", "-X", "PUT", "--data-binary", "v", &server.url("/state/set/k")]).unwrap();
+    curl(&[
+        "-fsS",
+        "-X",
+        "PUT",
+        "--data-binary",
+        "v",
+        &server.url("/state/set/k"),
+    ])
+    .unwrap();
     let _load = Load::start(&server.url("/hello/"));
     let _logs = Load::start(&server.url("/greet/from-the-test"));
     let started = Instant::now();
@@ -163,7 +171,10 @@ fn the_dashboard_shows_live_numbers_that_match_the_metrics() {
         .split(r#"data-store="key-value default/default""#)
         .nth(1)
         .expect("the key-value store is listed");
-    assert!(kv.starts_with("><td>key-value</td><td>default/default</td><td>1</td>"), "{kv}");
+    assert!(
+        kv.starts_with("><td>key-value</td><td>default/default</td><td>1</td>"),
+        "{kv}"
+    );
     assert!(
         dom.contains(r#"data-store="SQLite default/default""#),
         "the SQLite database is listed: {dom}"
