@@ -69,17 +69,16 @@ pub fn parse_databases(
                 fields.kind
             ));
         }
-        if let Some(path) = &fields.path {
-            if path.is_absolute()
+        if let Some(path) = &fields.path
+            && (path.is_absolute()
                 || path
                     .components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
-            {
-                return Err(format!(
-                    "[sqlite_database.{label}] path {path:?} must be a directory under the data \
-                     directory: relative, without `..`"
-                ));
-            }
+                    .any(|c| matches!(c, std::path::Component::ParentDir)))
+        {
+            return Err(format!(
+                "[sqlite_database.{label}] path {path:?} must be a directory under the data \
+                 directory: relative, without `..`"
+            ));
         }
         let default = Limits::default();
         let limits = Limits {

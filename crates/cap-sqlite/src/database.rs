@@ -228,11 +228,7 @@ fn run(
     limits: Limits,
 ) -> Result<Rows, SqlError> {
     let mut prepared = conn.prepare(statement).map_err(error)?;
-    let columns: Vec<String> = prepared
-        .column_names()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let columns: Vec<String> = prepared.column_names().map(str::to_string).collect();
     let parameters: Vec<Sql> = parameters
         .into_iter()
         .map(|value| match value {
