@@ -27,8 +27,19 @@ pub(crate) fn back_up(sqlite: &Sqlite, dest: &Path) -> Result<Vec<String>, Strin
             }
             let into = dest.join(label);
             std::fs::create_dir_all(&into).map_err(|err| format!("{}: {err}", into.display()))?;
-            snapshot_database(&db, &into.join(format!("{namespace}.db")))?;
-            copied += 1;
+            let snapshot = into.join(format!("{namespace}.db"));
+            // One damaged database must not cost the others their backup: it is named and
+            // left out.
+            match snapshot_database(&db, &snapshot) {
+                Ok(()) => copied += 1,
+                Err(why) => {
+                    let _ = std::fs::remove_file(&snapshot);
+                    lines.push(format!(
+                        "label {label} of namespace {namespace} NOT copied: {why}; check it with \
+                         `kindling sqlite {namespace}/{label} \"PRAGMA quick_check\"`"
+                    ));
+                }
+            }
         }
         if copied > 0 {
             let plural = if copied == 1 { "" } else { "s" };
@@ -87,8 +98,8 @@ mod tests {
             .unwrap()
             .connect()
             .unwrap();
-        conn.execute("CREATE TABLE t (v TEXT)", vec![]).unwrap();
-        conn.execute(
+        conn.execute_now("CREATE TABLE t (v TEXT)", vec![]).unwrap();
+        conn.execute_now(
             "INSERT INTO t VALUES (?)",
             vec![Value::Text("before".into())],
         )
@@ -100,7 +111,8 @@ mod tests {
             ["label default: 1 database copied"]
         );
 
-        conn.execute("UPDATE t SET v = 'after'", vec![]).unwrap();
+        conn.execute_now("UPDATE t SET v = 'after'", vec![])
+            .unwrap();
         drop(conn);
         drop(sqlite);
         let sqlite = Sqlite::new(data.path().to_path_buf(), None).unwrap();
@@ -113,7 +125,7 @@ mod tests {
             .unwrap()
             .connect()
             .unwrap();
-        let rows = conn.execute("SELECT v FROM t", vec![]).unwrap();
+        let rows = conn.execute_now("SELECT v FROM t", vec![]).unwrap();
         assert_eq!(rows.rows, [vec![Value::Text("before".into())]]);
 
         std::fs::write(dest.join("default").join("other.db"), b"not sqlite").unwrap();

@@ -31,7 +31,12 @@ struct Shared {
     labels: BTreeMap<String, DatabaseConfig>,
     /// Databases opened so far, by namespace and label.
     open: Mutex<HashMap<(String, String), Arc<Database>>>,
+    /// Statements that may run at once across every database.
+    statements: Arc<tokio::sync::Semaphore>,
 }
+
+/// Statements guests may run at once on a node; each holds a blocking thread while it runs.
+const CONCURRENT_STATEMENTS: usize = 64;
 
 impl std::fmt::Debug for Sqlite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -51,6 +56,7 @@ impl Sqlite {
                 data_dir,
                 labels,
                 open: Mutex::default(),
+                statements: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STATEMENTS)),
             }),
         })
     }
@@ -91,9 +97,27 @@ impl Sqlite {
         let database = Arc::new(Database::open(
             &self.path(config, namespace, label),
             config.limits,
+            self.shared.statements.clone(),
         )?);
         open.insert(key, database.clone());
         Ok(database)
+    }
+
+    /// The database of `namespace`'s `label` if it exists already (a function granted it was
+    /// deployed), never creating one. Blocking.
+    pub fn existing_database(&self, namespace: &str, label: &str) -> Result<Arc<Database>, String> {
+        let exists = self
+            .shared
+            .labels
+            .get(label)
+            .is_some_and(|config| self.path(config, namespace, label).is_file());
+        if !exists {
+            return Err(format!(
+                "namespace {namespace:?} has no SQLite database {label:?}: it is made when a \
+                 function of the namespace granted it (--sqlite {label}) is deployed"
+            ));
+        }
+        self.database(namespace, label)
     }
 
     /// Every database opened so far: namespace, label and database, in order.

@@ -9,8 +9,11 @@
 //!
 //! [sqlite_database.reports]
 //! type = "spin"
-//! path = "reports"           # a directory for the label's databases, under the data dir
+//! path = "reports"           # <data-dir>/sqlite/reports/<namespace>/reports.db
 //! ```
+//!
+//! Unlike Spin's, `path` names a directory, under `<data-dir>/sqlite/`: a label has one
+//! database per namespace.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,7 +26,7 @@ use crate::database::Limits;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseConfig {
     /// The directory of the label's databases (one per namespace), relative to the data
-    /// directory; `sqlite` when the file names none.
+    /// directory: `sqlite`, or `sqlite/<path>` when the file names a path.
     pub dir: PathBuf,
     /// What each database may hold and return.
     pub limits: Limits,
@@ -70,14 +73,15 @@ pub fn parse_databases(
             ));
         }
         if let Some(path) = &fields.path
-            && (path.is_absolute()
-                || path
+            && (path.as_os_str().is_empty()
+                || !path
                     .components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir)))
+                    .all(|c| matches!(c, std::path::Component::Normal(_))))
         {
             return Err(format!(
-                "[sqlite_database.{label}] path {path:?} must be a directory under the data \
-                 directory: relative, without `..`"
+                "[sqlite_database.{label}] path {path:?} must name a directory under \
+                 <data-dir>/sqlite: relative, without `.` or `..` (it holds one database per \
+                 namespace, so unlike Spin's it is not a file name)"
             ));
         }
         let default = Limits::default();
@@ -91,7 +95,10 @@ pub fn parse_databases(
                  max_result_bytes at least 1"
             ));
         }
-        let dir = fields.path.unwrap_or_else(|| PathBuf::from("sqlite"));
+        let dir = match fields.path {
+            Some(path) => PathBuf::from("sqlite").join(path),
+            None => PathBuf::from("sqlite"),
+        };
         databases.insert(label.clone(), DatabaseConfig { dir, limits });
     }
     Ok(databases)
@@ -128,7 +135,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(databases["default"].dir, PathBuf::from("sqlite"));
-        assert_eq!(databases["reports"].dir, PathBuf::from("reports"));
+        assert_eq!(databases["reports"].dir, PathBuf::from("sqlite/reports"));
         assert_eq!(databases["reports"].limits.max_bytes, 1 << 20);
         let default = parse("").unwrap();
         assert_eq!(default.len(), 1);
@@ -138,8 +145,11 @@ mod tests {
     fn mistakes_are_named() {
         let err = parse("[sqlite_database.x]\ntype = \"libsql\"\n").unwrap_err();
         assert!(err.contains("\"libsql\" is not one Kindling has"), "{err}");
-        let err = parse("[sqlite_database.x]\ntype = \"spin\"\npath = \"/etc\"\n").unwrap_err();
-        assert!(err.contains("under the data directory"), "{err}");
+        for path in ["/etc", "", ".", "a/../b"] {
+            let text = format!("[sqlite_database.x]\ntype = \"spin\"\npath = \"{path}\"\n");
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains("under <data-dir>/sqlite"), "{path}: {err}");
+        }
         let err = parse("[sqlite_database.x]\ntype = \"spin\"\nsize = 1\n").unwrap_err();
         assert!(err.contains("unknown field `size`"), "{err}");
         let err = parse("[sqlite_database.\"a b\"]\ntype = \"spin\"\n").unwrap_err();

@@ -6,7 +6,7 @@
 use kindling_host::{ComponentCtx, ComponentLinker, HostState};
 use wasmtime::component::{Accessor, FutureReader, HasSelf, Resource, StreamReader};
 
-use crate::database::{Conn, Database, Rows, SqlError, Value};
+use crate::database::{Conn, Database, Interrupt, Rows, SqlError, Value};
 use crate::state::{OpenConnection, OpenError, SqlState};
 
 wasmtime::component::bindgen!({
@@ -40,12 +40,18 @@ async fn connect(database: std::sync::Arc<Database>) -> Result<Conn, SqlError> {
         .unwrap_or_else(|join| Err(SqlError::Io(format!("opening the database failed: {join}"))))
 }
 
-/// Runs a statement off the async threads; if the caller stops waiting (the request's deadline
-/// passed), the statement is interrupted.
+/// Runs a statement off the async threads, when the node has a turn free; if the caller stops
+/// waiting (the request's deadline passed), the statement stops, or never starts.
 async fn execute(conn: Conn, statement: String, parameters: Vec<Value>) -> Result<Rows, SqlError> {
-    let guard = conn.interrupt_on_drop();
-    let result = tokio::task::spawn_blocking(move || conn.execute(&statement, parameters)).await;
-    guard.done();
+    let turn = conn.database().turn().await;
+    let interrupt = Interrupt::new();
+    let watcher = interrupt.watcher();
+    let result = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        conn.execute(&statement, parameters, &watcher)
+    })
+    .await;
+    interrupt.done();
     result.unwrap_or_else(|join| Err(SqlError::Io(format!("the statement failed: {join}"))))
 }
 

@@ -18,5 +18,5 @@ mod state;
 
 pub use capability::{Granted, Sqlite, SqliteSection};
 pub use config::{DatabaseConfig, parse_databases};
-pub use database::{Conn, Database, Limits, Rows, SqlError, Value};
+pub use database::{Conn, Database, Interrupt, Limits, Rows, SqlError, Value};
 pub use state::{OpenConnection, SqlState};

@@ -7,7 +7,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use http::StatusCode;
-use kindling_cap_sqlite::{SqlError, Sqlite, Value};
+use kindling_cap_sqlite::{Interrupt, SqlError, Sqlite, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -144,31 +144,35 @@ async fn execute(
         .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "invalid", why))?;
     let sqlite = capability(&state)?.clone();
     let conn = tokio::task::spawn_blocking(move || {
+        // An operator's statement reaches only databases guests made: a typo in the namespace
+        // is a 404, not a new empty database.
         let database = sqlite
-            .database(&namespace, &label)
+            .existing_database(&namespace, &label)
             .map_err(|why| ApiError::new(StatusCode::NOT_FOUND, "no_such_database", why))?;
         database
-            .connect()
+            .connect_operator()
             .map_err(|err| ApiError::internal(err, None))
     })
     .await
     .map_err(|err| ApiError::internal(err, None))??;
-    // An operator's statement is bounded like a guest's: past the deadline it is interrupted.
-    let guard = conn.interrupt_on_drop();
-    let running =
-        tokio::task::spawn_blocking(move || conn.execute(&statement.statement, parameters));
+    // An operator's statement is bounded like a guest's: past the deadline it stops.
+    let interrupt = Interrupt::new();
+    let watcher = interrupt.watcher();
+    let running = tokio::task::spawn_blocking(move || {
+        conn.execute(&statement.statement, parameters, &watcher)
+    });
     let result = match tokio::time::timeout(STATEMENT_DEADLINE, running).await {
         Ok(joined) => {
-            guard.done();
+            interrupt.done();
             joined.map_err(|err| ApiError::internal(err, None))?
         }
         Err(_) => {
-            drop(guard);
+            drop(interrupt);
             return Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "statement_timeout",
                 format!(
-                    "the statement ran longer than {} s and was interrupted",
+                    "the statement ran longer than {} s and was stopped",
                     STATEMENT_DEADLINE.as_secs()
                 ),
             ));

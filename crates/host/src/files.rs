@@ -49,8 +49,25 @@ pub fn check_database(path: &Path, probe: Option<&str>) -> Result<(), String> {
 }
 
 /// Replaces the database `target` with a copy of `from`, atomically: a crash leaves the old
-/// database or the new one. The old database's write-ahead log goes with it. Blocking.
+/// database or the new one. The old database's write-ahead log is checkpointed into it first,
+/// so removing the log before the swap loses nothing if the swap never happens. Blocking.
 pub fn put_back_database(from: &Path, target: &Path) -> Result<(), String> {
+    if target.is_file() {
+        let fail = |why: String| {
+            format!(
+                "restoring {}: cannot fold its write-ahead log into it first ({why}); is a node \
+                 still running on this data directory?",
+                target.display()
+            )
+        };
+        let conn = Connection::open(target).map_err(|err| fail(err.to_string()))?;
+        let busy: i64 = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+            .map_err(|err| fail(err.to_string()))?;
+        if busy != 0 {
+            return Err(fail("the database is in use".into()));
+        }
+    }
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |err: std::io::Error| format!("restoring {}: {err}", path.display())

@@ -205,6 +205,7 @@ fn with_authority<B>(request: http::Request<B>) -> http::Request<B> {
             .headers
             .get(http::header::HOST)
             .and_then(|host| host.to_str().ok())
+            .filter(|host| !host.contains('@'))
             .and_then(|host| host.parse::<http::uri::Authority>().ok());
         if let Some(authority) = authority {
             let mut uri = head.uri.clone().into_parts();

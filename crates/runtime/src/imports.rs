@@ -147,19 +147,26 @@ fn split(name: &str) -> (&str, Option<&str>) {
 }
 
 /// Wasmtime's semver matching of imports: a release matches any release of the same major
-/// version (of the same minor while the major is 0); a pre-release matches only itself.
+/// version, of the same minor while the major is 0, and exactly while both are 0; a
+/// pre-release, or a version that is not `MAJOR.MINOR.PATCH`, matches only itself. Build
+/// metadata (`+...`) is ignored.
 fn compatible(wanted: Option<&str>, have: Option<&str>) -> bool {
     let (Some(wanted), Some(have)) = (wanted, have) else {
         return wanted == have;
     };
-    if wanted.contains('-') || have.contains('-') {
-        return wanted == have;
-    }
-    let parts = |v: &str| -> Vec<u64> { v.split('.').filter_map(|p| p.parse().ok()).collect() };
-    match (parts(wanted).as_slice(), parts(have).as_slice()) {
-        ([0, a, ..], [0, b, ..]) => a == b,
-        ([a, ..], [b, ..]) => a == b && *a != 0,
-        _ => false,
+    let release = |v: &str| -> Option<[u64; 3]> {
+        let core = v.split_once('+').map_or(v, |(core, _)| core);
+        let mut parts = core.split('.').map(|p| {
+            (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse().ok())?
+        });
+        let version = [parts.next()??, parts.next()??, parts.next()??];
+        parts.next().is_none().then_some(version)
+    };
+    match (release(wanted), release(have)) {
+        (Some([0, 0, a]), Some([0, 0, b])) => a == b,
+        (Some([0, a, _]), Some([0, b, _])) => a == b && a != 0,
+        (Some([a, ..]), Some([b, ..])) => a == b && a != 0,
+        _ => wanted == have,
     }
 }
 
@@ -187,7 +194,23 @@ fn component_stand_ins(
     missing: &[String],
 ) -> wasmtime::Result<ComponentLinker> {
     let mut linker = linker.clone();
-    for (name, import) in component.component_type().imports(engine) {
+    let component_type = component.component_type();
+    let imports: Vec<_> = component_type.imports(engine).collect();
+    // Resources a missing interface only re-exports from a provided one (`use types.{request}`)
+    // are the provided ones: no stand-in, or the types would not match.
+    let mut provided_resources = Vec::new();
+    for (name, import) in &imports {
+        if let ComponentItem::ComponentInstance(instance) = &import.ty
+            && !missing.iter().any(|m| m == name)
+        {
+            for (_, item) in instance.exports(engine) {
+                if let ComponentItem::Resource(resource) = item.ty {
+                    provided_resources.push(resource);
+                }
+            }
+        }
+    }
+    for (name, import) in imports {
         if !missing.iter().any(|m| m == name) {
             continue;
         }
@@ -197,10 +220,16 @@ fn component_stand_ins(
                 let mut stand_in = root.instance(name)?;
                 for (export, item) in instance.exports(engine) {
                     let what = format!("{name}#{export}");
-                    stand_in_item(&mut stand_in, export, &item.ty, what)?;
+                    stand_in_item(&mut stand_in, export, &item.ty, what, &provided_resources)?;
                 }
             }
-            item => stand_in_item(&mut linker.root(), name, &item, name.to_string())?,
+            item => stand_in_item(
+                &mut linker.root(),
+                name,
+                &item,
+                name.to_string(),
+                &provided_resources,
+            )?,
         }
     }
     Ok(linker)
@@ -214,6 +243,7 @@ fn stand_in_item(
     name: &str,
     item: &ComponentItem,
     what: String,
+    provided_resources: &[ResourceType],
 ) -> wasmtime::Result<()> {
     match item {
         ComponentItem::ComponentFunc(func) if func.async_() => {
@@ -225,6 +255,7 @@ fn stand_in_item(
         ComponentItem::ComponentFunc(_) => {
             linker.func_new(name, move |_, _, _, _| Err(not_provided(&what)))
         }
+        ComponentItem::Resource(resource) if provided_resources.contains(resource) => Ok(()),
         ComponentItem::Resource(_) => {
             linker.resource(name, ResourceType::host::<Unprovided>(), |_, _| Ok(()))
         }
@@ -342,6 +373,10 @@ mod tests {
         assert!(!compatible(Some("0.2.0-draft"), Some("0.2.0-draft2")));
         assert!(compatible(None, None));
         assert!(!compatible(None, Some("0.2.0")));
+        assert!(!compatible(Some("0.0.1"), Some("0.0.2")));
+        assert!(compatible(Some("0.0.2"), Some("0.0.2")));
+        assert!(compatible(Some("1.0.0+build-5"), Some("1.2.0")));
+        assert!(!compatible(Some("1.0"), Some("1.2.0")));
     }
 
     #[test]

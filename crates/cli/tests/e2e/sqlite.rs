@@ -106,6 +106,20 @@ fn guests_share_a_namespaces_database_through_every_interface_version() {
     assert_eq!(status, 400);
     assert!(body.contains("syntax error"), "{body}");
 
+    // A guest's database is its own: no other file can be attached (the registry, another
+    // namespace's database), and the settings that keep it safe cannot be changed.
+    let registry = data.join("registry.db");
+    for statement in [
+        format!("ATTACH '{}' AS r", registry.display()),
+        format!("VACUUM INTO '{}'", data.join("copy.db").display()),
+        "PRAGMA max_page_count = 4294967294".into(),
+        "PRAGMA synchronous = off".into(),
+    ] {
+        let (status, body) = sql(&server, "/app/sql2/default", &statement);
+        assert_eq!(status, 400, "{statement}: {body}");
+    }
+    assert!(!data.join("copy.db").exists());
+
     // The size cap is the interface's database-full.
     sql(&server, "/app/sql2/small", create);
     let mut statuses = Vec::new();
@@ -156,6 +170,13 @@ fn guests_share_a_namespaces_database_through_every_interface_version() {
     let out = server.cli(&["sqlite", "app", "SELECT 1"]);
     assert_eq!(out.code, 2, "two labels granted: {out:?}");
     assert!(out.stderr.contains("say which with --label"), "{out:?}");
+    let out = server.cli(&["sqlite", "nobody/default", "SELECT 1"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("has no SQLite database"), "{out:?}");
+    assert!(
+        !data.join("sqlite/nobody").exists(),
+        "a typo makes no database"
+    );
     let listing = server.cli(&["sqlite"]).ok().to_string();
     assert!(listing.contains("school/default"), "{listing}");
     let metrics = curl(&["-sS", &server.url("/metrics")]).unwrap();
