@@ -2,13 +2,13 @@
 //! (`key_value_stores`, `--key-value LABEL`), and the stores themselves, shared by every
 //! function of a namespace granted the same label, as a Spin app's components share theirs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use kindling_host::{
     Capability, DeployFlag, FieldSchema, FlagForm, FunctionContext, InstanceBuilder, Linkers,
-    Metric,
+    Metric, Opened, check_label,
 };
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +41,7 @@ struct Shared {
     data_dir: PathBuf,
     labels: BTreeMap<String, StoreConfig>,
     /// Stores opened so far, by namespace and label.
-    open: Mutex<HashMap<(String, String), Arc<Counted>>>,
+    open: Opened<Counted>,
 }
 
 impl std::fmt::Debug for KeyValue {
@@ -61,7 +61,7 @@ impl KeyValue {
             shared: Arc::new(Shared {
                 data_dir,
                 labels,
-                open: Mutex::default(),
+                open: Opened::default(),
             }),
         })
     }
@@ -80,23 +80,19 @@ impl KeyValue {
                 self.labels().join(", ")
             )
         })?;
-        let key = (namespace.to_string(), label.to_string());
-        let mut open = self.shared.open.lock().expect("key-value stores lock");
-        if let Some(store) = open.get(&key) {
-            return Ok(store.clone() as Arc<dyn Backend>);
-        }
-        let store: Arc<dyn Backend> = match &config.kind {
-            StoreKind::Sqlite { dir } => Arc::new(SqliteStore::open(
-                &self.sqlite_path(dir.as_deref(), namespace, label),
-                config.limits,
-            )?),
-            StoreKind::Redis { url } => {
-                Arc::new(RedisStore::new(url, namespace, label, config.limits)?)
-            }
-        };
-        let store = Arc::new(Counted::new(store));
-        open.insert(key, store.clone());
-        Ok(store)
+        let store = self.shared.open.get_or_open(namespace, label, || {
+            let store: Arc<dyn Backend> = match &config.kind {
+                StoreKind::Sqlite { dir } => Arc::new(SqliteStore::open(
+                    &self.sqlite_path(dir.as_deref(), namespace, label),
+                    config.limits,
+                )?),
+                StoreKind::Redis { url } => {
+                    Arc::new(RedisStore::new(url, namespace, label, config.limits)?)
+                }
+            };
+            Ok(Arc::new(Counted::new(store)))
+        })?;
+        Ok(store as Arc<dyn Backend>)
     }
 
     /// The directory of a SQLite label's databases, one subdirectory per namespace.
@@ -125,16 +121,7 @@ impl KeyValue {
     }
 
     fn opened(&self) -> Vec<(String, String, Arc<Counted>)> {
-        let mut stores: Vec<_> = self
-            .shared
-            .open
-            .lock()
-            .expect("key-value stores lock")
-            .iter()
-            .map(|((ns, label), store)| (ns.clone(), label.clone(), store.clone()))
-            .collect();
-        stores.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        stores
+        self.shared.open.all()
     }
 
     /// How big every store opened so far is: namespace, label and usage.
@@ -200,7 +187,7 @@ impl Capability for KeyValue {
     ) -> Result<Self::Config, String> {
         let mut stores = BTreeMap::new();
         for label in section.key_value_stores.iter().cloned() {
-            crate::config::check_label(&label).map_err(|why| format!("key_value_stores: {why}"))?;
+            check_label(&label).map_err(|why| format!("key_value_stores: {why}"))?;
             let store = self
                 .store(function.namespace, &label)
                 .map_err(|why| format!("key_value_stores: {why}"))?;

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use kindling_host::check_label;
 use serde::Deserialize;
 
 use crate::backend::Limits;
@@ -146,21 +147,6 @@ pub fn parse_stores(table: Option<&toml::Value>) -> Result<BTreeMap<String, Stor
         stores.insert(label.clone(), config);
     }
     Ok(stores)
-}
-
-/// Labels become file names: letters, digits, `-` and `_`.
-pub(crate) fn check_label(label: &str) -> Result<(), String> {
-    if label.is_empty()
-        || label.len() > 63
-        || !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(format!(
-            "label {label:?} must be 1-63 letters, digits, `-` or `_`"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,17 +3,17 @@
 //! label, shared by every function of the namespace granted the label, as a Spin app's
 //! components share theirs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use kindling_host::{
     Capability, DeployFlag, FieldSchema, FlagForm, FunctionContext, InstanceBuilder, Linkers,
-    Metric,
+    Metric, Opened, check_label,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::config::{DatabaseConfig, check_label, parse_databases};
+use crate::config::{DatabaseConfig, parse_databases};
 use crate::database::Database;
 use crate::state::SqlState;
 
@@ -30,7 +30,7 @@ struct Shared {
     data_dir: PathBuf,
     labels: BTreeMap<String, DatabaseConfig>,
     /// Databases opened so far, by namespace and label.
-    open: Mutex<HashMap<(String, String), Arc<Database>>>,
+    open: Opened<Database>,
     /// Statements that may run at once across every database.
     statements: Arc<tokio::sync::Semaphore>,
 }
@@ -55,7 +55,7 @@ impl Sqlite {
             shared: Arc::new(Shared {
                 data_dir,
                 labels,
-                open: Mutex::default(),
+                open: Opened::default(),
                 statements: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STATEMENTS)),
             }),
         })
@@ -89,18 +89,13 @@ impl Sqlite {
                 self.labels().join(", ")
             )
         })?;
-        let key = (namespace.to_string(), label.to_string());
-        let mut open = self.shared.open.lock().expect("sqlite databases lock");
-        if let Some(database) = open.get(&key) {
-            return Ok(database.clone());
-        }
-        let database = Arc::new(Database::open(
-            &self.path(config, namespace, label),
-            config.limits,
-            self.shared.statements.clone(),
-        )?);
-        open.insert(key, database.clone());
-        Ok(database)
+        self.shared.open.get_or_open(namespace, label, || {
+            Ok(Arc::new(Database::open(
+                &self.path(config, namespace, label),
+                config.limits,
+                self.shared.statements.clone(),
+            )?))
+        })
     }
 
     /// The database of `namespace`'s `label` if it exists already (a function granted it was
@@ -122,16 +117,7 @@ impl Sqlite {
 
     /// Every database opened so far: namespace, label and database, in order.
     pub fn opened(&self) -> Vec<(String, String, Arc<Database>)> {
-        let mut databases: Vec<_> = self
-            .shared
-            .open
-            .lock()
-            .expect("sqlite databases lock")
-            .iter()
-            .map(|((ns, label), db)| (ns.clone(), label.clone(), db.clone()))
-            .collect();
-        databases.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        databases
+        self.shared.open.all()
     }
 }
 

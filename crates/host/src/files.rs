@@ -6,9 +6,73 @@
 //! [`Capability::back_up`]: crate::Capability::back_up
 //! [`Capability::restore`]: crate::Capability::restore
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
+
+/// What a capability opened per namespace and label (stores, databases), kept for the node's
+/// life and shared by every function of the namespace granted the label.
+pub struct Opened<T: ?Sized> {
+    open: Mutex<HashMap<(String, String), Arc<T>>>,
+}
+
+impl<T: ?Sized> Default for Opened<T> {
+    fn default() -> Self {
+        Self {
+            open: Mutex::default(),
+        }
+    }
+}
+
+impl<T: ?Sized> Opened<T> {
+    /// The one of `namespace`'s `label`, opened with `open` the first time. `open` runs under
+    /// the lock, so two first uses never open it twice.
+    pub fn get_or_open(
+        &self,
+        namespace: &str,
+        label: &str,
+        open: impl FnOnce() -> Result<Arc<T>, String>,
+    ) -> Result<Arc<T>, String> {
+        let key = (namespace.to_string(), label.to_string());
+        let mut opened = self.open.lock().expect("opened lock");
+        if let Some(found) = opened.get(&key) {
+            return Ok(found.clone());
+        }
+        let new = open()?;
+        opened.insert(key, new.clone());
+        Ok(new)
+    }
+
+    /// Everything opened so far: namespace, label and value, in order.
+    pub fn all(&self) -> Vec<(String, String, Arc<T>)> {
+        let mut all: Vec<_> = self
+            .open
+            .lock()
+            .expect("opened lock")
+            .iter()
+            .map(|((namespace, label), value)| (namespace.clone(), label.clone(), value.clone()))
+            .collect();
+        all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        all
+    }
+}
+
+/// Labels become file names: letters, digits, `-` and `_`, at most 63.
+pub fn check_label(label: &str) -> Result<(), String> {
+    if label.is_empty()
+        || label.len() > 63
+        || !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "label {label:?} must be 1-63 letters, digits, `-` or `_`"
+        ));
+    }
+    Ok(())
+}
 
 /// Copies the database `db` into the new file `snapshot` with SQLite's `VACUUM INTO`:
 /// consistent while guests write to it. Blocking.

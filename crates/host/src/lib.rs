@@ -32,8 +32,8 @@ pub use capability::{
 pub use env::EnvVars;
 pub use error::HostError;
 pub use files::{
-    check_database, dir_entries, is_namespace, namespace_dirs, put_back_database,
-    snapshot_database, world_imports,
+    Opened, check_database, check_label, dir_entries, is_namespace, namespace_dirs,
+    put_back_database, snapshot_database, world_imports,
 };
 pub use invocation::{
     BoxError, CallChain, Dispatch, DispatchFuture, Invocation, LocalBody, LocalBodyError,

@@ -10,6 +10,7 @@
 mod artifact;
 mod config;
 mod error;
+mod exchange;
 mod executor;
 mod function;
 mod http;

@@ -25,66 +25,6 @@ use spin_sdk::http_component;
 use spin_sdk::key_value::{Error, Store};
 
 /// Runs the statement (or the insert) on one generation's interface; its types are its own.
-#[allow(unused_macros, reason = "used inside #[http_component], which the lint does not see")]
-macro_rules! sql {
-    ($m:path, $label:expr, $insert:expr, $body:expr, $rowid:expr) => {{
-        use $m as sql;
-        match sql::Connection::open($label) {
-            Err(sql::Error::AccessDenied) => (403, "access denied\n".to_string()),
-            Err(other) => (500, format!("{other:?}\n")),
-            Ok(conn) => {
-                let result = if $insert {
-                    conn.execute(
-                        "INSERT INTO notes (body) VALUES (?)",
-                        &[sql::Value::Text($body.clone())],
-                    )
-                } else {
-                    conn.execute(&$body, &[])
-                };
-                match result {
-                    Ok(result) if $insert => {
-                        let rowid: Option<i64> = ($rowid)(&conn);
-                        let rowid = match rowid {
-                            Some(rowid) => rowid,
-                            None => match conn.execute("SELECT last_insert_rowid()", &[]) {
-                                Ok(r) => match r.rows.first().and_then(|row| row.values.first()) {
-                                    Some(sql::Value::Integer(i)) => *i,
-                                    _ => -1,
-                                },
-                                Err(_) => -1,
-                            },
-                        };
-                        let _ = result;
-                        (200, format!("{rowid}\n"))
-                    }
-                    Ok(result) => {
-                        let mut text = result.columns.join("|") + "\n";
-                        for row in &result.rows {
-                            let values: Vec<String> = row
-                                .values
-                                .iter()
-                                .map(|value| match value {
-                                    sql::Value::Integer(i) => i.to_string(),
-                                    sql::Value::Real(f) => f.to_string(),
-                                    sql::Value::Text(s) => s.clone(),
-                                    sql::Value::Blob(b) => format!("{} bytes", b.len()),
-                                    sql::Value::Null => "NULL".to_string(),
-                                })
-                                .collect();
-                            text += &(values.join("|") + "\n");
-                        }
-                        (200, text)
-                    }
-                    Err(sql::Error::DatabaseFull) => (507, "database full\n".to_string()),
-                    Err(sql::Error::Io(why)) => (400, format!("{why}\n")),
-                    Err(other) => (500, format!("{other:?}\n")),
-                }
-            }
-        }
-    }};
-}
-
-/// Runs the statement (or the insert) on one generation's interface; its types are its own.
 macro_rules! sql {
     ($m:path, $label:expr, $insert:expr, $body:expr, $rowid:expr) => {{
         use $m as sql;
