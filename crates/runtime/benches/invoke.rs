@@ -1,5 +1,6 @@
 //! In-process microbenchmarks of the runtime, without HTTP: a whole request to the hello
-//! component (new store, instantiate, handle, body, drop), the same for the C WAGI module, and a
+//! component (new store, instantiate, handle, body, drop), the same for the WASI 0.3 hello
+//! (spin-sdk 7) and the C WAGI module, and a
 //! cold start from the compiled-artifact cache (map, link, pre-instantiate).
 //!
 //! `cargo bench -p kindling-runtime` (guests built by scripts/build-guests.sh).
@@ -67,7 +68,11 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
 
-    for (name, file) in [("hello component", "hello"), ("c wagi module", "c-hello")] {
+    for (name, file) in [
+        ("hello component", "hello"),
+        ("hello component, WASI 0.3", "hello-p3"),
+        ("c wagi module", "c-hello"),
+    ] {
         let wasm = std::fs::read(example(file)).unwrap();
         let function = runtime
             .prepare(&wasm, file, settings(&runtime))
