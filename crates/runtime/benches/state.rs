@@ -100,12 +100,20 @@ fn benches(c: &mut Criterion) {
             capabilities: Arc::new(configured),
             unsupported_imports: Default::default(),
         };
-        let function = runtime.prepare(&wasm, "spin-kv", settings).unwrap().function;
+        let function = runtime
+            .prepare(&wasm, "spin-kv", settings)
+            .unwrap()
+            .function;
         tokio.block_on(async {
             call(&function, &info, request("PUT", "/set/key", "value")).await;
             let create = "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT)";
             call(&function, &info, request("POST", "/sql2/default", create)).await;
-            call(&function, &info, request("POST", "/sql2/default/insert", "first")).await;
+            call(
+                &function,
+                &info,
+                request("POST", "/sql2/default/insert", "first"),
+            )
+            .await;
         });
 
         c.bench_function(&format!("key-value get ({backend})"), |b| {
@@ -119,7 +127,11 @@ fn benches(c: &mut Criterion) {
         if backend == "sqlite" {
             c.bench_function("SQLite insert", |b| {
                 b.to_async(&tokio).iter(|| {
-                    call(&function, &info, request("POST", "/sql2/default/insert", "note"))
+                    call(
+                        &function,
+                        &info,
+                        request("POST", "/sql2/default/insert", "note"),
+                    )
                 })
             });
             let query = "SELECT body FROM notes WHERE id = 1";
