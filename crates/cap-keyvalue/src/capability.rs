@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use kindling_host::{
     Capability, DeployFlag, FieldSchema, FlagForm, FunctionContext, InstanceBuilder, Linkers,
-    Metric, Opened, check_label,
+    Metric, Opened, grant_labels,
 };
 use serde::{Deserialize, Serialize};
 
@@ -185,14 +185,9 @@ impl Capability for KeyValue {
         section: &mut KeyValueSection,
         function: &FunctionContext<'_>,
     ) -> Result<Self::Config, String> {
-        let mut stores = BTreeMap::new();
-        for label in section.key_value_stores.iter().cloned() {
-            check_label(&label).map_err(|why| format!("key_value_stores: {why}"))?;
-            let store = self
-                .store(function.namespace, &label)
-                .map_err(|why| format!("key_value_stores: {why}"))?;
-            stores.insert(label, store);
-        }
+        let stores = grant_labels("key_value_stores", &section.key_value_stores, |label| {
+            self.store(function.namespace, label)
+        })?;
         Ok(Arc::new(Granted { stores }))
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use kindling_host::{
     Capability, DeployFlag, FieldSchema, FlagForm, FunctionContext, InstanceBuilder, Linkers,
-    Metric, Opened, check_label,
+    Metric, Opened, grant_labels,
 };
 use serde::{Deserialize, Serialize};
 
@@ -169,14 +169,9 @@ impl Capability for Sqlite {
         section: &mut SqliteSection,
         function: &FunctionContext<'_>,
     ) -> Result<Self::Config, String> {
-        let mut databases = BTreeMap::new();
-        for label in section.sqlite_databases.iter().cloned() {
-            check_label(&label).map_err(|why| format!("sqlite_databases: {why}"))?;
-            let database = self
-                .database(function.namespace, &label)
-                .map_err(|why| format!("sqlite_databases: {why}"))?;
-            databases.insert(label, database);
-        }
+        let databases = grant_labels("sqlite_databases", &section.sqlite_databases, |label| {
+            self.database(function.namespace, label)
+        })?;
         Ok(Arc::new(Granted { databases }))
     }
 

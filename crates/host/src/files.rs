@@ -59,6 +59,22 @@ impl<T: ?Sized> Opened<T> {
     }
 }
 
+/// Resolves the labels a function was granted in configuration field `field`: each checked
+/// with [`check_label`], then opened; an error names the field.
+pub fn grant_labels<T>(
+    field: &str,
+    labels: &[String],
+    mut open: impl FnMut(&str) -> Result<T, String>,
+) -> Result<std::collections::BTreeMap<String, T>, String> {
+    let mut granted = std::collections::BTreeMap::new();
+    for label in labels {
+        check_label(label).map_err(|why| format!("{field}: {why}"))?;
+        let opened = open(label).map_err(|why| format!("{field}: {why}"))?;
+        granted.insert(label.clone(), opened);
+    }
+    Ok(granted)
+}
+
 /// Labels become file names: letters, digits, `-` and `_`, at most 63.
 pub fn check_label(label: &str) -> Result<(), String> {
     if label.is_empty()

@@ -32,7 +32,7 @@ pub use capability::{
 pub use env::EnvVars;
 pub use error::HostError;
 pub use files::{
-    Opened, check_database, check_label, dir_entries, is_namespace, namespace_dirs,
+    Opened, check_database, check_label, dir_entries, grant_labels, is_namespace, namespace_dirs,
     put_back_database, snapshot_database, world_imports,
 };
 pub use invocation::{
