@@ -15,15 +15,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Limited};
-use kindling_host::{BoxError, Capabilities, HostState, ResponseBody};
+use kindling_host::{BoxError, Capabilities, ComponentCtx, HostState, InstanceKind, ResponseBody};
 use tokio::time::Instant;
 use wasmtime::Store;
 
 use crate::config::Limits;
 use crate::error::InvokeError;
 use crate::executor::{Busy, Weight};
+use crate::function::Inner;
 use crate::invocation::{Invoked, RequestInfo, classify};
-use crate::store::finish;
+use crate::store::{StoreParts, finish};
 
 /// One request's state, shared by the caller (which answers the client) and the guest task.
 pub(crate) struct Exchange {
@@ -83,6 +84,29 @@ impl Exchange {
                 },
             )
         })
+    }
+
+    /// A component instance's store for this request: every capability's state, armed with
+    /// the deadline, the memory limiter and the fuel budget.
+    pub(crate) fn component_store(
+        &self,
+        function: &Inner,
+        engine: &wasmtime::Engine,
+        info: &RequestInfo,
+    ) -> Result<Store<HostState<ComponentCtx>>, InvokeError> {
+        StoreParts {
+            engine,
+            capabilities: &function.shared.capabilities,
+            settings: &function.settings,
+            info,
+            deadline: self.deadline,
+            fuel: function.fuel(),
+        }
+        .build(
+            InstanceKind::Component,
+            |_, env| env,
+            |wasi| ComponentCtx::new(wasi.build()),
+        )
     }
 
     /// What the guest task needs.

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use http_body::Body;
-use kindling_host::{BoxError, ComponentCtx, HostState, InstanceKind};
+use kindling_host::{BoxError, ComponentCtx, HostState};
 use tracing::Instrument;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -15,7 +15,6 @@ use crate::error::{InvokeError, chain};
 use crate::exchange::Exchange;
 use crate::function::Inner;
 use crate::invocation::{Invoked, RequestInfo};
-use crate::store::StoreParts;
 
 pub(crate) async fn invoke<B>(
     function: &Inner,
@@ -30,19 +29,7 @@ where
 {
     let exchange = Exchange::new(function.settings.limits);
     let request = exchange.limit_request(request);
-    let parts = StoreParts {
-        engine: pre.engine(),
-        capabilities: &function.shared.capabilities,
-        settings: &function.settings,
-        info,
-        deadline: exchange.deadline,
-        fuel: function.fuel(),
-    };
-    let mut store = parts.build(
-        InstanceKind::Component,
-        |_, env| env,
-        |wasi| ComponentCtx::new(wasi.build()),
-    )?;
+    let mut store = exchange.component_store(function, pre.engine(), info)?;
 
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let incoming = store

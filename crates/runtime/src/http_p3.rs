@@ -13,7 +13,7 @@ use std::future::poll_fn;
 
 use bytes::Bytes;
 use http_body::Body;
-use kindling_host::{BoxError, ComponentCtx, HostState, InstanceKind};
+use kindling_host::{BoxError, ComponentCtx, HostState};
 use tracing::Instrument;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::p3::{Request, Response};
@@ -23,7 +23,6 @@ use crate::error::InvokeError;
 use crate::exchange::Exchange;
 use crate::function::Inner;
 use crate::invocation::{Invoked, RequestInfo};
-use crate::store::StoreParts;
 
 type HostResponse =
     http::Response<http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>>;
@@ -41,19 +40,7 @@ where
 {
     let exchange = Exchange::new(function.settings.limits);
     let request = with_authority(exchange.limit_request(request));
-    let parts = StoreParts {
-        engine: pre.engine(),
-        capabilities: &function.shared.capabilities,
-        settings: &function.settings,
-        info,
-        deadline: exchange.deadline,
-        fuel: function.fuel(),
-    };
-    let mut store = parts.build(
-        InstanceKind::Component,
-        |_, env| env,
-        |wasi| ComponentCtx::new(wasi.build()),
-    )?;
+    let mut store = exchange.component_store(function, pre.engine(), info)?;
 
     // The handler's answer: the response head with its body still streaming, or the error
     // code it returned instead. Dropped unsent when the guest traps or runs out of time.
