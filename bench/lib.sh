@@ -56,6 +56,8 @@ start_kindling() {
     "$@" >"$RESULTS/kindling-$port.log" 2>&1 &
   SERVER_PID=$!
   export KINDLING_SERVER="http://127.0.0.1:$port"
+  # The CLI finds the node's admin token there.
+  export KINDLING_DATA_DIR="$data"
   wait_http "$KINDLING_SERVER/readyz"
 }
 

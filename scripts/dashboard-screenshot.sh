@@ -13,6 +13,8 @@ kindling="$target/release/kindling"
 data=$(mktemp -d)
 port=3900
 server="http://127.0.0.1:$port"
+# The CLI finds the node's admin token in its data directory.
+export KINDLING_DATA_DIR="$data"
 "$kindling" serve --listen "127.0.0.1:$port" --data-dir "$data" >/dev/null 2>&1 &
 pid=$!
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$data" "${profile:-}"' EXIT
@@ -31,7 +33,7 @@ for _ in $(seq 100); do curl -fsS -o /dev/null http://127.0.0.1:9333/json/versio
 # Half a minute of live data on each page, both at once.
 node --experimental-websocket scripts/screenshot.mjs 9333 30 1280 760 "$server/dashboard" docs/dashboard.png &
 overview=$!
-node --experimental-websocket scripts/screenshot.mjs 9333 30 1280 1100 "$server/dashboard#/fn/greet" docs/dashboard-function.png &
+node --experimental-websocket scripts/screenshot.mjs 9333 30 1280 1100 "$server/dashboard#/fn/greet&token=$(cat "$data/admin.token")" docs/dashboard-function.png &
 function_page=$!
 wait "$overview" "$function_page"
 echo "wrote docs/dashboard.png and docs/dashboard-function.png"

@@ -50,7 +50,9 @@ Kindling is serving. Try:
   curl $KINDLING_SERVER/v1/openapi.json
   $kindling logs wagi-hello --follow
   curl $KINDLING_SERVER/metrics
-  open $KINDLING_SERVER/dashboard in a browser for the live view
+  open $KINDLING_SERVER/dashboard in a browser for the live view (a function's page asks
+    for a token: \`$kindling token create viewer --scope read\`)
+The admin API needs a token; the CLI here uses ${KINDLING_DATA_DIR:-.kindling}/admin.token.
 Ctrl-C stops the server; the functions stay deployed in ${KINDLING_DATA_DIR:-.kindling}.
 TXT
 wait "$server"

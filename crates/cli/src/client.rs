@@ -13,6 +13,11 @@ use serde::de::DeserializeOwned;
 pub(crate) struct Client {
     base: String,
     http: reqwest::Client,
+    /// `Bearer TOKEN`, sent on every admin request when there is a token.
+    authorization: Option<String>,
+    /// Whether the token was given (`--token`, `KINDLING_TOKEN`) rather than found in a local
+    /// data directory: only a given token is sent to functions.
+    explicit: bool,
 }
 
 #[derive(Deserialize)]
@@ -26,7 +31,27 @@ struct VersionList {
 }
 
 impl Client {
-    pub(crate) fn new(server: &str) -> anyhow::Result<Self> {
+    /// A client that presents `token`, or, for a node on this machine, the admin token its
+    /// data directory holds (`KINDLING_DATA_DIR`, else `./.kindling`). The local file is never
+    /// sent to a node elsewhere.
+    pub(crate) fn with_credentials(
+        server: &str,
+        token: Option<String>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        let given = token.filter(|t| !t.trim().is_empty());
+        let explicit = given.is_some();
+        let token = given.or_else(|| local_admin_token(server));
+        let mut client = Self::build(server, token, ca_cert)?;
+        client.explicit = explicit;
+        Ok(client)
+    }
+
+    fn build(
+        server: &str,
+        token: Option<String>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         let base = server.trim_end_matches('/').to_string();
         if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(crate::UsageError(format!(
@@ -34,11 +59,30 @@ impl Client {
             ))
             .into());
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("kindling-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot build the HTTP client")?;
-        Ok(Self { base, http })
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("kindling-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path).map_err(|err| {
+                crate::UsageError(format!("cannot read --ca-cert {}: {err}", path.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| {
+                crate::UsageError(format!(
+                    "--ca-cert {} is not a PEM certificate: {err}",
+                    path.display()
+                ))
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().context("cannot build the HTTP client")?;
+        let authorization = token.map(|t| format!("Bearer {}", t.trim()));
+        Ok(Self {
+            base,
+            http,
+            authorization,
+            explicit: false,
+        })
     }
 
     /// The server's base URL.
@@ -206,19 +250,79 @@ impl Client {
     ) -> anyhow::Result<Response> {
         let url = self.url(path);
         let mut request = self.http.request(method, &url).body(body);
+        // A function deployed with `--auth token` needs a token; the node's own admin token,
+        // found on disk, is never volunteered to a function.
+        if self.explicit
+            && let Some(value) = &self.authorization
+        {
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        self.send(request, &url).await
+        self.send_as_is(request, &url).await
     }
 
-    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    /// Sends `body` as JSON with `method` to `path` and decodes the JSON answer.
+    pub(crate) async fn send_json<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
+        let url = self.url(path);
+        let mut request = self.http.request(method, &url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        decode(self.send(request, &url).await?).await
+    }
+
+    /// Sends a text body (a policy) with PUT and decodes the JSON answer.
+    pub(crate) async fn put_text<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        text: String,
+    ) -> anyhow::Result<T> {
+        let url = self.url(path);
+        let request = self
+            .http
+            .put(&url)
+            .header(reqwest::header::CONTENT_TYPE, "text/plain")
+            .body(text);
+        decode(self.send(request, &url).await?).await
+    }
+
+    /// Sends a DELETE and expects 204.
+    pub(crate) async fn delete_path(&self, path: &str) -> anyhow::Result<()> {
+        let url = self.url(path);
+        let response = self.send(self.http.delete(&url), &url).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(server_error(response).await)
+        }
+    }
+
+    pub(crate) async fn get_json<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let url = self.url(path);
         let response = self.send(self.http.get(&url), &url).await?;
         decode(response).await
     }
 
     async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> anyhow::Result<Response> {
+        let request = match &self.authorization {
+            Some(value) => request.header(reqwest::header::AUTHORIZATION, value),
+            None => request,
+        };
+        self.send_as_is(request, url).await
+    }
+
+    async fn send_as_is(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> anyhow::Result<Response> {
         request.send().await.map_err(|err| {
             let hint = if err.is_connect() {
                 format!(
@@ -236,6 +340,24 @@ impl Client {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+}
+
+/// The admin token of a node on this machine, when `server` is a loopback address.
+fn local_admin_token(server: &str) -> Option<String> {
+    let host = reqwest::Url::parse(server).ok()?.host_str()?.to_string();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return None;
+    }
+    let dir = std::env::var_os("KINDLING_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| ".kindling".into());
+    let token = std::fs::read_to_string(dir.join("admin.token")).ok()?;
+    Some(token.trim().to_string()).filter(|t| !t.is_empty())
 }
 
 async fn decode<T: DeserializeOwned>(response: Response) -> anyhow::Result<T> {
@@ -259,6 +381,10 @@ async fn server_error(response: Response) -> anyhow::Error {
     let status = response.status();
     let bytes = response.bytes().await.unwrap_or_default();
     match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(body) if status == StatusCode::UNAUTHORIZED => anyhow!(
+            "{} ({status}); set KINDLING_TOKEN (or --token) to a token for this node",
+            body.error.message
+        ),
         Ok(body) => anyhow!("{} ({status})", body.error.message),
         Err(_) => anyhow!(
             "the server answered {status}: {}",

@@ -3,16 +3,18 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, FromRequest, Multipart, Path, Request, State};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use bytes::Bytes;
 use http::StatusCode;
+use kindling_access::{Caller, Scope};
 use kindling_node::{Code, DeployOutcome, Entry};
 use kindling_registry::{FunctionConfig, FunctionRecord, VersionRecord};
 use serde_json::json;
 
 use crate::api::{DeployResponse, FunctionInfo, FunctionStats, LoadInfo, RollbackRequest};
+use crate::auth::AccessGate;
 use crate::error::ApiError;
 use crate::router::AppState;
 
@@ -31,18 +33,27 @@ pub(crate) fn routes(max_module_bytes: usize) -> Router<AppState> {
         .route("/functions/{name}/logs", get(crate::logs::handler))
         .merge(crate::kv::routes())
         .merge(crate::sqlite::routes())
+        .merge(crate::access_api::routes())
         .route("/openapi.json", get(openapi))
         .fallback(no_such_route)
         // Multipart uploads carry the module plus a small config part.
         .layer(DefaultBodyLimit::max(max_module_bytes + 64 * 1024))
 }
 
-async fn list_functions(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+async fn list_functions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<impl IntoResponse, ApiError> {
     let functions: Vec<FunctionInfo> = state
         .node
         .functions()
         .await?
         .into_iter()
+        .filter(|(_, version)| {
+            caller
+                .namespace()
+                .is_none_or(|own| own == version.config.namespace())
+        })
         .map(|(record, version)| function_info(&state, record, version))
         .collect();
     Ok(Json(json!({ "functions": functions })))
@@ -94,6 +105,11 @@ async fn deploy(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
 
+    let caller = request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or(Caller::Open);
     let upload_timeout = state.config.upload_timeout;
     let read = async {
         if is_multipart {
@@ -105,24 +121,56 @@ async fn deploy(
             Ok((body, FunctionConfig::default()))
         }
     };
-    let (module, config) = tokio::time::timeout(upload_timeout, read)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "upload_timeout",
-                format!(
-                    "the upload did not arrive within {}s; send it faster, or start the node \
+    let (module, mut config) =
+        tokio::time::timeout(upload_timeout, read)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "upload_timeout",
+                    format!(
+                        "the upload did not arrive within {}s; send it faster, or start the node \
                      with a longer --upload-timeout",
-                    upload_timeout.as_secs()
-                ),
-            )
-        })??;
+                        upload_timeout.as_secs()
+                    ),
+                )
+            })??;
     if module.len() > limit {
         return Err(too_large());
     }
 
-    let outcome = state.node.deploy(&name, module, config).await?;
+    // A new version stays in its function's namespace unless it names another; a new
+    // function deployed with a namespace's token goes to that namespace.
+    let current = state
+        .node
+        .lookup(&name)
+        .map(|entry| entry.version.config.namespace().to_string());
+    if config.namespace.is_none() {
+        // Leaving `default` implicit keeps a redeploy of the same configuration unchanged.
+        config.namespace = current
+            .clone()
+            .or_else(|| caller.namespace().map(str::to_string))
+            .filter(|namespace| namespace != "default");
+    }
+    caller.require(Scope::Deploy, Some(config.namespace()))?;
+    if let Some(current) = &current {
+        // Moving a function needs deploy rights on both sides.
+        caller.require(Scope::Deploy, Some(current))?;
+    }
+    let gate = state.config.access.clone().map(|access| AccessGate {
+        access,
+        caller: caller.clone(),
+    });
+    let outcome = state
+        .node
+        .deploy_gated(
+            &name,
+            module,
+            config,
+            gate.as_ref()
+                .map(|gate| gate as &dyn kindling_node::DeployGate),
+        )
+        .await?;
     let (status, entry, unchanged) = match outcome {
         DeployOutcome::Created(entry) => (StatusCode::CREATED, entry, false),
         DeployOutcome::Unchanged(entry) => (StatusCode::OK, entry, true),

@@ -1,7 +1,10 @@
-//! Gateway settings: host-name routing, upload size, connection timeouts.
+//! Gateway settings: host-name routing, upload size, connection timeouts, access and TLS.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use kindling_access::Access;
 
 /// How the gateway routes and guards its connections.
 #[derive(Debug, Clone)]
@@ -26,6 +29,11 @@ pub struct GatewayConfig {
     pub shutdown_grace: Duration,
     /// The address the server listens on, reported to WAGI functions as the server port.
     pub local_addr: Option<SocketAddr>,
+    /// Tokens, namespaces and policies; `None` serves everyone (in-process use, `--auth none`
+    /// without quotas or policies).
+    pub access: Option<Arc<Access>>,
+    /// Serve TLS with this certificate and key instead of plain HTTP.
+    pub tls: Option<Arc<crate::tls::TlsConfig>>,
 }
 
 impl Default for GatewayConfig {
@@ -40,6 +48,8 @@ impl Default for GatewayConfig {
             max_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(30),
             local_addr: None,
+            access: None,
+            tls: None,
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct ApiError {
     message: String,
     request_id: Option<String>,
     retry_after: Option<u32>,
+    /// A 401 says how to authenticate (`WWW-Authenticate: Bearer`).
+    challenge: bool,
 }
 
 impl ApiError {
@@ -29,6 +31,7 @@ impl ApiError {
             message: message.into(),
             request_id: None,
             retry_after: None,
+            challenge: false,
         }
     }
 
@@ -67,12 +70,41 @@ impl ApiError {
             message: failure.public_message(),
             request_id: Some(request_id.to_string()),
             retry_after: failure.retry_after(),
+            challenge: false,
+        }
+    }
+}
+
+impl From<kindling_access::Denied> for ApiError {
+    fn from(denied: kindling_access::Denied) -> Self {
+        let status = StatusCode::from_u16(denied.status).unwrap_or(StatusCode::FORBIDDEN);
+        let mut error = Self::new(status, denied.code, denied.message);
+        error.challenge = status == StatusCode::UNAUTHORIZED;
+        error
+    }
+}
+
+impl From<kindling_access::AccessError> for ApiError {
+    fn from(err: kindling_access::AccessError) -> Self {
+        use kindling_access::AccessError;
+        match err {
+            AccessError::Denied(denied) => denied.into(),
+            AccessError::Invalid(message) => Self::new(StatusCode::BAD_REQUEST, "invalid", message),
+            AccessError::Policy(err) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_policy", err.to_string())
+            }
+            AccessError::Registry(err) => NodeError::from(err).into(),
+            other => Self::internal(other, None),
         }
     }
 }
 
 impl From<NodeError> for ApiError {
     fn from(err: NodeError) -> Self {
+        if let NodeError::Refused(refusal) = &err {
+            let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::FORBIDDEN);
+            return Self::new(status, refusal.code, refusal.message.clone());
+        }
         let (status, code) = match err.fault() {
             Fault::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Fault::Client => (StatusCode::BAD_REQUEST, "invalid"),
@@ -111,6 +143,12 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(body)).into_response();
         if let Ok(id) = http::HeaderValue::from_str(&response_id) {
             response.headers_mut().insert(REQUEST_ID, id);
+        }
+        if self.challenge {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"kindling\""),
+            );
         }
         if let Some(seconds) = self.retry_after {
             response

@@ -84,6 +84,27 @@ async fn invoke(
     {
         request.headers_mut().insert(http::header::HOST, host);
     }
+    let remote_addr = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
+    if let Some(access) = &state.config.access
+        && let Some(entry) = state.node.lookup(&name)
+    {
+        let config = &entry.version.config;
+        if let Err(denied) = crate::auth::check_invocation(
+            access,
+            &mut request,
+            &name,
+            config.namespace(),
+            config.auth,
+            remote_addr,
+        ) {
+            return ApiError::from(denied)
+                .with_request_id(Some(&request_id))
+                .into_response();
+        }
+    }
     let headers = request.headers();
     let trace_parent = headers
         .get("traceparent")
@@ -92,10 +113,7 @@ async fn invoke(
     let cx = CallContext {
         request_id: Some(request_id.clone()),
         script_name,
-        remote_addr: request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0),
+        remote_addr,
         local_addr: state.config.local_addr,
         trace_parent,
         chain: resumed_chain(headers, state.node.config().max_calls_per_request),

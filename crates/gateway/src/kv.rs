@@ -6,10 +6,11 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::StatusCode;
+use kindling_access::Caller;
 use kindling_cap_keyvalue::{Backend, KeyValue, KvError};
 use serde::{Deserialize, Serialize};
 
@@ -95,11 +96,15 @@ fn failed(err: KvError) -> ApiError {
     }
 }
 
-async fn stores(State(state): State<AppState>) -> Result<Json<Vec<StoreInfo>>, ApiError> {
+async fn stores(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<StoreInfo>>, ApiError> {
     let usage = capability(&state)?.usage().await;
     Ok(Json(
         usage
             .into_iter()
+            .filter(|(namespace, _, _)| caller.namespace().is_none_or(|own| own == namespace))
             .map(|(namespace, label, usage)| StoreInfo {
                 namespace,
                 label,

@@ -9,8 +9,10 @@
 // The OpenAPI document is one `json!` literal, deeper than the default limit.
 #![recursion_limit = "256"]
 
+mod access_api;
 mod admin;
 pub mod api;
+mod auth;
 mod config;
 mod dashboard;
 mod error;
@@ -18,11 +20,14 @@ mod invoke;
 mod kv;
 mod logs;
 mod openapi;
+mod openapi_access;
 mod request_id;
 mod router;
 mod server;
 mod sqlite;
+mod tls;
 
+pub use access_api::{NamespaceInfo, NewNamespace};
 pub use config::GatewayConfig;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use kv::{KeysPage, StoreInfo};
@@ -30,3 +35,4 @@ pub use openapi::document as openapi_document;
 pub use router::app;
 pub use server::serve;
 pub use sqlite::{Answer, DatabaseInfo, Statement};
+pub use tls::{TlsConfig, TlsError};

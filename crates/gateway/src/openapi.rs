@@ -37,7 +37,7 @@ pub fn document(capabilities: &Capabilities) -> Value {
             "content": { "application/json": { "schema": schema } }
         })
     };
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "Kindling",
@@ -343,6 +343,10 @@ pub fn document(capabilities: &Capabilities) -> Value {
                         "type": "object", "additionalProperties": { "type": "string" },
                         "description": "what the workload needs, such as {\"security\": \"high\", \"startup\": \"ultra-low\"}; dimensions and levels as in `kindling advise`; judged by `kindling advise --function`"
                     },
+                    "auth": {
+                        "type": "string", "enum": ["public", "token"],
+                        "description": "who may call the function: anyone (public, the default) or a token with the invoke scope for its namespace"
+                    },
                     "allow_unsupported_imports": {
                         "type": "boolean",
                         "description": "link imports Kindling does not provide to stand-ins that trap when called, instead of refusing the deploy"
@@ -451,7 +455,9 @@ pub fn document(capabilities: &Capabilities) -> Value {
                 }
             }
         }}
-    })
+    });
+    crate::openapi_access::secure(&mut doc);
+    doc
 }
 
 /// The configuration's own fields with every capability's fields added.

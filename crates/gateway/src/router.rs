@@ -33,7 +33,12 @@ pub fn app(node: Arc<Node>, config: GatewayConfig) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::dashboard::routes())
-        .nest("/v1", crate::admin::routes(state.config.max_module_bytes))
+        .nest(
+            "/v1",
+            crate::admin::routes(state.config.max_module_bytes).layer(
+                axum::middleware::from_fn_with_state(state.clone(), crate::auth::admin),
+            ),
+        )
         // Every answer of the node's own routes carries a request id; invocations (the
         // fallback) set theirs on the request path, without this hop.
         .route_layer(axum::middleware::from_fn(crate::request_id::layer))
@@ -96,11 +101,15 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
 
 /// `GET /metrics`: the node's metrics in the Prometheus text format.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut text = state.node.render_metrics().await;
+    if let Some(access) = &state.config.access {
+        text.push_str(&access.render_metrics());
+    }
     (
         [(
             http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.node.render_metrics().await,
+        text,
     )
 }

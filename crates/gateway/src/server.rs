@@ -1,5 +1,5 @@
-//! Serving the application on a listener: HTTP/1.1 and HTTP/2, bounded in every dimension a
-//! client controls, and graceful shutdown.
+//! Serving the application on a listener: HTTP/1.1 and HTTP/2, in plain text or over TLS,
+//! bounded in every dimension a client controls, and graceful shutdown.
 //!
 //! - A client must send its first byte, and then its request head, within the header read
 //!   timeout; a connection with no request for that long is closed (HTTP/1.1 and HTTP/2
@@ -23,7 +23,7 @@ use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -83,6 +83,7 @@ pub async fn serve(
                 let slot = Slot::take(&open);
                 let connection = Connection {
                     app: app.clone(),
+                    tls: config.tls.as_ref().map(|tls| tls.acceptor()),
                     builder: builder.clone(),
                     remote,
                     idle_timeout: config.header_read_timeout,
@@ -141,6 +142,7 @@ impl Drop for Slot {
 
 struct Connection {
     app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     builder: auto::Builder<TokioExecutor>,
     remote: SocketAddr,
     idle_timeout: Duration,
@@ -150,8 +152,45 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(mut self, stream: TcpStream) {
+    async fn run(self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
+        let Some(tls) = self.tls.clone() else {
+            return self.run_plain(stream).await;
+        };
+        // The handshake, like a plain connection's first bytes, must come within the header
+        // read timeout.
+        let mut stream = match tokio::time::timeout(self.idle_timeout, tls.accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                tracing::debug!(remote = %self.remote, error = %err, "TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        };
+        if !self.over_limit {
+            return self.serve(stream).await;
+        }
+        if self.beyond_reserve {
+            return refuse(stream).await;
+        }
+        // Over the limit: read the request's first bytes to see whether the reserve serves it,
+        // then hand them back in front of the stream.
+        let mut first = [0u8; 16];
+        let mut seen = 0;
+        while seen < 8 {
+            match tokio::time::timeout(self.idle_timeout, stream.read(&mut first[seen..])).await {
+                Ok(Ok(n)) if n > 0 => seen += n,
+                _ => return,
+            }
+        }
+        if !reserved(&first[..seen]) {
+            return refuse(stream).await;
+        }
+        self.serve(Prefixed::new(first[..seen].to_vec(), stream))
+            .await;
+    }
+
+    async fn run_plain(self, stream: TcpStream) {
         // hyper's header timer starts with the first byte, and protocol detection waits for it
         // with no timer at all: a client that connects and says nothing would hold its
         // descriptor forever. Require the first bytes within the header read timeout.
@@ -164,6 +203,13 @@ impl Connection {
             refuse(stream).await;
             return;
         }
+        self.serve(stream).await;
+    }
+
+    async fn serve<I>(mut self, stream: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let remote = self.remote;
         let activity = Arc::new(Activity::default());
         let counted = activity.clone();
@@ -222,7 +268,7 @@ fn reserved(first: &[u8]) -> bool {
 }
 
 /// Answers 503 to a connection over the limit and closes it.
-async fn refuse(mut stream: TcpStream) {
+async fn refuse<S: tokio::io::AsyncWrite + Unpin>(mut stream: S) {
     let body = r#"{"error":{"code":"too_many_connections","message":"the node has as many connections open as it serves; retry shortly"}}"#;
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
@@ -234,6 +280,77 @@ async fn refuse(mut stream: TcpStream) {
         let _ = stream.shutdown().await;
     })
     .await;
+}
+
+/// A stream with bytes already read from it put back in front.
+struct Prefixed<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Self {
+            prefix,
+            at: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.at < this.prefix.len() {
+            let rest = &this.prefix[this.at..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.at += n;
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// When a connection last started or finished a request, and how many it has running.

@@ -4,9 +4,10 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::routing::{get, post};
 use http::StatusCode;
+use kindling_access::Caller;
 use kindling_cap_sqlite::{Interrupt, SqlError, Sqlite, Value};
 use serde::{Deserialize, Serialize};
 
@@ -63,12 +64,17 @@ fn capability(state: &AppState) -> Result<&Sqlite, ApiError> {
     })
 }
 
-async fn databases(State(state): State<AppState>) -> Result<Json<Vec<DatabaseInfo>>, ApiError> {
+async fn databases(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<DatabaseInfo>>, ApiError> {
     let sqlite = capability(&state)?.clone();
+    let own = caller.namespace().map(str::to_string);
     let list = tokio::task::spawn_blocking(move || {
         sqlite
             .opened()
             .into_iter()
+            .filter(|(namespace, _, _)| own.as_deref().is_none_or(|own| own == namespace))
             .map(|(namespace, label, database)| DatabaseInfo {
                 namespace,
                 label,

@@ -27,6 +27,9 @@ pub struct NodeConfig {
     pub admission: AdmissionConfig,
     /// Per-namespace limits on requests in flight.
     pub namespace_limits: Vec<(String, u32)>,
+    /// The quota every request is accounted to (tenant quotas); `None` applies
+    /// `namespace_limits` alone.
+    pub quota: Option<Arc<dyn kindling_scheduler::Quota>>,
     /// What stays resident and what is loaded ahead of requests.
     pub keep_alive_policy: PolicySpec,
     /// Bytes of compiled code that may be resident at once; `None` for no budget.
@@ -61,6 +64,7 @@ impl NodeConfig {
             capabilities: Capabilities::builtin(None),
             admission: AdmissionConfig::default(),
             namespace_limits: Vec::new(),
+            quota: None,
             keep_alive_policy: PolicySpec::default_with(600_000),
             code_memory_budget: None,
             autoscaler: AutoscalerConfig::default(),

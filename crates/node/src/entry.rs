@@ -112,6 +112,11 @@ impl Entry {
         }
     }
 
+    /// The memory limit its instances run with, in bytes.
+    pub fn memory_limit(&self) -> u64 {
+        self.settings.limits.memory_bytes
+    }
+
     /// The resident code, if the function is warm.
     pub fn code(&self) -> Option<Code> {
         self.code.read().expect("code lock").clone()

@@ -28,6 +28,9 @@ pub enum NodeError {
     /// The name is reserved for the node's own routes.
     #[error("function name {0:?} is reserved for Kindling's own routes; choose another")]
     ReservedName(String),
+    /// A deploy gate (a quota or a policy) refused the deploy; nothing was recorded.
+    #[error("{}", .0.message)]
+    Refused(crate::gate::Refusal),
     /// A background task failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -43,6 +46,8 @@ pub enum Fault {
     Client,
     /// The request conflicts with the current state (nothing to roll back to).
     Conflict,
+    /// A quota or a policy refused the change.
+    Refused,
     /// The node's disk is full: the change was not made.
     Storage,
     /// The node failed.
@@ -57,14 +62,20 @@ impl NodeError {
         }
         match self {
             Self::Registry(
-                RegistryError::FunctionNotFound(_) | RegistryError::VersionNotFound { .. },
+                RegistryError::FunctionNotFound(_)
+                | RegistryError::VersionNotFound { .. }
+                | RegistryError::TokenNotFound(_)
+                | RegistryError::PolicyNotFound(_),
             ) => Fault::NotFound,
-            Self::Registry(RegistryError::NothingToRollBack(_)) => Fault::Conflict,
+            Self::Registry(
+                RegistryError::NothingToRollBack(_) | RegistryError::NamespaceExists(_),
+            ) => Fault::Conflict,
             Self::Registry(RegistryError::InvalidName { .. } | RegistryError::InvalidConfig(_))
             | Self::ReservedName(_)
             | Self::Config(_)
             | Self::Capability(_) => Fault::Client,
             Self::Prepare { error, .. } if error.is_client_error() => Fault::Client,
+            Self::Refused(_) => Fault::Refused,
             _ => Fault::Server,
         }
     }

@@ -13,6 +13,7 @@ mod error;
 #[cfg(feature = "failpoints")]
 mod failpoint;
 mod failure;
+mod gate;
 mod ids;
 mod invoke;
 mod keeper;
@@ -27,6 +28,7 @@ pub use error::{Fault, NodeError};
 pub use failure::{
     ErrorBody, ErrorDetail, INTERNAL_MESSAGE, InvokeFailure, REQUEST_ID_HEADER, error_response,
 };
+pub use gate::{DeployCandidate, DeployGate, Refusal};
 pub use ids::new_request_id;
 pub use invoke::{Answer, CallContext};
 pub use node::{DeployOutcome, Node, RESERVED_NAMES};

@@ -28,6 +28,7 @@ use kindling_scheduler::{
 use crate::config::NodeConfig;
 use crate::entry::{Code, Entry, Usage};
 use crate::error::NodeError;
+use crate::gate::{DeployCandidate, DeployGate};
 use crate::metrics::Metrics;
 
 /// Names that would shadow the node's own routes.
@@ -94,7 +95,10 @@ impl Node {
                 name: String::new(),
                 error,
             })?;
-        let quota = Arc::new(NamespaceLimits::new(config.namespace_limits.clone()));
+        let quota: Arc<dyn kindling_scheduler::Quota> = match &config.quota {
+            Some(quota) => quota.clone(),
+            None => Arc::new(NamespaceLimits::new(config.namespace_limits.clone())),
+        };
         let admission = Admission::new(config.admission, quota);
         let policy = config.keep_alive_policy.build();
         let node = Arc::new_cyclic(|node| Self {
@@ -305,7 +309,19 @@ impl Node {
         &self,
         name: &str,
         wasm: Bytes,
+        config: FunctionConfig,
+    ) -> Result<DeployOutcome, NodeError> {
+        self.deploy_gated(name, wasm, config, None).await
+    }
+
+    /// [`Node::deploy`], with `gate` deciding, just before the commit, whether the compiled
+    /// version may be recorded (quotas, admission policy); a refusal records nothing.
+    pub async fn deploy_gated(
+        &self,
+        name: &str,
+        wasm: Bytes,
         mut config: FunctionConfig,
+        gate: Option<&dyn DeployGate>,
     ) -> Result<DeployOutcome, NodeError> {
         check_name(name)?;
         config.validate()?;
@@ -346,6 +362,27 @@ impl Node {
             // An identical deploy committed while this one compiled.
             return Ok(DeployOutcome::Unchanged(entry));
         }
+        let namespace = config.namespace().to_string();
+        if let Some(gate) = gate {
+            let (imports, exports) = loaded.function.interface_names();
+            let (namespace_functions, namespace_memory_bytes) =
+                self.namespace_usage(&namespace, name);
+            let candidate = DeployCandidate {
+                name,
+                namespace: &namespace,
+                config: &config,
+                kind: loaded.function.kind().as_str(),
+                size_bytes,
+                sha256: &sha256,
+                imports,
+                exports,
+                memory_bytes: settings.limits.memory_bytes,
+                namespace_functions,
+                namespace_memory_bytes,
+                exists: self.lookup(name).is_some(),
+            };
+            gate.admit(&candidate).map_err(NodeError::Refused)?;
+        }
         let version = self
             .catalog
             .commit_version(
@@ -369,7 +406,36 @@ impl Node {
             compile_ms,
             "function deployed"
         );
+        if let Some(keep) = gate.and_then(|gate| gate.versions_kept(&namespace)) {
+            // The deploy is done; a failure to prune is only logged.
+            match self.catalog.prune_versions(name, keep).await {
+                Ok(unreferenced) => {
+                    let runtime = self.runtime.clone();
+                    blocking(move || {
+                        for sha256 in unreferenced {
+                            runtime.forget(&sha256);
+                        }
+                    })
+                    .await?;
+                }
+                Err(err) => {
+                    tracing::warn!(function = name, error = %err, "cannot prune old versions")
+                }
+            }
+        }
         Ok(DeployOutcome::Created(entry))
+    }
+
+    /// How many functions of `namespace` other than `except` exist, and the memory they may
+    /// use together.
+    fn namespace_usage(&self, namespace: &str, except: &str) -> (u32, u64) {
+        let table = self.table.read().expect("table lock");
+        table
+            .values()
+            .filter(|e| &*e.name != except && e.version.config.namespace() == namespace)
+            .fold((0, 0), |(n, bytes), e| {
+                (n + 1, bytes + e.settings.limits.memory_bytes)
+            })
     }
 
     /// The active entry when it already runs this module with this configuration.

@@ -47,6 +47,11 @@ pub trait Catalog: Send + Sync + 'static {
     /// any more and nobody holds, whose files are gone, so that derived files can go too.
     async fn delete_function(&self, name: &str) -> Result<Vec<String>, RegistryError>;
 
+    /// Deletes the function's versions past the newest `keep` (never the active one). Returns
+    /// the hashes of modules no version uses any more and nobody holds, as
+    /// [`Catalog::delete_function`] does.
+    async fn prune_versions(&self, name: &str, keep: u32) -> Result<Vec<String>, RegistryError>;
+
     /// The hashes of all modules some version uses.
     async fn referenced_modules(&self) -> Result<Vec<String>, RegistryError>;
 

@@ -91,6 +91,15 @@ pub enum RegistryError {
     /// There is no earlier version to roll back to.
     #[error("function {0:?} has no earlier version to roll back to")]
     NothingToRollBack(String),
+    /// No token has this id (or name).
+    #[error("no token with id or name {0:?}; `kindling token ls` lists them")]
+    TokenNotFound(String),
+    /// A namespace of this name exists already.
+    #[error("namespace {0:?} exists already; change its quotas with `kindling ns set`")]
+    NamespaceExists(String),
+    /// No active policy has this name.
+    #[error("no policy named {0:?}; `kindling policy ls` lists them")]
+    PolicyNotFound(String),
     /// A stored row does not parse: the database was edited by something else.
     #[error("registry database holds an unreadable row: {0}")]
     Corrupt(String),

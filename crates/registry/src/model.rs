@@ -62,6 +62,10 @@ pub struct FunctionConfig {
     /// `startup = "ultra-low"`); `kindling advise --function` judges them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub requirements: BTreeMap<String, String>,
+    /// Who may call it: `public` (the default) or `token` (a token with `invoke` scope for
+    /// its namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<InvokeAuth>,
     /// Link imports Kindling does not provide to stand-ins that trap when called, instead of
     /// refusing the deploy.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -78,6 +82,7 @@ impl FunctionConfig {
         "priority",
         "namespace",
         "requirements",
+        "auth",
         "allow_unsupported_imports",
     ];
 
@@ -85,6 +90,16 @@ impl FunctionConfig {
     pub fn namespace(&self) -> &str {
         self.namespace.as_deref().unwrap_or("default")
     }
+}
+
+/// Who may call a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvokeAuth {
+    /// Anyone who can reach the node.
+    Public,
+    /// A token with `invoke` scope for the function's namespace.
+    Token,
 }
 
 /// A version about to be recorded.

@@ -27,6 +27,47 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (function, version)
     );
     CREATE INDEX versions_by_sha256 ON versions (sha256);",
+    // 2: who may do what: API tokens (hashes only), namespaces and their quotas, versioned
+    // Rego policies, and the audit log of admin actions.
+    "CREATE TABLE tokens (
+        id TEXT PRIMARY KEY NOT NULL,
+        name TEXT NOT NULL,
+        namespace TEXT,
+        scopes TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT,
+        created_by TEXT
+    );
+    CREATE TABLE namespaces (
+        name TEXT PRIMARY KEY NOT NULL,
+        quotas TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE policies (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        rego TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        token_id TEXT,
+        token_name TEXT,
+        namespace TEXT,
+        action TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        result TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        source TEXT
+    );
+    CREATE INDEX audit_by_namespace ON audit (namespace, seq);",
 ];
 
 /// Opens and checks an existing database (a backup) without creating or migrating it.

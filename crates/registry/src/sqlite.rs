@@ -78,7 +78,7 @@ impl SqliteCatalog {
         .await
     }
 
-    async fn with_conn<T, F>(&self, work: F) -> Result<T, RegistryError>
+    pub(crate) async fn with_conn<T, F>(&self, work: F) -> Result<T, RegistryError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, RegistryError> + Send + 'static,
@@ -88,7 +88,7 @@ impl SqliteCatalog {
     }
 
     /// Runs a change and checkpoints it into the database file before returning.
-    async fn change<T, F>(&self, work: F) -> Result<T, RegistryError>
+    pub(crate) async fn change<T, F>(&self, work: F) -> Result<T, RegistryError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, RegistryError> + Send + 'static,
@@ -226,28 +226,42 @@ impl Catalog for SqliteCatalog {
             };
             tx.execute("DELETE FROM versions WHERE function = ?1", params![name])?;
             tx.execute("DELETE FROM functions WHERE name = ?1", params![name])?;
-            let mut unreferenced = Vec::new();
-            for sha256 in hashes {
-                let used = tx
-                    .query_row(
-                        "SELECT 1 FROM versions WHERE sha256 = ?1 LIMIT 1",
-                        params![sha256],
-                        |_| Ok(()),
-                    )
-                    .optional()?
-                    .is_some();
-                if !used {
-                    unreferenced.push(sha256);
-                }
-            }
+            let unreferenced = unused(&tx, hashes)?;
             tx.commit()?;
-            // A deploy between its upload and its commit holds its module: keep that file.
-            unreferenced.retain(|sha256| {
-                inner.holds.unless_held(sha256, || {
-                    let _ = std::fs::remove_file(inner.module_path(sha256));
-                })
-            });
-            Ok(unreferenced)
+            Ok(inner.collect(unreferenced))
+        })
+        .await
+    }
+
+    async fn prune_versions(&self, name: &str, keep: u32) -> Result<Vec<String>, RegistryError> {
+        let name = name.to_string();
+        let inner = self.inner.clone();
+        let keep = keep.max(1);
+        self.change(move |conn| {
+            let tx = conn.transaction()?;
+            let active = active_number(&tx, &name)?;
+            let doomed: Vec<(u32, String)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT version, sha256 FROM versions WHERE function = ?1 AND version != ?2
+                     ORDER BY version DESC LIMIT -1 OFFSET ?3",
+                )?;
+                stmt.query_map(params![name, active, keep.saturating_sub(1)], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?
+            };
+            if doomed.is_empty() {
+                return Ok(Vec::new());
+            }
+            for (version, _) in &doomed {
+                tx.execute(
+                    "DELETE FROM versions WHERE function = ?1 AND version = ?2",
+                    params![name, version],
+                )?;
+            }
+            let unreferenced = unused(&tx, doomed.into_iter().map(|(_, sha)| sha).collect())?;
+            tx.commit()?;
+            Ok(inner.collect(unreferenced))
         })
         .await
     }
@@ -335,7 +349,39 @@ impl Catalog for SqliteCatalog {
     }
 }
 
+/// Of these module hashes, those no version uses any more.
+fn unused(conn: &Connection, mut hashes: Vec<String>) -> Result<Vec<String>, RegistryError> {
+    hashes.sort();
+    hashes.dedup();
+    let mut unreferenced = Vec::new();
+    for sha256 in hashes {
+        let used = conn
+            .query_row(
+                "SELECT 1 FROM versions WHERE sha256 = ?1 LIMIT 1",
+                params![sha256],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !used {
+            unreferenced.push(sha256);
+        }
+    }
+    Ok(unreferenced)
+}
+
 impl Inner {
+    /// Removes the files of unreferenced modules, except those a deploy between its upload
+    /// and its commit holds; returns the hashes whose files are gone.
+    fn collect(&self, mut unreferenced: Vec<String>) -> Vec<String> {
+        unreferenced.retain(|sha256| {
+            self.holds.unless_held(sha256, || {
+                let _ = std::fs::remove_file(self.module_path(sha256));
+            })
+        });
+        unreferenced
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, RegistryError> {
         self.conn
             .lock()
@@ -513,7 +559,7 @@ fn version_from_row(
     })
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 

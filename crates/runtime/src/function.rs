@@ -82,6 +82,35 @@ impl Function {
         &self.inner.sha256
     }
 
+    /// What the binary imports and exports, by name: interfaces (`wasi:http/types@0.2.0`)
+    /// for a component, `module::name` for a core module. Deploy-time policy reads these.
+    pub fn interface_names(&self) -> (Vec<String>, Vec<String>) {
+        let component = match &self.inner.pre {
+            Pre::Http(pre) => pre.instance_pre().component(),
+            Pre::Http3(pre) => pre.instance_pre().component(),
+            Pre::Wagi(pre) => {
+                let module = pre.module();
+                let imports = module
+                    .imports()
+                    .map(|i| format!("{}::{}", i.module(), i.name()))
+                    .collect();
+                let exports = module.exports().map(|e| e.name().to_string()).collect();
+                return (imports, exports);
+            }
+        };
+        let engine = component.engine();
+        let ty = component.component_type();
+        let imports = ty
+            .imports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let exports = ty
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        (imports, exports)
+    }
+
     /// The settings this function runs with.
     pub fn settings(&self) -> &FunctionSettings {
         &self.inner.settings

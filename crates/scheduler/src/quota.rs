@@ -38,7 +38,7 @@ impl Drop for QuotaPermit {
 }
 
 /// Decides whether an account may start another request.
-pub trait Quota: Send + Sync {
+pub trait Quota: Send + Sync + std::fmt::Debug {
     /// Admits the request (returning what to hold while it runs) or says why not.
     fn admit(&self, account: &Account) -> Result<QuotaPermit, String>;
 }

@@ -70,7 +70,10 @@ impl Server {
                     );
                 }
             };
-            if let Some(url) = line.strip_prefix("kindling: listening on http://") {
+            if let Some(url) = line
+                .strip_prefix("kindling: listening on http://")
+                .or_else(|| line.strip_prefix("kindling: listening on https://"))
+            {
                 break url
                     .trim()
                     .parse()
@@ -115,14 +118,39 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Runs the CLI against this server: `kindling ARGS --server URL`.
+    /// The node's first admin token (from `admin.token` in its data directory), if it made one.
+    pub fn token(&self) -> Option<String> {
+        std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .ok()
+            .map(|t| t.trim().to_string())
+    }
+
+    /// `Authorization: Bearer ...` with the node's admin token, for raw HTTP requests to the
+    /// admin API.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token().unwrap_or_default())
+    }
+
+    /// Runs the CLI against this server as its admin: `kindling ARGS`, with `KINDLING_SERVER`
+    /// and `KINDLING_DATA_DIR` pointing at it (so the CLI finds the admin token as a user's
+    /// would).
     pub fn cli(&self, args: &[&str]) -> CliOutput {
-        let output = Command::new(&self.binary)
+        self.cli_with(args, &[])
+    }
+
+    /// Runs the CLI with extra environment variables (`KINDLING_TOKEN`, say).
+    pub fn cli_with(&self, args: &[&str], envs: &[(&str, &str)]) -> CliOutput {
+        let mut command = Command::new(&self.binary);
+        command
             .args(args)
             .env("KINDLING_SERVER", self.url(""))
-            .env_remove("KINDLING_JSON")
-            .output()
-            .expect("run the kindling CLI");
+            .env("KINDLING_DATA_DIR", &self.data_dir)
+            .env_remove("KINDLING_TOKEN")
+            .env_remove("KINDLING_JSON");
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let output = command.output().expect("run the kindling CLI");
         CliOutput::from(output)
     }
 

@@ -106,7 +106,8 @@ impl BenchCommand {
         if functions == 0 || self.sample == 0 {
             return Err(UsageError("--fleet and --sample must be at least 1".into()).into());
         }
-        let client = Client::new(url)?;
+        // The fleet is deployed through the admin API, as `kindling deploy` would.
+        let client = Client::with_credentials(url, std::env::var("KINDLING_TOKEN").ok(), None)?;
         let bar = (!self.output.json).then(|| {
             let bar = ProgressBar::new(functions as u64);
             bar.set_style(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use kindling_host::{DeployFlag, FlagForm};
-use kindling_registry::{FunctionConfig, Priority};
+use kindling_registry::{FunctionConfig, InvokeAuth, Priority};
 use serde_json::Value;
 
 use super::{OutputArgs, ServerArgs};
@@ -60,6 +60,10 @@ pub(crate) struct DeployCommand {
     /// (repeatable); `kindling advise --function NAME` judges them
     #[arg(long = "require", value_name = "DIMENSION=LEVEL")]
     require: Vec<String>,
+    /// Who may call the function: public (default) or token (callers need a token with the
+    /// invoke scope for its namespace)
+    #[arg(long, value_parser = parse_auth)]
+    auth: Option<InvokeAuth>,
     /// Link imports Kindling does not provide (llm, mysql, ...) to stand-ins that trap when
     /// called, instead of refusing the deploy
     #[arg(long)]
@@ -71,6 +75,14 @@ pub(crate) struct DeployCommand {
     server: ServerArgs,
     #[command(flatten)]
     output: OutputArgs,
+}
+
+fn parse_auth(text: &str) -> Result<InvokeAuth, String> {
+    match text {
+        "public" => Ok(InvokeAuth::Public),
+        "token" => Ok(InvokeAuth::Token),
+        other => Err(format!("{other:?} is neither `public` nor `token`")),
+    }
 }
 
 impl DeployCommand {
@@ -164,6 +176,9 @@ impl DeployCommand {
         }
         if self.allow_unsupported_imports {
             config.allow_unsupported_imports = true;
+        }
+        if let Some(auth) = self.auth {
+            config.auth = Some(auth);
         }
         for pair in &self.require {
             let (dimension, level) = pair.split_once('=').ok_or_else(|| {

@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand, shared flags flattened in.
 
+mod access;
 mod advise;
 mod backup;
 mod bench;
@@ -62,6 +63,15 @@ enum Command {
     Advise(advise::AdviseCommand),
     /// Replay a serverless trace through keep-alive policies: cold starts against memory held
     Sim(sim::SimCommand),
+    /// Make, list and revoke API tokens
+    Token(access::TokenCommand),
+    /// Create, list and set namespaces and their quotas
+    #[command(alias = "namespace")]
+    Ns(access::NsCommand),
+    /// Store, list and remove Rego policies (admission and authorization)
+    Policy(access::PolicyCommand),
+    /// Show the audit log of admin actions
+    Audit(access::AuditCommand),
     /// Copy a node's registry and modules to a new directory (safe while it serves)
     Backup(backup::BackupCommand),
     /// Put a backup back into a data directory (with its node stopped)
@@ -85,23 +95,34 @@ impl Cli {
             Command::Bench(command) => command.execute().await,
             Command::Advise(command) => command.execute().await,
             Command::Sim(command) => command.execute().await,
+            Command::Token(command) => command.execute().await,
+            Command::Ns(command) => command.execute().await,
+            Command::Policy(command) => command.execute().await,
+            Command::Audit(command) => command.execute().await,
             Command::Backup(command) => command.execute().await,
             Command::Restore(command) => command.execute().await,
         }
     }
 }
 
-/// Which node to talk to.
+/// Which node to talk to, and as whom.
 #[derive(Debug, Args)]
 pub(crate) struct ServerArgs {
     /// URL of the Kindling node
     #[arg(long, env = "KINDLING_SERVER", default_value = "http://127.0.0.1:3000")]
     server: String,
+    /// API token (default: for a node on this machine, the admin.token in its data
+    /// directory, KINDLING_DATA_DIR or ./.kindling)
+    #[arg(long, env = "KINDLING_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate (PEM) to trust for an https:// node, besides the system's roots
+    #[arg(long, env = "KINDLING_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
 }
 
 impl ServerArgs {
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
-        Client::new(&self.server)
+        Client::with_credentials(&self.server, self.token.clone(), self.ca_cert.as_deref())
     }
 }
 

@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use kindling_access::{Access, AuthMode};
 use kindling_cap_keyvalue::KeyValue;
 use kindling_cap_sqlite::Sqlite;
 use kindling_cap_variables::Variables;
 use kindling_gateway::GatewayConfig;
 use kindling_host::Capabilities;
 use kindling_node::{Node, NodeConfig};
+use kindling_registry::SqliteCatalog;
 use kindling_runtime::Limits;
 use kindling_scheduler::{AdmissionConfig, AutoscalerConfig, LaneConfig, PolicySpec};
 use tokio::net::TcpListener;
@@ -211,9 +213,45 @@ pub(crate) struct ServeCommand {
     /// How long in-flight requests may take to finish at shutdown
     #[arg(long, env = "KINDLING_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    /// Who may use the admin API: `token` (default: a bearer token on every admin route; the
+    /// first start writes an admin token to DATA_DIR/admin.token) or `none` (loopback only)
+    #[arg(long, env = "KINDLING_AUTH", value_enum, default_value_t = AuthFlag::Token)]
+    auth: AuthFlag,
+    /// PEM certificate chain to serve TLS with (with --tls-key); SIGHUP reloads it
+    #[arg(
+        long,
+        env = "KINDLING_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(
+        long,
+        env = "KINDLING_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (behind a proxy that terminates TLS);
+    /// without it such a node refuses to start, since tokens would cross the network in clear
+    #[arg(long, env = "KINDLING_ALLOW_PLAIN_HTTP")]
+    allow_plain_http: bool,
+    /// Directory of Rego policies (*.rego, named by file) stored in the registry at start:
+    /// `package kindling.admission` (deny) and `package kindling.authz` (allow)
+    #[arg(long, env = "KINDLING_POLICY_DIR", value_name = "DIR")]
+    policy_dir: Option<PathBuf>,
     /// Log format; the filter comes from KINDLING_LOG (for example `info,kindling=debug`)
     #[arg(long, env = "KINDLING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AuthFlag {
+    /// Bearer tokens on every admin route
+    Token,
+    /// No authentication (loopback only)
+    None,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -228,6 +266,12 @@ impl ServeCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         init_tracing(self.log_format);
         let (mut node_config, mut gateway_config) = self.validate()?;
+        self.check_exposure()?;
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let tls = kindling_gateway::TlsConfig::load(cert, key)
+                .map_err(|err| UsageError(err.to_string()))?;
+            gateway_config.tls = Some(Arc::new(tls));
+        }
         node_config.tracer = kindling_telemetry::Tracer::from_env()
             .map_err(|err| UsageError(format!("tracing: {err}")))?;
         let tracer = node_config.tracer.clone();
@@ -256,7 +300,27 @@ impl ServeCommand {
         })?;
 
         let data_dir = node_config.data_dir.clone();
-        let node = Node::open(node_config)
+        let catalog = Arc::new(
+            SqliteCatalog::open(&data_dir)
+                .await
+                .context("cannot open the registry")?,
+        );
+        let mode = match self.auth {
+            AuthFlag::Token => AuthMode::Token,
+            AuthFlag::None => AuthMode::None,
+        };
+        let access = Access::open(catalog.clone(), mode, node_config.namespace_limits.clone())
+            .await
+            .context("cannot load tokens, namespaces and policies from the registry")?;
+        if let Some(dir) = &self.policy_dir {
+            let stored = access
+                .load_policy_dir(dir)
+                .await
+                .map_err(|err| UsageError(format!("--policy-dir {}: {err}", dir.display())))?;
+            tracing::info!(policies = stored.len(), dir = %dir.display(), "policies loaded");
+        }
+        node_config.quota = Some(access.quota());
+        let node = Node::open_with(node_config, catalog)
             .await
             .context("cannot open the node")?;
         let listener = TcpListener::bind(self.listen).await.with_context(|| {
@@ -267,13 +331,39 @@ impl ServeCommand {
         })?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
         gateway_config.local_addr = Some(local_addr);
+        let first_token = access
+            .bootstrap(&data_dir)
+            .await
+            .context("cannot create the first admin token")?;
+        gateway_config.access = Some(access);
 
+        let scheme = if gateway_config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         // A closed stdout must not stop a server: these lines are for a person or a supervisor.
-        announce(format_args!("kindling: listening on http://{local_addr}"));
         announce(format_args!(
-            "kindling: admin API http://{local_addr}/v1/functions, data in {}",
+            "kindling: listening on {scheme}://{local_addr}"
+        ));
+        announce(format_args!(
+            "kindling: admin API {scheme}://{local_addr}/v1/functions, data in {}",
             data_dir.display()
         ));
+        match (mode, first_token) {
+            (AuthMode::None, _) => announce(format_args!(
+                "kindling: --auth none: anyone who can reach {local_addr} may deploy"
+            )),
+            (_, Some(path)) => announce(format_args!(
+                "kindling: created the first admin token in {} (readable by you only); the CLI \
+                 on this machine finds it, elsewhere set KINDLING_TOKEN",
+                path.display()
+            )),
+            _ => {}
+        }
+        if let Some(tls) = gateway_config.tls.clone() {
+            tokio::spawn(reload_on_hangup(tls));
+        }
 
         if tracer.is_some() {
             announce(format_args!(
@@ -291,6 +381,31 @@ impl ServeCommand {
             tracer.flush().await;
         }
         tracing::info!("stopped");
+        Ok(())
+    }
+
+    /// Refuses to expose an open node, or tokens in clear, beyond this machine.
+    fn check_exposure(&self) -> Result<(), UsageError> {
+        let loopback = self.listen.ip().is_loopback();
+        if loopback {
+            return Ok(());
+        }
+        if self.auth == AuthFlag::None {
+            return Err(UsageError(format!(
+                "--auth none is allowed on loopback only, and --listen {} is reachable from \
+                 other machines: anyone there could deploy and delete functions. Drop --auth \
+                 none (tokens are on by default), or listen on 127.0.0.1",
+                self.listen
+            )));
+        }
+        if self.tls_cert.is_none() && !self.allow_plain_http {
+            return Err(UsageError(format!(
+                "--listen {} is reachable from other machines, and without TLS API tokens \
+                 would cross the network in clear: pass --tls-cert and --tls-key, or \
+                 --allow-plain-http when a proxy in front terminates TLS",
+                self.listen
+            )));
+        }
         Ok(())
     }
 
@@ -502,6 +617,28 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Reloads the TLS certificate and key on every SIGHUP; a bad pair keeps the old one serving.
+async fn reload_on_hangup(tls: Arc<kindling_gateway::TlsConfig>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot install the SIGHUP handler: TLS reload is off");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate and key reloaded"),
+                Err(err) => {
+                    tracing::error!(error = %err, "TLS reload failed; still serving the old certificate")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 async fn shutdown_signal() {

@@ -21,9 +21,11 @@ async fn killed_mid_deploy_the_previous_version_serves_after_restart() {
     let url = server.url("");
     let wagi = example("wagi-hello");
     let binary = kindling();
+    let token = server.token().expect("the node made an admin token");
     let deploy = std::thread::spawn(move || {
         std::process::Command::new(binary)
             .args(["deploy", "hello", wagi.to_str().unwrap(), "--server", &url])
+            .env("KINDLING_TOKEN", token)
             .output()
             .unwrap()
     });
@@ -74,9 +76,11 @@ async fn kills_at_random_moments_never_corrupt_the_registry() {
         let url = server.url("");
         let file = modules[(round as usize + 1) % modules.len()].clone();
         let binary = kindling();
+        let token = server.token().expect("the node made an admin token");
         let deploy = std::thread::spawn(move || {
             std::process::Command::new(binary)
                 .args(["deploy", "f", file.to_str().unwrap(), "--server", &url])
+                .env("KINDLING_TOKEN", token)
                 .output()
                 .unwrap()
         });

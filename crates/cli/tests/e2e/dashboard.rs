@@ -180,8 +180,24 @@ fn the_dashboard_shows_live_numbers_that_match_the_metrics() {
         "the SQLite database is listed: {dom}"
     );
 
-    // A function's own page: versions, limits, logs.
-    let dom = dump_dom(&server.url("/dashboard#/fn/greet"), 4000);
+    // A function's page needs the admin API: without a token it asks for one.
+    let dom = dump_dom(&server.url("/dashboard#/fn/greet"), 3000);
+    assert!(
+        dom.contains(r#"<form id="token-prompt">"#),
+        "the prompt shows: {dom}"
+    );
+    assert!(dom.contains("needs an API token"), "{dom}");
+    assert!(!dom.contains("<td>v1</td>"), "{dom}");
+    // With a read token in the address: versions, limits, logs.
+    let made = server
+        .cli(&["token", "create", "viewer", "--scope", "read", "--json"])
+        .json();
+    let token = made["token"].as_str().unwrap();
+    let dom = dump_dom(
+        &format!("{}&token={token}", server.url("/dashboard#/fn/greet")),
+        4000,
+    );
+    assert!(dom.contains(r#"<form id="token-prompt" hidden"#), "{dom}");
     assert!(dom.contains(r#"<h1 id="fn-name">greet</h1>"#), "{dom}");
     assert!(dom.contains("<td>v1</td>"), "{dom}");
     assert!(dom.contains("<dt>memory</dt>"), "{dom}");

@@ -304,7 +304,9 @@ fn a_full_disk_refuses_the_deploy_with_507_and_keeps_serving() {
         .arg(format!("of={}", filler.display()))
         .output();
     let output = std::process::Command::new("curl")
-        .args(["-sS", "-D", "-", "--data-binary"])
+        .args(["-sS", "-D", "-", "-H"])
+        .arg(format!("Authorization: {}", server.bearer()))
+        .arg("--data-binary")
         .arg(format!("@{}", example("wagi-hello").display()))
         .arg(server.url("/v1/functions/wagi/versions"))
         .output()
@@ -362,7 +364,7 @@ async fn deploys_racing_deletes_keep_every_version_s_module() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Server::start(&kindling(), &data, &[], &[]);
-    let http = reqwest::Client::new();
+    let http = admin_client(&server);
     let deploy = |name: &str, module: Vec<u8>| {
         http.post(server.url(&format!("/v1/functions/{name}/versions")))
             .body(module)
@@ -421,7 +423,7 @@ async fn deploys_racing_deletes_keep_every_version_s_module() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_identical_deploys_at_once_make_one_version() {
     let (_dir, server) = crate::fresh_server(&[]);
-    let http = reqwest::Client::new();
+    let http = admin_client(&server);
     let module = std::fs::read(example("hello")).unwrap();
     let deploys: Vec<_> = (0..10)
         .map(|_| {
@@ -442,4 +444,17 @@ async fn ten_identical_deploys_at_once_make_one_version() {
     assert_eq!(created, 1, "one made the version; the rest changed nothing");
     let versions = server.cli(&["versions", "same", "--json"]).json();
     assert_eq!(versions.as_array().unwrap().len(), 1, "{versions}");
+}
+
+/// An HTTP client that presents the node's admin token.
+fn admin_client(server: &Server) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        server.bearer().parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }

@@ -47,6 +47,7 @@ fn guest_output_is_kept_per_function_and_followed_live() {
     let mut follower = Command::new(kindling())
         .args(["logs", "greet", "--follow", "--since", "1s"])
         .env("KINDLING_SERVER", server.url(""))
+        .env("KINDLING_TOKEN", server.token().unwrap())
         .env_remove("KINDLING_JSON")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -17,6 +17,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod scheduling;
+mod security;
 mod sim;
 mod sqlite;
 mod traces;

@@ -64,7 +64,13 @@ fn guests_read_variables_and_secrets_and_nothing_shows_a_secret() {
         server.cli(&["inspect", "spin"]).ok().to_string(),
         server.cli(&["inspect", "spin", "--json"]).ok().to_string(),
         server.cli(&["versions", "spin", "--json"]).ok().to_string(),
-        curl(&["-sS", &server.url("/v1/functions")]).unwrap(),
+        curl(&[
+            "-sS",
+            "-H",
+            &format!("Authorization: {}", server.bearer()),
+            &server.url("/v1/functions"),
+        ])
+        .unwrap(),
         server.log(),
     ] {
         assert!(

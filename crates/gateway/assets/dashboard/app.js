@@ -9,6 +9,35 @@ const WINDOW = 5; // rates over the last 5 samples
 const HISTORY = 300; // points kept per chart (5 minutes)
 const COLORS = ["#e8590c", "#1c7ed6", "#2b8a3e", "#ae3ec9", "#f08c00", "#0ca678", "#c2255c", "#495057"];
 
+// The admin API needs a token (read scope is enough). It arrives once in the address
+// (#/fn/NAME&token=kdl_..., or #token=kdl_...), is kept in this browser's session storage
+// and removed from the address bar, or is pasted into the prompt a 401 shows.
+const TOKEN_KEY = "kindling-token";
+function takeTokenFromHash() {
+  const m = location.hash.match(/^(#[^&]*)?&?token=(kdl_[0-9a-f_]+)$/);
+  if (!m) return;
+  sessionStorage.setItem(TOKEN_KEY, m[2]);
+  history.replaceState(null, "", location.pathname + (m[1] && m[1] !== "#" ? m[1] : ""));
+}
+async function api(path) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const r = await fetch(path, token ? { headers: { Authorization: `Bearer ${token}` } } : {});
+  const prompt = document.getElementById("token-prompt");
+  if (r.status === 401 || r.status === 403) {
+    prompt.hidden = false;
+    document.getElementById("token-why").textContent = (await r.json()).error?.message || "";
+    throw new Error("the admin API refused the token");
+  }
+  prompt.hidden = true;
+  return r.json();
+}
+function saveToken(event) {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, document.getElementById("token-input").value.trim());
+  document.getElementById("token-prompt").hidden = true;
+  route();
+}
+
 const samples = []; // {t, fns: Map(name -> series), node}
 const history = new Map(); // name -> [{t, rps, p50, p99}]
 
@@ -248,8 +277,8 @@ async function showFunction(name) {
   document.getElementById("fn-name").textContent = name;
   document.getElementById("fn-logs").textContent = "no output yet";
   const [info, versions] = await Promise.all([
-    fetch(`/v1/functions/${encodeURIComponent(name)}`).then((r) => r.json()),
-    fetch(`/v1/functions/${encodeURIComponent(name)}/versions`).then((r) => r.json()),
+    api(`/v1/functions/${encodeURIComponent(name)}`),
+    api(`/v1/functions/${encodeURIComponent(name)}/versions`),
   ]);
   const vbody = document.querySelector("#fn-versions tbody");
   vbody.replaceChildren();
@@ -279,7 +308,7 @@ async function showFunction(name) {
 async function refreshLogs() {
   if (!selected) return;
   const name = selected;
-  const page = await fetch(`/v1/functions/${encodeURIComponent(name)}/logs?after=${logsAfter}&limit=200`).then((r) => r.json());
+  const page = await api(`/v1/functions/${encodeURIComponent(name)}/logs?after=${logsAfter}&limit=200`);
   if (name !== selected) return;
   const pre = document.getElementById("fn-logs");
   if (page.lines && page.lines.length) {
@@ -343,6 +372,8 @@ async function tick() {
   setTimeout(tick, SAMPLE_MS);
 }
 
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => { takeTokenFromHash(); route(); });
+document.getElementById("token-prompt").addEventListener("submit", saveToken);
+takeTokenFromHash();
 route();
 tick();
