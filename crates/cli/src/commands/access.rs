@@ -53,7 +53,8 @@ enum TokenAction {
     /// Revoke a token by id or name; it stops working at once
     Revoke {
         /// The token's id or name
-        token: String,
+        #[arg(value_name = "TOKEN")]
+        id: String,
     },
 }
 
@@ -120,11 +121,11 @@ impl TokenCommand {
                 );
                 Ok(())
             }
-            TokenAction::Revoke { token } => {
+            TokenAction::Revoke { id } => {
                 let record: TokenRecord = client
                     .send_json::<(), _>(
                         Method::DELETE,
-                        &format!("/v1/tokens/{}", path_segment(&token)?),
+                        &format!("/v1/tokens/{}", path_segment(&id)?),
                         None,
                     )
                     .await?;

@@ -109,14 +109,19 @@ impl Cli {
 #[derive(Debug, Args)]
 pub(crate) struct ServerArgs {
     /// URL of the Kindling node
-    #[arg(long, env = "KINDLING_SERVER", default_value = "http://127.0.0.1:3000")]
+    #[arg(
+        long,
+        env = "KINDLING_SERVER",
+        default_value = "http://127.0.0.1:3000",
+        global = true
+    )]
     server: String,
     /// API token (default: for a node on this machine, the admin.token in its data
     /// directory, KINDLING_DATA_DIR or ./.kindling)
-    #[arg(long, env = "KINDLING_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "KINDLING_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
     /// CA certificate (PEM) to trust for an https:// node, besides the system's roots
-    #[arg(long, env = "KINDLING_CA_CERT", value_name = "FILE")]
+    #[arg(long, env = "KINDLING_CA_CERT", value_name = "FILE", global = true)]
     ca_cert: Option<std::path::PathBuf>,
 }
 
@@ -130,6 +135,6 @@ impl ServerArgs {
 #[derive(Debug, Args)]
 pub(crate) struct OutputArgs {
     /// Print JSON instead of text, for scripts
-    #[arg(long, env = "KINDLING_JSON")]
+    #[arg(long, env = "KINDLING_JSON", global = true)]
     json: bool,
 }

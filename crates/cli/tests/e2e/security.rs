@@ -191,7 +191,7 @@ fn a_token_function_needs_an_invoke_token_and_never_sees_it() {
     server
         .cli(&["deploy", "open", path_str(&example("hello"))])
         .ok();
-    let url = server.url("/private/");
+    let url = server.url("/private/echo");
     let (status, body) = call(&[&url]);
     assert_eq!(status, 401, "{body}");
     let deployer = token(&server, "deployer", &["--scope", "deploy"]);
@@ -207,7 +207,7 @@ fn a_token_function_needs_an_invoke_token_and_never_sees_it() {
         "the token never reaches the guest: {body}"
     );
     // A public function is anyone's, and a Kindling token sent to it is removed too.
-    let (status, body) = call(&["-H", &bearer(&caller), &server.url("/open/")]);
+    let (status, body) = call(&["-H", &bearer(&caller), &server.url("/open/echo")]);
     assert_eq!(status, 200);
     assert!(!body.contains("kdl_"), "{body}");
     // `kindling invoke` sends a given token, never the admin's own file.
@@ -543,15 +543,20 @@ fn certificate(
     dir: &Path,
     name: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Subject and issuer must differ, or the leaf would look self-signed.
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("kindling test CA {name}"));
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    let mut leaf =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let cert = leaf.signed_by(&key, &ca).unwrap();
     let paths = (
         dir.join(format!("{name}-ca.pem")),
         dir.join(format!("{name}-cert.pem")),
