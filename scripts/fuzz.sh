@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes the deploy path (configuration parsing, module validation and compilation) for a
-# bounded time per target, with cargo-fuzz (libFuzzer), seeded with the example guests.
+# Fuzzes the deploy path (configuration parsing, module validation and compilation), token
+# authentication and Rego policies for a bounded time per target, with cargo-fuzz
+# (libFuzzer), seeded with the example guests and policies.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
 # Crashes are written to fuzz/artifacts/<target>/ and fail the script.
 set -euo pipefail
@@ -20,7 +21,14 @@ cp examples/*.wasm test-programs/build/*.wasm fuzz/corpus/deploy_module/
 printf '%s' '{"env":{"A":"b"},"limits":{"timeout_ms":500,"memory_bytes":1048576},"allowed_outbound_hosts":["https://*.example.com:8443"],"mounts":[{"source":"data","path":"/data"}]}' \
   > fuzz/corpus/deploy_config/full.json
 
-for target in deploy_config deploy_module; do
+mkdir -p fuzz/corpus/access_token fuzz/corpus/policy
+printf 'Bearer kdl_0123456789abcdef_%064d' 0 > fuzz/corpus/access_token/shape
+for policy in examples/policies/*.rego; do
+  { cat "$policy"; printf '\0{"method":"POST","path":"/x","function":{"name":"f","size":5}}'; } \
+    > "fuzz/corpus/policy/$(basename "$policy" .rego)"
+done
+
+for target in deploy_config deploy_module access_token policy; do
   echo "fuzz: $target for ${seconds}s"
   cargo fuzz run --fuzz-dir fuzz "$target" "fuzz/corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=30

@@ -20,6 +20,9 @@ use crate::policy::{Policies, PolicyError};
 use crate::quota::TenantQuota;
 use crate::token::{Scope, hash_token, mint, parse_token, same_hash};
 
+/// The longest expiry a token may ask for: ten years.
+const MAX_LIFETIME_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
 /// Whether the node asks for tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
@@ -275,6 +278,30 @@ impl Access {
         Ok(Some(Caller::Token(known.caller.clone())))
     }
 
+    /// Whether `caller`'s token still works (not revoked or expired since it was presented).
+    pub fn still_valid(&self, caller: &Caller) -> Result<(), Denied> {
+        let Some(token) = caller.token() else {
+            return Ok(());
+        };
+        let tokens = self.tokens.read().expect("tokens lock");
+        let Some(known) = tokens.get(&token.id) else {
+            return Err(Denied::unauthenticated("the token is no longer known"));
+        };
+        if known.caller.record.revoked_at.is_some() {
+            return Err(Denied::unauthenticated(format!(
+                "token {:?} was revoked while the request ran",
+                token.name
+            )));
+        }
+        if known.expires.is_some_and(|at| at <= SystemTime::now()) {
+            return Err(Denied::unauthenticated(format!(
+                "token {:?} expired while the request ran",
+                token.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Counts a refusal by a check made outside this type (a scope or namespace check).
     pub fn count_refusal(&self, denied: &Denied) {
         let reason = match denied.status {
@@ -326,6 +353,15 @@ impl Access {
             AccessError::Invalid(format!("the system's random source failed: {err}"))
         })?;
         let now = SystemTime::now();
+        if request
+            .expires_in_seconds
+            .is_some_and(|s| s > MAX_LIFETIME_SECONDS)
+        {
+            return Err(AccessError::Invalid(format!(
+                "a token lives at most {MAX_LIFETIME_SECONDS} seconds (ten years); leave the \
+                 expiry out for one that never expires"
+            )));
+        }
         let expires_at = request
             .expires_in_seconds
             .map(|s| humantime::format_rfc3339_seconds(now + Duration::from_secs(s)).to_string());

@@ -59,8 +59,11 @@ impl Client {
             ))
             .into());
         }
+        // No redirects: the admin API never sends one, and a function's redirect must not
+        // carry the token anywhere else (`kindling invoke`).
         let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("kindling-cli/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!("kindling-cli/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(path) = ca_cert {
             let pem = std::fs::read(path).map_err(|err| {
                 crate::UsageError(format!("cannot read --ca-cert {}: {err}", path.display()))

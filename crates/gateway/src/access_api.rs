@@ -63,14 +63,29 @@ fn access(state: &AppState) -> Result<&Access, ApiError> {
     })
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>, shape: &str) -> Result<T, ApiError> {
-    body.map(|Json(value)| value).map_err(|rejection| {
+/// A JSON object body as `T`. serde would also read a struct from an array of its fields in
+/// order; an API that documents an object accepts only an object.
+fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+    shape: &str,
+) -> Result<T, ApiError> {
+    let invalid = |why: String| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid",
-            format!("{}; send {shape}", rejection.body_text()),
+            format!("{why}; send {shape}"),
         )
-    })
+    };
+    let Json(value) = body.map_err(|rejection| invalid(rejection.body_text()))?;
+    if !value.is_object() {
+        return Err(invalid("the body must be a JSON object".into()));
+    }
+    if let Some(quotas) = value.get("quotas")
+        && !quotas.is_object()
+    {
+        return Err(invalid("`quotas` must be a JSON object".into()));
+    }
+    serde_json::from_value(value).map_err(|err| invalid(format!("invalid body: {err}")))
 }
 
 async fn list_tokens(
@@ -84,9 +99,9 @@ async fn list_tokens(
 async fn create_token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    body: Result<Json<NewTokenRequest>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let request = json_body(
+    let request: NewTokenRequest = json_body(
         body,
         r#"{"name": "ci", "scopes": ["deploy"], "namespace": "team-a", "expires_in_seconds": 86400}"#,
     )?;
@@ -148,9 +163,10 @@ async fn list_namespaces(
 async fn create_namespace(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    body: Result<Json<NewNamespace>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let request = json_body(body, r#"{"name": "team-a", "quotas": {"functions": 10}}"#)?;
+    let request: NewNamespace =
+        json_body(body, r#"{"name": "team-a", "quotas": {"functions": 10}}"#)?;
     let access = access(&state)?;
     let record = access
         .put_namespace(&caller, &request.name, request.quotas, true)
@@ -165,9 +181,9 @@ async fn set_namespace(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    body: Result<Json<Quotas>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let quotas = json_body(body, r#"{"functions": 10, "requests_per_second": 100}"#)?;
+    let quotas: Quotas = json_body(body, r#"{"functions": 10, "requests_per_second": 100}"#)?;
     let access = access(&state)?;
     let record = access.put_namespace(&caller, &name, quotas, false).await?;
     Ok(Json(namespace_info(

@@ -255,6 +255,7 @@ async fn read_multipart(
 
 async fn rollback(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<FunctionInfo>, ApiError> {
@@ -269,6 +270,19 @@ async fn rollback(
             )
         })?
     };
+    // A version may have been deployed to another namespace: going back to it moves the
+    // function there, which needs deploy rights on that side too.
+    if let Some(entry) = state.node.lookup(&name) {
+        let active = entry.version.version;
+        let versions = state.node.versions(&name).await?;
+        let target = match request.version {
+            Some(wanted) => versions.iter().find(|v| v.version == wanted),
+            None => versions.iter().find(|v| v.version < active),
+        };
+        if let Some(target) = target {
+            caller.require(Scope::Deploy, Some(target.config.namespace()))?;
+        }
+    }
     state.node.rollback(&name, request.version).await?;
     Ok(Json(describe(&state, &name).await?))
 }

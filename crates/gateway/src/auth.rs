@@ -50,7 +50,14 @@ enum Target {
 fn need(method: &Method, path: &str) -> Need {
     let reads = method == Method::GET || method == Method::HEAD;
     let write = if reads { Scope::Read } else { Scope::Deploy };
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // The handlers see path parameters percent-decoded: so must this table, or `%68ello`
+    // would be checked as a function that does not exist and then act on `hello`.
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     match segments.as_slice() {
         ["openapi.json"] => Need::Public,
         ["tokens", ..] | ["namespaces", ..] | ["policies", ..] | ["audit", ..] => Need::Token,
@@ -62,6 +69,29 @@ fn need(method: &Method, path: &str) -> Need {
         }
         _ => Need::Scope(Scope::Read, Target::Own),
     }
+}
+
+/// A path segment as a handler's `Path` extractor sees it.
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).and_then(|b| hex(*b)),
+                bytes.get(i + 2).and_then(|b| hex(*b)),
+            )
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Middleware on `/v1`: authenticate, authorize by [`need`], audit.
@@ -140,29 +170,73 @@ pub(crate) async fn admin(
         }
     }
     request.extensions_mut().insert(caller.clone());
-    let response = next.run(request).await;
-    if audited {
-        // A deploy of a new function acts in the namespace it was deployed to.
-        let namespace = match &need {
-            Need::Scope(_, Target::Function(name)) => state
-                .node
-                .lookup(name)
-                .map(|entry| entry.version.config.namespace().to_string())
-                .or(namespace),
-            _ => namespace,
-        };
-        audit(
-            &access,
-            Some(&caller),
-            namespace,
-            &method,
-            &path,
-            response.status(),
-            source,
-        )
-        .await;
+    if !audited {
+        return next.run(request).await;
     }
-    response
+    // The change and its audit row run to the end on their own task: a client that hangs up
+    // mid-request must not leave a change without its row.
+    let function = match &need {
+        Need::Scope(_, Target::Function(name)) => Some(name.clone()),
+        _ => None,
+    };
+    let request_id = current_request_id();
+    let task = tokio::spawn(async move {
+        let response = next.run(request).await;
+        // A deploy of a new function acts in the namespace it was deployed to.
+        let namespace = function
+            .and_then(|name| state.node.lookup(&name))
+            .map(|entry| entry.version.config.namespace().to_string())
+            .or(namespace);
+        let row = Row {
+            caller: Some(&caller),
+            namespace,
+            method: &method,
+            path: &path,
+            status: response.status(),
+            source,
+        };
+        row.write(&access, &request_id).await;
+        response
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(err) => ApiError::internal(err, None).into_response(),
+    }
+}
+
+/// One audit row's fields.
+struct Row<'a> {
+    caller: Option<&'a Caller>,
+    namespace: Option<String>,
+    method: &'a Method,
+    path: &'a str,
+    status: http::StatusCode,
+    source: Option<String>,
+}
+
+impl Row<'_> {
+    async fn write(self, access: &Access, request_id: &str) {
+        let token = self.caller.and_then(Caller::token);
+        let result = match self.status.as_u16() {
+            200..=399 => "ok",
+            401 | 403 | 429 => "denied",
+            _ => "failed",
+        };
+        access
+            .record(AuditRecord {
+                seq: 0,
+                at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                token_id: token.map(|t| t.id.clone()),
+                token_name: token.map(|t| t.name.clone()),
+                namespace: self.namespace,
+                action: format!("{} /v1{}", self.method, self.path),
+                status: self.status.as_u16(),
+                result: result.to_string(),
+                request_id: request_id.to_string(),
+                source: self.source,
+            })
+            .await;
+    }
 }
 
 async fn audit(
@@ -174,26 +248,15 @@ async fn audit(
     status: http::StatusCode,
     source: Option<String>,
 ) {
-    let token = caller.and_then(Caller::token);
-    let result = match status.as_u16() {
-        200..=399 => "ok",
-        401 | 403 | 429 => "denied",
-        _ => "failed",
+    let row = Row {
+        caller,
+        namespace,
+        method,
+        path,
+        status,
+        source,
     };
-    access
-        .record(AuditRecord {
-            seq: 0,
-            at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            token_id: token.map(|t| t.id.clone()),
-            token_name: token.map(|t| t.name.clone()),
-            namespace,
-            action: format!("{method} /v1{path}"),
-            status: status.as_u16(),
-            result: result.to_string(),
-            request_id: current_request_id().to_string(),
-            source,
-        })
-        .await;
+    row.write(access, &current_request_id()).await;
 }
 
 /// Checks an invocation: a token for functions deployed with `auth = "token"`, and the authz
@@ -212,8 +275,9 @@ pub(crate) fn check_invocation(
     // sees the request, whatever the function's access.
     let kindling_token = request
         .headers()
-        .get(http::header::AUTHORIZATION)
-        .is_some_and(|v| v.as_bytes().starts_with(b"Bearer kdl_"));
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .any(|value| is_kindling_token(value.as_bytes()));
     if !needs_token && !authz {
         if kindling_token {
             request.headers_mut().remove(http::header::AUTHORIZATION);
@@ -301,6 +365,15 @@ pub(crate) fn check_invocation(
     }
 }
 
+/// Whether an `Authorization` value carries a Kindling token, however it is spelled.
+fn is_kindling_token(value: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(value);
+    let text = text.trim();
+    let (scheme, rest) = text.split_at(text.find(' ').unwrap_or(text.len()));
+    scheme.eq_ignore_ascii_case("bearer")
+        && rest.trim_start().starts_with(kindling_access::TOKEN_PREFIX)
+}
+
 /// Quotas and the admission policy, for one caller's deploy.
 pub(crate) struct AccessGate {
     pub(crate) access: Arc<Access>,
@@ -310,6 +383,19 @@ pub(crate) struct AccessGate {
 impl DeployGate for AccessGate {
     fn admit(&self, candidate: &DeployCandidate<'_>) -> Result<(), Refusal> {
         let namespace = candidate.namespace;
+        // Checked again at the commit: the token may have been revoked during the upload,
+        // and another deploy may have created the function in another namespace meanwhile.
+        let refuse = |denied: Denied| Refusal {
+            status: denied.status,
+            code: denied.code,
+            message: denied.message,
+        };
+        self.access.still_valid(&self.caller).map_err(refuse)?;
+        if let Some(current) = candidate.current_namespace.as_deref() {
+            self.caller
+                .require(Scope::Deploy, Some(current))
+                .map_err(refuse)?;
+        }
         let quotas = self.access.quotas(namespace);
         let over = |message: String| Refusal {
             status: 403,
@@ -414,5 +500,20 @@ mod tests {
         );
         assert_eq!(scope(Method::POST, "/tokens"), "token");
         assert_eq!(scope(Method::GET, "/nothing-here"), "read own");
+        assert_eq!(
+            scope(Method::DELETE, "/functions/%68ello"),
+            "deploy fn hello"
+        );
+        assert_eq!(scope(Method::GET, "/kv/te%61m/default"), "read ns team");
+        assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
+    }
+
+    #[test]
+    fn kindling_tokens_are_found_however_spelled() {
+        assert!(is_kindling_token(b"Bearer kdl_x"));
+        assert!(is_kindling_token(b"bearer   kdl_x"));
+        assert!(is_kindling_token(b" BEARER kdl_x "));
+        assert!(!is_kindling_token(b"Bearer other"));
+        assert!(!is_kindling_token(b"Basic a2RsXw=="));
     }
 }

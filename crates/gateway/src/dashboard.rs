@@ -33,11 +33,24 @@ async fn style() -> impl IntoResponse {
     asset("text/css; charset=utf-8", STYLE)
 }
 
+/// Functions are served from the same origin, so the page shuts them out: no framing, no
+/// window a function's page opened can reach into it (its token lives in the page's memory
+/// only), and only its own scripts run.
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-cache"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            ),
+            (
+                header::HeaderName::from_static("cross-origin-opener-policy"),
+                "same-origin",
+            ),
+            (header::REFERRER_POLICY, "no-referrer"),
         ],
         body,
     )

@@ -186,20 +186,23 @@ pub(crate) fn schemas() -> Map<String, Value> {
             "type": "object", "required": ["name", "scopes"], "additionalProperties": false,
             "properties": {
                 "name": { "type": "string" },
-                "namespace": { "type": "string" },
+                "namespace": { "type": "string", "nullable": true },
                 "scopes": { "type": "array", "items": scopes },
-                "expires_in_seconds": { "type": "integer", "minimum": 0 }
+                "expires_in_seconds": { "type": "integer", "minimum": 0, "maximum": 315_360_000,
+                                        "nullable": true }
             }
         },
         "Quotas": {
             "type": "object", "additionalProperties": false,
+            "description": "each quota absent or null is unlimited",
             "properties": {
-                "functions": { "type": "integer", "minimum": 0 },
-                "versions_kept": { "type": "integer", "minimum": 0 },
-                "memory_bytes": { "type": "integer", "minimum": 0 },
-                "max_in_flight": { "type": "integer", "minimum": 0 },
-                "requests_per_second": { "type": "number", "exclusiveMinimum": true, "minimum": 0 },
-                "burst": { "type": "integer", "minimum": 0 }
+                "functions": { "type": "integer", "minimum": 0, "nullable": true },
+                "versions_kept": { "type": "integer", "minimum": 0, "nullable": true },
+                "memory_bytes": { "type": "integer", "minimum": 0, "nullable": true },
+                "max_in_flight": { "type": "integer", "minimum": 0, "nullable": true },
+                "requests_per_second": { "type": "number", "exclusiveMinimum": true, "minimum": 0,
+                                         "nullable": true },
+                "burst": { "type": "integer", "minimum": 0, "nullable": true }
             }
         },
         "Namespace": {

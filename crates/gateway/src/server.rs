@@ -157,6 +157,10 @@ impl Connection {
         let Some(tls) = self.tls.clone() else {
             return self.run_plain(stream).await;
         };
+        if self.beyond_reserve {
+            // Past the reserve too: not even a handshake's worth of work.
+            return;
+        }
         // The handshake, like a plain connection's first bytes, must come within the header
         // read timeout.
         let mut stream = match tokio::time::timeout(self.idle_timeout, tls.accept(stream)).await {
@@ -169,9 +173,6 @@ impl Connection {
         };
         if !self.over_limit {
             return self.serve(stream).await;
-        }
-        if self.beyond_reserve {
-            return refuse(stream).await;
         }
         // Over the limit: read the request's first bytes to see whether the reserve serves it,
         // then hand them back in front of the stream.

@@ -122,6 +122,7 @@ fn json(value: Value) -> serde_json::Value {
 
 async fn execute(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((namespace, label)): Path<(String, String)>,
     body: Result<Json<Statement>, JsonRejection>,
 ) -> Result<Json<Answer>, ApiError> {
@@ -149,15 +150,21 @@ async fn execute(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "invalid", why))?;
     let sqlite = capability(&state)?.clone();
+    // Only the node's own admins get the operator's connection (ATTACH, every PRAGMA, files
+    // beside the database); everyone else runs in the sandbox guests run in.
+    let operator = caller.require(kindling_access::Scope::Admin, None).is_ok();
     let conn = tokio::task::spawn_blocking(move || {
         // An operator's statement reaches only databases guests made: a typo in the namespace
         // is a 404, not a new empty database.
         let database = sqlite
             .existing_database(&namespace, &label)
             .map_err(|why| ApiError::new(StatusCode::NOT_FOUND, "no_such_database", why))?;
-        database
-            .connect_operator()
-            .map_err(|err| ApiError::internal(err, None))
+        let conn = if operator {
+            database.connect_operator()
+        } else {
+            database.connect()
+        };
+        conn.map_err(|err| ApiError::internal(err, None))
     })
     .await
     .map_err(|err| ApiError::internal(err, None))??;

@@ -183,6 +183,9 @@ impl fmt::Debug for CallChain {
 pub struct LocalCall {
     /// The function called.
     pub function: String,
+    /// The calling function's namespace: a function that needs a token may be called only
+    /// from its own namespace.
+    pub caller_namespace: Arc<str>,
     /// The request; its URI is the path and query the caller used.
     pub request: http::Request<LocalBody>,
     /// The callee's place in the chain.

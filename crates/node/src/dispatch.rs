@@ -2,7 +2,8 @@
 //! back in through [`Node::invoke`] as a request of its own (its own request id, admission,
 //! limits, metrics and span), one level deeper in the caller's chain. Only functions are
 //! reachable this way: the admin API, metrics and dashboard are routes of the gateway, which
-//! this path never touches.
+//! this path never touches. A function deployed with `auth = "token"` answers calls from
+//! its own namespace only.
 
 use std::sync::Weak;
 
@@ -31,6 +32,27 @@ impl Dispatch for LocalDispatch {
                     &request_id,
                 );
             };
+            // A function that needs a token is reachable from its own namespace only: a
+            // function elsewhere holds no token for it, and must not get in by the side door.
+            if let Some(entry) = node.lookup(&call.function) {
+                let config = &entry.version.config;
+                if config.auth == Some(kindling_registry::InvokeAuth::Token)
+                    && config.namespace() != &*call.caller_namespace
+                {
+                    return error_response(
+                        403,
+                        "forbidden",
+                        format!(
+                            "function {:?} needs a token and belongs to namespace {:?}; a \
+                             function of namespace {:?} may not call it",
+                            call.function,
+                            config.namespace(),
+                            call.caller_namespace
+                        ),
+                        &request_id,
+                    );
+                }
+            }
             let cx = CallContext {
                 request_id: Some(request_id.clone()),
                 script_name: format!("/{}", call.function),

@@ -32,6 +32,9 @@ pub struct DeployCandidate<'a> {
     pub namespace_memory_bytes: u64,
     /// Whether the function exists already (this is a new version of it).
     pub exists: bool,
+    /// The namespace the function is in now, when it exists (read under the control lock, so
+    /// that a concurrent deploy cannot slip a function into another namespace in between).
+    pub current_namespace: Option<String>,
 }
 
 /// Why a gate refused a deploy.

@@ -380,6 +380,9 @@ impl Node {
                 namespace_functions,
                 namespace_memory_bytes,
                 exists: self.lookup(name).is_some(),
+                current_namespace: self
+                    .lookup(name)
+                    .map(|entry| entry.version.config.namespace().to_string()),
             };
             gate.admit(&candidate).map_err(NodeError::Refused)?;
         }

@@ -399,7 +399,7 @@ impl PolicyCommand {
                         vec![
                             p.name.clone(),
                             p.version.to_string(),
-                            p.sha256[..12].to_string(),
+                            p.sha256.get(..12).unwrap_or(&p.sha256).to_string(),
                             p.created_at.clone(),
                         ]
                     })

@@ -70,6 +70,14 @@ impl BackupCommand {
         for line in lines {
             crate::output::outln!("  {line}");
         }
+        if self.data.data_dir.join("admin.token").exists() {
+            crate::output::outln!(
+                "  API tokens are backed up as hashes and keep working after a restore; the \
+                 first admin token's file ({}) is left out like every secret: keep your copy \
+                 of it apart",
+                self.data.data_dir.join("admin.token").display()
+            );
+        }
         crate::output::outln!(
             "  restore with: kindling restore {} --data-dir DIR (with that node stopped)",
             self.dest.display()

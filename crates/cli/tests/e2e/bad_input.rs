@@ -218,6 +218,7 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
         let out = std::process::Command::new(crate::kindling())
             .args(args)
             .env("KINDLING_SERVER", server.url(""))
+            .env("KINDLING_TOKEN", server.token().unwrap())
             .env_remove("RUST_BACKTRACE")
             .stdout(writer)
             .stderr(std::process::Stdio::piped())

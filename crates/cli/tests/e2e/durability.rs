@@ -71,6 +71,8 @@ fn a_clean_stop_leaves_a_complete_database_file() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), copy.join("modules").join(entry.file_name())).unwrap();
     }
+    // The admin keeps its token; the registry knows it.
+    std::fs::copy(data.join("admin.token"), copy.join("admin.token")).unwrap();
     let server = Server::start(&kindling(), &copy, &[], &[]);
     serves_both(&server);
 }
@@ -140,6 +142,8 @@ fn a_backup_taken_while_serving_restores_into_a_new_data_directory() {
         path_str(&elsewhere),
     ]);
     assert_eq!(code, Some(0), "{out}");
+    // Tokens come back with the registry; the admin brings its own copy of the token file.
+    std::fs::copy(data.join("admin.token"), elsewhere.join("admin.token")).unwrap();
     let server = Server::start(&kindling(), &elsewhere, &[], &[]);
     serves_both(&server);
 

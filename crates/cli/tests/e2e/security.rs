@@ -672,3 +672,66 @@ fn tls_is_verified_by_curl_and_the_cli_and_reloads_on_sighup() {
     );
     assert_eq!(ready(&new_ca).0, 200);
 }
+
+/// Found by review: a percent-encoded name must be checked as the function it names, and a
+/// token function must not be reachable from another namespace through `fn.local`.
+#[test]
+fn neither_encoded_names_nor_calls_between_functions_get_around_namespaces() {
+    let (_dir, server) = fresh_server(&[]);
+    let hello = path_str(&example("hello")).to_string();
+    server
+        .cli(&["deploy", "hello", &hello, "--namespace", "team-b"])
+        .ok();
+    let ci = token(
+        &server,
+        "ci",
+        &["--scope", "deploy", "--namespace", "team-a"],
+    );
+    for (method, path) in [
+        ("DELETE", "/v1/functions/%68ello"),
+        ("POST", "/v1/functions/%68ello/rollback"),
+        ("GET", "/v1/functions/%68%65llo/logs"),
+    ] {
+        let (status, body) = call(&["-X", method, "-H", &bearer(&ci), &server.url(path)]);
+        assert_eq!(status, 403, "{method} {path}: {body}");
+    }
+    assert_eq!(
+        server
+            .cli(&["ls", "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A team-b function that needs a token; a team-a function calls it through fn.local.
+    server
+        .cli(&[
+            "deploy",
+            "secret",
+            path_str(&test_program("http-wasip2")),
+            "--namespace",
+            "team-b",
+            "--auth",
+            "token",
+        ])
+        .ok();
+    for (name, namespace) in [("outsider", "team-a"), ("insider", "team-b")] {
+        server
+            .cli(&[
+                "deploy",
+                name,
+                path_str(&test_program("hostile-http")),
+                "--namespace",
+                namespace,
+                "--allow-outbound",
+                "http://*.fn.local",
+            ])
+            .ok();
+    }
+    let (_, outside) = call(&[&server.url("/outsider/outbound?secret.fn.local/")]);
+    assert!(outside.starts_with("status: 403"), "{outside}");
+    let (_, inside) = call(&[&server.url("/insider/outbound?secret.fn.local/")]);
+    assert!(inside.starts_with("status: 200"), "{inside}");
+}

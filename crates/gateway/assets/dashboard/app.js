@@ -10,17 +10,17 @@ const HISTORY = 300; // points kept per chart (5 minutes)
 const COLORS = ["#e8590c", "#1c7ed6", "#2b8a3e", "#ae3ec9", "#f08c00", "#0ca678", "#c2255c", "#495057"];
 
 // The admin API needs a token (read scope is enough). It arrives once in the address
-// (#/fn/NAME&token=kdl_..., or #token=kdl_...), is kept in this browser's session storage
-// and removed from the address bar, or is pasted into the prompt a 401 shows.
-const TOKEN_KEY = "kindling-token";
+// (#/fn/NAME&token=kdl_..., or #token=kdl_...) and is removed from the address bar, or is
+// pasted into the prompt a 401 shows. It lives in this page's memory only: functions share
+// the node's origin, so nothing they serve may find it in the browser's storage.
+let token = null;
 function takeTokenFromHash() {
   const m = location.hash.match(/^(#[^&]*)?&?token=(kdl_[0-9a-f_]+)$/);
   if (!m) return;
-  sessionStorage.setItem(TOKEN_KEY, m[2]);
-  history.replaceState(null, "", location.pathname + (m[1] && m[1] !== "#" ? m[1] : ""));
+  token = m[2];
+  window.history.replaceState(null, "", location.pathname + (m[1] && m[1] !== "#" ? m[1] : ""));
 }
 async function api(path) {
-  const token = sessionStorage.getItem(TOKEN_KEY);
   const r = await fetch(path, token ? { headers: { Authorization: `Bearer ${token}` } } : {});
   const prompt = document.getElementById("token-prompt");
   if (r.status === 401 || r.status === 403) {
@@ -33,7 +33,8 @@ async function api(path) {
 }
 function saveToken(event) {
   event.preventDefault();
-  sessionStorage.setItem(TOKEN_KEY, document.getElementById("token-input").value.trim());
+  token = document.getElementById("token-input").value.trim();
+  document.getElementById("token-input").value = "";
   document.getElementById("token-prompt").hidden = true;
   route();
 }

@@ -29,6 +29,7 @@ pub(crate) type SendFuture = Box<
 pub struct OutboundHooks {
     pub(crate) policy: Arc<OutboundPolicy>,
     pub(crate) function: Arc<str>,
+    pub(crate) namespace: Arc<str>,
     pub(crate) request_id: Arc<str>,
     pub(crate) trace: Option<RequestTrace>,
     pub(crate) dispatch: Option<Arc<dyn Dispatch>>,
@@ -92,6 +93,7 @@ impl WasiHttpHooks for OutboundHooks {
             (Some(function), Some(dispatch)) => {
                 let call = LocalCall {
                     function,
+                    caller_namespace: self.namespace.clone(),
                     request: request.map(|body| {
                         body.map_err(|err| LocalBodyError(Box::new(err)))
                             .boxed_unsync()

@@ -84,6 +84,7 @@ impl Capability for OutboundHttp {
         Ok(OutboundHooks {
             policy: config.clone(),
             function: invocation.function.clone(),
+            namespace: invocation.namespace.clone(),
             request_id: invocation.request_id.clone(),
             trace: invocation.trace.clone(),
             dispatch: invocation.dispatch.clone(),
