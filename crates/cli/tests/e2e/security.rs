@@ -730,8 +730,8 @@ fn neither_encoded_names_nor_calls_between_functions_get_around_namespaces() {
             ])
             .ok();
     }
-    let (_, outside) = call(&[&server.url("/outsider/outbound?secret.fn.local/")]);
+    let (_, outside) = call(&[&server.url("/outsider/outbound?secret.fn.local/status/200")]);
     assert!(outside.starts_with("status: 403"), "{outside}");
-    let (_, inside) = call(&[&server.url("/insider/outbound?secret.fn.local/")]);
+    let (_, inside) = call(&[&server.url("/insider/outbound?secret.fn.local/status/200")]);
     assert!(inside.starts_with("status: 200"), "{inside}");
 }
