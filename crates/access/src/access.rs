@@ -92,7 +92,13 @@ pub struct Access {
     metrics: Registry,
     auth_failures: IntCounterVec,
     changes: tokio::sync::Mutex<()>,
+    /// Refused requests without a valid token audited in the current second, so that
+    /// anonymous clients cannot fill the audit log (and the disk) as fast as they can send.
+    unauthenticated_rows: std::sync::Mutex<(u64, u32)>,
 }
+
+/// Rows per second for refused requests without a valid token; the rest are only counted.
+const UNAUTHENTICATED_ROWS_PER_SECOND: u32 = 20;
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,6 +136,7 @@ impl Access {
             metrics,
             auth_failures,
             changes: tokio::sync::Mutex::new(()),
+            unauthenticated_rows: std::sync::Mutex::new((0, 0)),
         };
         for token in access.store.tokens().await? {
             access.remember(token);
@@ -645,6 +652,20 @@ impl Access {
         if let Err(err) = self.store.append_audit(row).await {
             tracing::error!(error = %err, "cannot write the audit log");
         }
+    }
+
+    /// Whether a refused request without a valid token gets an audit row: at most
+    /// a few a second (they are all counted in `kindling_auth_failures_total`).
+    pub fn audit_unauthenticated(&self) -> bool {
+        let second = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut rows = self.unauthenticated_rows.lock().expect("audit budget lock");
+        if rows.0 != second {
+            *rows = (second, 0);
+        }
+        rows.1 += 1;
+        rows.1 <= UNAUTHENTICATED_ROWS_PER_SECOND
     }
 
     /// Audit rows `caller` may read.

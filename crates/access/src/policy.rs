@@ -67,38 +67,45 @@ pub struct Policies {
     decisions: IntCounterVec,
 }
 
+/// The active policies, compiled: one engine per decision, each holding only the modules that
+/// decision reads (its own package and the helper packages), so that a request's
+/// authorization never pays for the admission policies.
+#[derive(Default)]
 struct Compiled {
-    template: Option<Engine>,
-    admission: bool,
-    authz: bool,
-    pool: Mutex<Vec<Engine>>,
+    admission: Option<Pool>,
+    authz: Option<Pool>,
 }
 
-impl Compiled {
-    fn empty() -> Self {
+/// A prepared engine and idle copies of it: an engine evaluates one input at a time.
+struct Pool {
+    template: Engine,
+    idle: Mutex<Vec<Engine>>,
+}
+
+impl Pool {
+    fn new(template: Engine) -> Self {
         Self {
-            template: None,
-            admission: false,
-            authz: false,
-            pool: Mutex::default(),
+            template,
+            idle: Mutex::default(),
         }
     }
 
-    /// Runs `work` on a prepared engine from the pool.
-    fn with_engine<T>(&self, work: impl FnOnce(&mut Engine) -> T) -> Option<T> {
-        let template = self.template.as_ref()?;
+    fn evaluate(&self, input: regorus::Value, rule: &str) -> Result<regorus::Value, String> {
         let mut engine = self
-            .pool
+            .idle
             .lock()
             .expect("policy pool")
             .pop()
-            .unwrap_or_else(|| template.clone());
-        let value = work(&mut engine);
-        let mut pool = self.pool.lock().expect("policy pool");
-        if pool.len() < 64 {
-            pool.push(engine);
+            .unwrap_or_else(|| self.template.clone());
+        engine.set_input(input);
+        let value = engine
+            .eval_rule(rule.to_string())
+            .map_err(|err| format!("{rule}: {err}"));
+        let mut idle = self.idle.lock().expect("policy pool");
+        if idle.len() < 64 {
+            idle.push(engine);
         }
-        Some(value)
+        value
     }
 }
 
@@ -106,8 +113,8 @@ impl std::fmt::Debug for Policies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let current = self.current.read().expect("policies lock");
         f.debug_struct("Policies")
-            .field("admission", &current.admission)
-            .field("authz", &current.authz)
+            .field("admission", &current.admission.is_some())
+            .field("authz", &current.authz.is_some())
             .finish()
     }
 }
@@ -126,7 +133,7 @@ impl Policies {
         .expect("a valid metric");
         let _ = registry.register(Box::new(decisions.clone()));
         Self {
-            current: RwLock::new(Arc::new(Compiled::empty())),
+            current: RwLock::new(Arc::new(Compiled::default())),
             decisions,
         }
     }
@@ -146,7 +153,7 @@ impl Policies {
 
     /// Whether any active policy decides per-request authorization.
     pub fn has_authz(&self) -> bool {
-        self.current.read().expect("policies lock").authz
+        self.current.read().expect("policies lock").authz.is_some()
     }
 
     fn active(&self) -> Arc<Compiled> {
@@ -157,12 +164,11 @@ impl Policies {
     /// means the evaluation failed, and the deploy must be refused.
     pub fn admission(&self, input: &serde_json::Value) -> Result<Vec<String>, String> {
         let compiled = self.active();
-        if !compiled.admission {
+        let Some(pool) = &compiled.admission else {
             return Ok(Vec::new());
-        }
-        let outcome = compiled
-            .with_engine(|engine| evaluate(engine, input, ADMISSION_RULE))
-            .unwrap_or(Ok(regorus::Value::Undefined))
+        };
+        let outcome = pool
+            .evaluate(regorus::Value::from(input.clone()), ADMISSION_RULE)
             .and_then(|value| deny_messages(&value));
         let decision = match &outcome {
             Ok(messages) if messages.is_empty() => "allow",
@@ -179,16 +185,11 @@ impl Policies {
     /// evaluation failed, and the request must be refused.
     pub fn authorize(&self, input: &AuthzInput<'_>) -> Result<bool, String> {
         let compiled = self.active();
-        if !compiled.authz {
+        let Some(pool) = &compiled.authz else {
             return Ok(true);
-        }
-        let outcome = serde_json::to_value(input)
-            .map_err(|err| err.to_string())
-            .and_then(|input| {
-                compiled
-                    .with_engine(|engine| evaluate(engine, &input, AUTHZ_RULE))
-                    .unwrap_or(Ok(regorus::Value::Undefined))
-            })
+        };
+        let outcome = pool
+            .evaluate(authz_value(input), AUTHZ_RULE)
             .map(|value| value == regorus::Value::from(true));
         let decision = match outcome {
             Ok(true) => "allow",
@@ -200,22 +201,67 @@ impl Policies {
     }
 }
 
+/// The authorization input as a Rego value, built directly (no detour through JSON: this runs
+/// on every request).
+fn authz_value(input: &AuthzInput<'_>) -> regorus::Value {
+    use regorus::Value;
+    fn object(fields: Vec<(&str, Value)>) -> Value {
+        let mut value = Value::new_object();
+        if let Ok(map) = value.as_object_mut() {
+            for (key, field) in fields {
+                map.insert(Value::from(key), field);
+            }
+        }
+        value
+    }
+    let mut headers = Value::new_object();
+    if let Ok(map) = headers.as_object_mut() {
+        for (name, value) in &input.headers {
+            let text = value.as_str().unwrap_or_default();
+            map.insert(Value::from(name.as_str()), Value::from(text));
+        }
+    }
+    let mut fields = vec![
+        ("method", Value::from(input.method)),
+        ("path", Value::from(input.path)),
+        ("headers", headers),
+        (
+            "source",
+            object(vec![
+                ("address", Value::from(input.source.address.as_str())),
+                ("port", Value::from(u64::from(input.source.port))),
+            ]),
+        ),
+        ("function", Value::from(input.function)),
+        ("namespace", Value::from(input.namespace)),
+    ];
+    if let Some(token) = &input.token {
+        fields.push(("token", Value::from(token.clone())));
+    }
+    object(fields)
+}
+
+/// Which decision a policy's package feeds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Admission,
+    Authz,
+    Helper,
+}
+
 fn compile(policies: &[(String, String)]) -> Result<Compiled, PolicyError> {
     if policies.is_empty() {
-        return Ok(Compiled::empty());
+        return Ok(Compiled::default());
     }
-    let mut engine = Engine::new();
-    engine.set_execution_timer_config(ExecutionTimerConfig {
-        limit: EVAL_LIMIT,
-        check_interval: NonZeroU32::new(64).expect("non-zero"),
-    });
-    let (mut admission, mut authz) = (false, false);
+    // First each policy alone and all of them together (a package shared across files, a
+    // conflict between them), then one engine per decision.
+    let mut parts = Vec::new();
     for (name, rego) in policies {
         let fail = |message: String| PolicyError {
             name: name.clone(),
             message,
         };
-        let package = engine
+        let package = engine()
             .add_policy(format!("{name}.rego"), rego.clone())
             .map_err(|err| fail(format!("{err}")))?;
         let Some(under) = package.strip_prefix("data.kindling") else {
@@ -226,42 +272,61 @@ fn compile(policies: &[(String, String)]) -> Result<Compiled, PolicyError> {
                 package.trim_start_matches("data.")
             )));
         };
-        admission |= under == ".admission" || under.starts_with(".admission.");
-        authz |= under == ".authz" || under.starts_with(".authz.");
+        let part = if under == ".admission" || under.starts_with(".admission.") {
+            Part::Admission
+        } else if under == ".authz" || under.starts_with(".authz.") {
+            Part::Authz
+        } else {
+            Part::Helper
+        };
+        parts.push(part);
     }
-    // Evaluate once on an empty input so that errors the parser cannot see (unknown
-    // functions, conflicting rules) show now, not at the first deploy or request.
-    let mut probe = engine.clone();
-    probe.set_input(regorus::Value::new_object());
-    for (present, rule) in [(admission, ADMISSION_RULE), (authz, AUTHZ_RULE)] {
-        if present && let Err(err) = probe.eval_rule(rule.to_string()) {
+    let build = |wanted: Part, rule: &str| -> Result<Option<Pool>, PolicyError> {
+        if !parts.contains(&wanted) {
+            return Ok(None);
+        }
+        let mut engine = engine();
+        for ((name, rego), part) in policies.iter().zip(&parts) {
+            if *part == wanted || *part == Part::Helper {
+                engine
+                    .add_policy(format!("{name}.rego"), rego.clone())
+                    .map_err(|err| PolicyError {
+                        name: name.clone(),
+                        message: format!("{err}"),
+                    })?;
+            }
+        }
+        // Evaluate once on an empty input so that errors the parser cannot see (unknown
+        // functions, conflicting rules) show now, not at the first deploy or request.
+        let mut probe = engine.clone();
+        probe.set_input(regorus::Value::new_object());
+        if let Err(err) = probe.eval_rule(rule.to_string()) {
+            let names: Vec<&str> = policies
+                .iter()
+                .zip(&parts)
+                .filter(|(_, part)| **part == wanted)
+                .map(|((name, _), _)| name.as_str())
+                .collect();
             return Err(PolicyError {
-                name: policies
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                name: names.join(", "),
                 message: format!("{rule} does not evaluate: {err}"),
             });
         }
-    }
+        Ok(Some(Pool::new(engine)))
+    };
     Ok(Compiled {
-        template: Some(engine),
-        admission,
-        authz,
-        pool: Mutex::default(),
+        admission: build(Part::Admission, ADMISSION_RULE)?,
+        authz: build(Part::Authz, AUTHZ_RULE)?,
     })
 }
 
-fn evaluate(
-    engine: &mut Engine,
-    input: &serde_json::Value,
-    rule: &str,
-) -> Result<regorus::Value, String> {
-    engine.set_input(regorus::Value::from(input.clone()));
+fn engine() -> Engine {
+    let mut engine = Engine::new();
+    engine.set_execution_timer_config(ExecutionTimerConfig {
+        limit: EVAL_LIMIT,
+        check_interval: NonZeroU32::new(64).expect("non-zero"),
+    });
     engine
-        .eval_rule(rule.to_string())
-        .map_err(|err| format!("{rule}: {err}"))
 }
 
 /// The messages of a `deny` set: strings, or objects with a `msg` (Gatekeeper's shape).

@@ -131,20 +131,13 @@ impl Quota for TenantQuota {
         let Some(limit) = tenant.max_in_flight else {
             return Ok(QuotaPermit::free());
         };
-        let counter = tenant.in_flight.clone();
-        let taken = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < limit).then_some(n + 1)
-        });
-        match taken {
-            Ok(_) => Ok(QuotaPermit::on_release(move || {
-                counter.fetch_sub(1, Ordering::AcqRel);
-            })),
-            Err(_) => Err(format!(
+        QuotaPermit::slot(&tenant.in_flight, limit).ok_or_else(|| {
+            format!(
                 "namespace {:?} is at its quota of {limit} requests in flight; retry shortly, \
                  or raise it with `kindling ns set {} --max-in-flight N`",
                 account.namespace, account.namespace
-            )),
-        }
+            )
+        })
     }
 }
 

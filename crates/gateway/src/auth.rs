@@ -120,7 +120,7 @@ pub(crate) async fn admin(
         Ok(caller) => caller,
         Err(denied) => {
             let response = ApiError::from(denied).into_response();
-            if audited {
+            if audited && access.audit_unauthenticated() {
                 audit(
                     &access,
                     None,
@@ -180,7 +180,7 @@ pub(crate) async fn admin(
         _ => None,
     };
     let request_id = current_request_id();
-    let task = tokio::spawn(async move {
+    let task = tokio::spawn(crate::request_id::scoped(request_id.clone(), async move {
         let response = next.run(request).await;
         // A deploy of a new function acts in the namespace it was deployed to.
         let namespace = function
@@ -197,7 +197,7 @@ pub(crate) async fn admin(
         };
         row.write(&access, &request_id).await;
         response
-    });
+    }));
     match task.await {
         Ok(response) => response,
         Err(err) => ApiError::internal(err, None).into_response(),
@@ -444,15 +444,20 @@ impl DeployGate for AccessGate {
         });
         match self.access.policies().admission(&input) {
             Ok(messages) if messages.is_empty() => Ok(()),
-            Ok(messages) => Err(Refusal {
-                status: 403,
-                code: "denied_by_policy",
-                message: format!(
-                    "deploy of {:?} denied by policy: {}",
-                    candidate.name,
-                    messages.join("; ")
-                ),
-            }),
+            Ok(messages) => {
+                tracing::info!(function = candidate.name, namespace,
+                    request_id = %current_request_id(), messages = ?messages,
+                    "deploy denied by the admission policy");
+                Err(Refusal {
+                    status: 403,
+                    code: "denied_by_policy",
+                    message: format!(
+                        "deploy of {:?} denied by policy: {}",
+                        candidate.name,
+                        messages.join("; ")
+                    ),
+                })
+            }
             Err(err) => {
                 tracing::error!(function = candidate.name, error = %err,
                     "the admission policy failed to evaluate; denying");

@@ -30,6 +30,11 @@ pub(crate) fn current_request_id() -> Arc<str> {
         .unwrap_or_else(|_| kindling_node::new_request_id())
 }
 
+/// Runs `work` (a task of its own) as part of the request `id`: its errors and logs carry it.
+pub(crate) async fn scoped<F: std::future::Future>(id: Arc<str>, work: F) -> F::Output {
+    CURRENT.scope(id, work).await
+}
+
 /// Middleware: every request gets an id (the client's when sane) that every error body and
 /// every response's `x-request-id` carries, whatever route answered.
 pub(crate) async fn layer(

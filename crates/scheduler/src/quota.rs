@@ -23,6 +23,20 @@ impl QuotaPermit {
         Self(None)
     }
 
+    /// One of `limit` slots counted by `counter`, given back when the permit drops; `None`
+    /// when all are taken.
+    pub fn slot(counter: &Arc<AtomicU32>, limit: u32) -> Option<Self> {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()?;
+        let counter = counter.clone();
+        Some(Self::on_release(move || {
+            counter.fetch_sub(1, Ordering::AcqRel);
+        }))
+    }
+
     /// A permit that runs `release` when dropped.
     pub fn on_release(release: impl FnOnce() + Send + Sync + 'static) -> Self {
         Self(Some(Box::new(release)))
@@ -91,18 +105,12 @@ impl Quota for NamespaceLimits {
             .entry(account.namespace.to_string())
             .or_default()
             .clone();
-        let taken = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < limit).then_some(n + 1)
-        });
-        match taken {
-            Ok(_) => Ok(QuotaPermit::on_release(move || {
-                counter.fetch_sub(1, Ordering::AcqRel);
-            })),
-            Err(_) => Err(format!(
+        QuotaPermit::slot(&counter, limit).ok_or_else(|| {
+            format!(
                 "namespace {:?} is at its limit of {limit} requests in flight",
                 account.namespace
-            )),
-        }
+            )
+        })
     }
 }
 
