@@ -283,7 +283,19 @@ async fn rollback(
             caller.require(Scope::Deploy, Some(target.config.namespace()))?;
         }
     }
-    state.node.rollback(&name, request.version).await?;
+    let gate = state.config.access.clone().map(|access| AccessGate {
+        access,
+        caller: caller.clone(),
+    });
+    state
+        .node
+        .rollback_gated(
+            &name,
+            request.version,
+            gate.as_ref()
+                .map(|gate| gate as &dyn kindling_node::DeployGate),
+        )
+        .await?;
     Ok(Json(describe(&state, &name).await?))
 }
 

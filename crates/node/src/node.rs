@@ -364,26 +364,7 @@ impl Node {
         }
         let namespace = config.namespace().to_string();
         if let Some(gate) = gate {
-            let (imports, exports) = loaded.function.interface_names();
-            let (namespace_functions, namespace_memory_bytes) =
-                self.namespace_usage(&namespace, name);
-            let candidate = DeployCandidate {
-                name,
-                namespace: &namespace,
-                config: &config,
-                kind: loaded.function.kind().as_str(),
-                size_bytes,
-                sha256: &sha256,
-                imports,
-                exports,
-                memory_bytes: settings.limits.memory_bytes,
-                namespace_functions,
-                namespace_memory_bytes,
-                exists: self.lookup(name).is_some(),
-                current_namespace: self
-                    .lookup(name)
-                    .map(|entry| entry.version.config.namespace().to_string()),
-            };
+            let candidate = self.candidate(name, &config, &loaded.function, size_bytes, &sha256);
             gate.admit(&candidate).map_err(NodeError::Refused)?;
         }
         let version = self
@@ -429,6 +410,36 @@ impl Node {
         Ok(DeployOutcome::Created(entry))
     }
 
+    /// What a gate sees of a version about to serve (called under the control lock).
+    fn candidate<'a>(
+        &self,
+        name: &'a str,
+        config: &'a FunctionConfig,
+        function: &Function,
+        size_bytes: u64,
+        sha256: &'a str,
+    ) -> DeployCandidate<'a> {
+        let namespace = config.namespace();
+        let (imports, exports) = function.interface_names();
+        let (namespace_functions, namespace_memory_bytes) = self.namespace_usage(namespace, name);
+        let current = self.lookup(name);
+        DeployCandidate {
+            name,
+            namespace,
+            config,
+            kind: function.kind().as_str(),
+            size_bytes,
+            sha256,
+            imports,
+            exports,
+            memory_bytes: function.settings().limits.memory_bytes,
+            namespace_functions,
+            namespace_memory_bytes,
+            exists: current.is_some(),
+            current_namespace: current.map(|entry| entry.version.config.namespace().to_string()),
+        }
+    }
+
     /// How many functions of `namespace` other than `except` exist, and the memory they may
     /// use together.
     fn namespace_usage(&self, namespace: &str, except: &str) -> (u32, u64) {
@@ -463,6 +474,17 @@ impl Node {
 
     /// Makes an earlier version serve again: `to`, or the one before the active version.
     pub async fn rollback(&self, name: &str, to: Option<u32>) -> Result<Arc<Entry>, NodeError> {
+        self.rollback_gated(name, to, None).await
+    }
+
+    /// [`Node::rollback`], with `gate` deciding whether the old version may serve again, as
+    /// for a deploy (quotas and admission policy may have changed since it was deployed).
+    pub async fn rollback_gated(
+        &self,
+        name: &str,
+        to: Option<u32>,
+        gate: Option<&dyn DeployGate>,
+    ) -> Result<Arc<Entry>, NodeError> {
         let _control = self.control.lock().await;
         let target = match to {
             Some(version) => version,
@@ -484,6 +506,16 @@ impl Node {
             Some(code) => shared(code, settings.clone()),
             None => self.load(&record, settings.clone()).await?,
         };
+        if let Some(gate) = gate {
+            let candidate = self.candidate(
+                name,
+                &record.config,
+                &loaded.function,
+                record.size_bytes,
+                &record.sha256,
+            );
+            gate.admit(&candidate).map_err(NodeError::Refused)?;
+        }
         let version = self.catalog.activate(name, target).await?;
         let entry = self.install(version, settings, lane, Some(loaded));
         tracing::info!(function = name, version = target, "function rolled back");

@@ -273,6 +273,15 @@ fn namespace_quotas_refuse_with_the_quota_named() {
         .map(|v| v["version"].as_u64().unwrap())
         .collect();
     assert_eq!(numbers, [4, 3], "versions kept: 2");
+    // Going back to an old version is gated like a deploy: the memory quota applies to it.
+    deploy("a", &["--memory", "32MiB", "--env", "GREETING=small"]).ok();
+    server
+        .cli(&["ns", "set", "team", "--memory", "100MiB"])
+        .ok();
+    let back = server.cli(&["rollback", "a"]);
+    assert!(back.stderr.contains("memory = 104857600 bytes"), "{back:?}");
+    let active = server.cli(&["inspect", "a", "--json"]).json()["active_version"].clone();
+    assert_eq!(active, 5, "the refused rollback changed nothing");
 
     // Requests per second: a bucket of one.
     server
@@ -631,6 +640,17 @@ fn tls_is_verified_by_curl_and_the_cli_and_reloads_on_sighup() {
     assert_eq!(untrusted.code, 1);
     assert!(untrusted.stderr.contains("cannot reach"), "{untrusted:?}");
 
+    // A client that trusts only the first CA, with a connection open across the rotation.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let first_ca = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
+    let kept = reqwest::Client::builder()
+        .add_root_certificate(first_ca)
+        .build()
+        .unwrap();
+    let healthz = format!("{base}/healthz");
+    let status = runtime.block_on(async { kept.get(&healthz).send().await.unwrap().status() });
+    assert_eq!(status, 200);
+
     // Rotation: new files, SIGHUP, new connections see the new certificate.
     let (new_ca, new_cert, new_key) = certificate(dir.path(), "second");
     std::fs::copy(&new_cert, &live_cert).unwrap();
@@ -652,6 +672,10 @@ fn tls_is_verified_by_curl_and_the_cli_and_reloads_on_sighup() {
         0,
         "the old CA no longer verifies new connections"
     );
+    // The connection opened before the reload still serves (this client could not verify a
+    // new one).
+    let status = runtime.block_on(async { kept.get(&healthz).send().await.unwrap().status() });
+    assert_eq!(status, 200, "an open connection survives the reload");
     cli(&["ls"], &new_ca).ok();
     // A bad pair on reload keeps the good one serving.
     std::fs::write(&live_key, "not a key").unwrap();
