@@ -9,16 +9,18 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use kindling_registry::{
-    AccessStore, AuditRecord, NamespaceRecord, PolicyRecord, Quotas, RegistryError, StoredToken,
-    TokenRecord,
+    AccessStore, AuditRecord, NamespaceRecord, Quotas, RegistryError, StoredToken, TokenRecord,
 };
 use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
 use serde::{Deserialize, Serialize};
 
 use crate::caller::{Caller, CallerToken, Denied};
+
+mod policies;
 use crate::policy::{Policies, PolicyError};
 use crate::quota::TenantQuota;
 use crate::token::{Scope, hash_token, mint, parse_token, same_hash};
+use policies::sources;
 
 /// The longest expiry a token may ask for: ten years.
 const MAX_LIFETIME_SECONDS: u64 = 10 * 365 * 24 * 3600;
@@ -572,81 +574,6 @@ impl Access {
         Ok(record)
     }
 
-    /// The active policies.
-    pub async fn list_policies(&self, caller: &Caller) -> Result<Vec<PolicyRecord>, AccessError> {
-        caller.require(Scope::Read, None)?;
-        Ok(self.store.policies().await?)
-    }
-
-    /// Stores a policy's new version and makes it active, once the whole set compiles with
-    /// it; a policy that does not compile changes nothing.
-    pub async fn put_policy(
-        &self,
-        caller: &Caller,
-        name: &str,
-        rego: &str,
-    ) -> Result<PolicyRecord, AccessError> {
-        caller.require(Scope::Admin, None)?;
-        let _change = self.changes.lock().await;
-        let mut set = sources(&self.store.policies().await?);
-        set.retain(|(n, _)| n != name);
-        set.push((name.to_string(), rego.to_string()));
-        Policies::check(&set)?;
-        let record = self.store.put_policy(name, rego).await?;
-        self.policies.install(&set)?;
-        Ok(record)
-    }
-
-    /// Deactivates a policy.
-    pub async fn remove_policy(&self, caller: &Caller, name: &str) -> Result<(), AccessError> {
-        caller.require(Scope::Admin, None)?;
-        let _change = self.changes.lock().await;
-        let mut set = sources(&self.store.policies().await?);
-        set.retain(|(n, _)| n != name);
-        Policies::check(&set)?;
-        self.store.remove_policy(name).await?;
-        self.policies.install(&set)?;
-        Ok(())
-    }
-
-    /// Stores every `.rego` file of `dir` as a policy named by its file stem (a new version
-    /// where the source changed), all checked together before any is stored.
-    pub async fn load_policy_dir(&self, dir: &Path) -> Result<Vec<PolicyRecord>, AccessError> {
-        let entries = std::fs::read_dir(dir).map_err(|error| {
-            AccessError::Invalid(format!(
-                "cannot read --policy-dir {}: {error}",
-                dir.display()
-            ))
-        })?;
-        let mut files = Vec::new();
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "rego") {
-                let name = path
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or_default()
-                    .to_string();
-                let rego = std::fs::read_to_string(&path).map_err(|error| {
-                    AccessError::Invalid(format!("cannot read {}: {error}", path.display()))
-                })?;
-                files.push((name, rego));
-            }
-        }
-        files.sort();
-        let _change = self.changes.lock().await;
-        let mut set = sources(&self.store.policies().await?);
-        set.retain(|(n, _)| !files.iter().any(|(f, _)| f == n));
-        set.extend(files.iter().cloned());
-        Policies::check(&set)?;
-        let mut stored = Vec::new();
-        for (name, rego) in &files {
-            stored.push(self.store.put_policy(name, rego).await?);
-        }
-        self.policies.install(&set)?;
-        Ok(stored)
-    }
-
     /// Appends an audit row; a failure is logged, not returned (the action itself is done).
     pub async fn record(&self, row: AuditRecord) {
         if let Err(err) = self.store.append_audit(row).await {
@@ -685,13 +612,6 @@ impl Access {
         let _ = TextEncoder::new().encode(&self.metrics.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
-}
-
-fn sources(policies: &[PolicyRecord]) -> Vec<(String, String)> {
-    policies
-        .iter()
-        .map(|p| (p.name.clone(), p.rego.clone()))
-        .collect()
 }
 
 fn check_token_name(name: &str) -> Result<(), AccessError> {
