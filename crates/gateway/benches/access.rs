@@ -20,6 +20,11 @@ use kindling_registry::{FunctionConfig, InvokeAuth, SqliteCatalog};
 use kindling_test_support::{example, repo_root};
 use tower::ServiceExt;
 
+// The allocator `kindling` itself runs on: regorus allocates on every decision, and glibc's
+// malloc costs several times more for it across threads.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 struct Setup {
     _dir: tempfile::TempDir,
     plain: axum::Router,
