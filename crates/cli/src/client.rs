@@ -397,7 +397,7 @@ async fn server_error(response: Response) -> anyhow::Error {
 }
 
 /// Percent-encodes a key or query value for a URL path or query.
-fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

@@ -34,6 +34,7 @@ pub(crate) fn routes(max_module_bytes: usize) -> Router<AppState> {
         .merge(crate::kv::routes())
         .merge(crate::sqlite::routes())
         .merge(crate::access_api::routes())
+        .merge(crate::events_api::routes())
         .route("/openapi.json", get(openapi))
         .fallback(no_such_route)
         // Multipart uploads carry the module plus a small config part.
@@ -137,6 +138,10 @@ async fn deploy(
             })??;
     if module.len() > limit {
         return Err(too_large());
+    }
+    for schedule in &config.schedules {
+        kindling_events::Schedule::parse(schedule)
+            .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", why))?;
     }
 
     // A new version stays in its function's namespace unless it names another; a new
@@ -348,6 +353,12 @@ fn function_info(state: &AppState, record: FunctionRecord, version: VersionRecor
         stats,
         autoscale: entry.as_ref().and_then(|entry| entry.scale()),
         capabilities: state.node.inspect(&version.config),
+        schedules: state
+            .config
+            .events
+            .as_ref()
+            .map(|events| events.schedules(&record.name))
+            .unwrap_or_default(),
         name: record.name,
         active_version: record.active_version,
         version_count: record.version_count,

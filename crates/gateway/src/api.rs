@@ -43,6 +43,9 @@ pub struct FunctionInfo {
     /// What each capability makes of the configuration, as `kindling inspect` shows it.
     #[serde(default)]
     pub capabilities: Vec<InspectLine>,
+    /// Its schedules, with their last and next runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<kindling_events::ScheduleStatus>,
 }
 
 /// A function's counters since the node started, and its load now.

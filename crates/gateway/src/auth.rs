@@ -62,6 +62,12 @@ fn need(method: &Method, path: &str) -> Need {
         ["openapi.json"] => Need::Public,
         ["tokens", ..] | ["namespaces", ..] | ["policies", ..] | ["audit", ..] => Need::Token,
         ["functions"] | ["kv"] | ["sqlite"] => Need::Scope(Scope::Read, Target::Own),
+        // Queueing an invocation is invoking the function, later.
+        ["functions", name, "invocations"] if *method == Method::POST => {
+            Need::Scope(Scope::Invoke, Target::Function((*name).to_string()))
+        }
+        // The handlers check the invocation's own namespace.
+        ["invocations", ..] => Need::Scope(write, Target::Own),
         ["functions", name, ..] => Need::Scope(write, Target::Function((*name).to_string())),
         ["kv", namespace, ..] => Need::Scope(write, Target::Namespace((*namespace).to_string())),
         ["sqlite", namespace, ..] => {

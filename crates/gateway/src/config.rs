@@ -34,6 +34,8 @@ pub struct GatewayConfig {
     pub access: Option<Arc<Access>>,
     /// Serve TLS with this certificate and key instead of plain HTTP.
     pub tls: Option<Arc<crate::tls::TlsConfig>>,
+    /// The invocation queue; `None` ignores `Prefer: respond-async` (in-process use).
+    pub events: Option<Arc<kindling_events::Events>>,
 }
 
 impl Default for GatewayConfig {
@@ -50,6 +52,7 @@ impl Default for GatewayConfig {
             local_addr: None,
             access: None,
             tls: None,
+            events: None,
         }
     }
 }

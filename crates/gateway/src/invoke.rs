@@ -105,6 +105,9 @@ async fn invoke(
                 .into_response();
         }
     }
+    if state.config.events.is_some() && crate::events_api::wants_async(request.headers()) {
+        return crate::events_api::enqueue(state, &name, request, &request_id).await;
+    }
     let headers = request.headers();
     let trace_parent = headers
         .get("traceparent")

@@ -16,6 +16,7 @@ mod auth;
 mod config;
 mod dashboard;
 mod error;
+mod events_api;
 mod invoke;
 mod kv;
 mod logs;

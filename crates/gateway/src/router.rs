@@ -105,6 +105,9 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(access) = &state.config.access {
         text.push_str(&access.render_metrics());
     }
+    if let Some(events) = &state.config.events {
+        text.push_str(&events.render_metrics().await);
+    }
     (
         [(
             http::header::CONTENT_TYPE,

@@ -9,6 +9,7 @@
 mod access;
 mod backup;
 mod catalog;
+mod delivery;
 mod error;
 mod model;
 mod schema;
@@ -20,6 +21,7 @@ pub use access::{
 };
 pub use backup::{BackupReport, DataDirLock, backup, restore, verify};
 pub use catalog::{Catalog, ModuleHold, ModuleHolds};
+pub use delivery::{Missed, RetryConfig, ScheduleConfig};
 pub use error::RegistryError;
 pub use model::{
     FunctionConfig, FunctionRecord, InvokeAuth, LimitsConfig, NewVersion, Priority, VersionRecord,

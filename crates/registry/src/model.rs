@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 pub use kindling_scheduler::Priority;
 use serde::{Deserialize, Serialize};
 
+use crate::delivery::{RetryConfig, ScheduleConfig};
 use crate::error::RegistryError;
 
 /// A function: a name and which of its versions serves.
@@ -70,6 +71,12 @@ pub struct FunctionConfig {
     /// refusing the deploy.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_unsupported_imports: bool,
+    /// Retries of its asynchronous invocations; the node's defaults when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryConfig>,
+    /// Schedules that fire it through the invocation queue.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleConfig>,
     /// The capabilities' fields, by name.
     #[serde(flatten)]
     pub sections: BTreeMap<String, serde_json::Value>,
@@ -84,6 +91,8 @@ impl FunctionConfig {
         "requirements",
         "auth",
         "allow_unsupported_imports",
+        "retry",
+        "schedules",
     ];
 
     /// The namespace, `default` when none was given.
@@ -161,6 +170,26 @@ impl FunctionConfig {
             if value == Some(0) {
                 return Err(RegistryError::InvalidConfig(format!(
                     "limits.{name} must be at least 1"
+                )));
+            }
+        }
+        if let Some(retry) = &self.retry {
+            retry.validate().map_err(RegistryError::InvalidConfig)?;
+        }
+        if self.schedules.len() > crate::delivery::MAX_SCHEDULES {
+            return Err(RegistryError::InvalidConfig(format!(
+                "{} schedules given; a function may have at most {}",
+                self.schedules.len(),
+                crate::delivery::MAX_SCHEDULES
+            )));
+        }
+        for schedule in &self.schedules {
+            if let Some(path) = &schedule.path
+                && !path.starts_with('/')
+            {
+                return Err(RegistryError::InvalidConfig(format!(
+                    "schedule {:?}: path {path:?} must start with `/`",
+                    schedule.cron
                 )));
             }
         }

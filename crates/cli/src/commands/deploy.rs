@@ -68,6 +68,28 @@ pub(crate) struct DeployCommand {
     /// called, instead of refusing the deploy
     #[arg(long)]
     allow_unsupported_imports: bool,
+    /// Retries of a failed asynchronous invocation before it goes to the dead-letter store
+    /// (default 5)
+    #[arg(long)]
+    retries: Option<u32>,
+    /// Delay before the first retry and the longest delay, doubling in between, such as
+    /// 1s..5m (the default)
+    #[arg(long, value_name = "MIN..MAX", value_parser = kindling_events::parse_range)]
+    backoff: Option<(u64, u64)>,
+    /// Fire the function on a cron schedule, five fields or six with seconds first, such as
+    /// "*/5 * * * *" (repeatable)
+    #[arg(long = "schedule", value_name = "CRON")]
+    schedules: Vec<String>,
+    /// The IANA time zone the schedules are read in, such as Europe/Paris (default UTC)
+    #[arg(long, value_name = "ZONE", requires = "schedules")]
+    schedule_tz: Option<String>,
+    /// What the schedules do with firings missed while the node was down: skip (default) or
+    /// run-once
+    #[arg(long, value_name = "POLICY", requires = "schedules")]
+    schedule_missed: Option<kindling_registry::Missed>,
+    /// The path a schedule invokes the function with (default /)
+    #[arg(long, value_name = "PATH", requires = "schedules")]
+    schedule_path: Option<String>,
     /// A JSON file with the whole configuration ({"env": {...}, "limits": {...}}); flags override it
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -179,6 +201,34 @@ impl DeployCommand {
         }
         if let Some(auth) = self.auth {
             config.auth = Some(auth);
+        }
+        if self.retries.is_some() || self.backoff.is_some() {
+            let mut retry = config.retry.unwrap_or_default();
+            if let Some(retries) = self.retries {
+                retry.retries = retries;
+            }
+            if let Some((min, max)) = self.backoff {
+                retry.backoff_min_ms = min;
+                retry.backoff_max_ms = max;
+            }
+            config.retry = Some(retry);
+        }
+        if !self.schedules.is_empty() {
+            config.schedules = self
+                .schedules
+                .iter()
+                .map(|cron| {
+                    let schedule = kindling_registry::ScheduleConfig {
+                        cron: cron.clone(),
+                        timezone: self.schedule_tz.clone(),
+                        missed: self.schedule_missed.unwrap_or_default(),
+                        path: self.schedule_path.clone(),
+                    };
+                    kindling_events::Schedule::parse(&schedule)
+                        .map(|_| schedule)
+                        .map_err(|why| UsageError(format!("--schedule: {why}")))
+                })
+                .collect::<Result<_, _>>()?;
         }
         for pair in &self.require {
             let (dimension, level) = pair.split_once('=').ok_or_else(|| {

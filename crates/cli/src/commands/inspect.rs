@@ -121,6 +121,32 @@ impl InspectCommand {
                 ),
             ));
         }
+        if let Some(retry) = &f.config.retry {
+            fields.push((
+                "retries",
+                format!(
+                    "{} (backoff {} ms..{} ms)",
+                    retry.retries, retry.backoff_min_ms, retry.backoff_max_ms
+                ),
+            ));
+        }
+        for schedule in &f.schedules {
+            fields.push((
+                "schedule",
+                format!(
+                    "{:?} in {} -> {} (missed: {}), last {}, next {}",
+                    schedule.cron,
+                    schedule.timezone,
+                    schedule.path,
+                    match schedule.missed {
+                        kindling_registry::Missed::Skip => "skip",
+                        _ => "run-once",
+                    },
+                    schedule.last_run.as_deref().unwrap_or("never"),
+                    schedule.next_run.as_deref().unwrap_or("never")
+                ),
+            ));
+        }
         if let Some(error) = &f.error {
             fields.push(("error", error.clone()));
         }

@@ -27,6 +27,17 @@ pub(crate) struct InvokeCommand {
     /// A request header, `Name: value` (repeatable)
     #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
     headers: Vec<String>,
+    /// Queue the request and return at once (`Prefer: respond-async`); prints the
+    /// invocation's id, for `kindling invocations show`
+    #[arg(long = "async")]
+    run_async: bool,
+    /// Deduplicate: a second request with the same key within the node's window gets the
+    /// first one's id (with --async)
+    #[arg(long, requires = "run_async")]
+    idempotency_key: Option<String>,
+    /// Post the result to this URL when the invocation finishes (with --async)
+    #[arg(long, requires = "run_async")]
+    callback_url: Option<String>,
     #[command(flatten)]
     server: ServerArgs,
     #[command(flatten)]
@@ -60,6 +71,15 @@ impl InvokeCommand {
                 UsageError(format!("--header {header:?} must look like `Name: value`"))
             })?;
             headers.push((name.trim().to_string(), value.trim().to_string()));
+        }
+        if self.run_async {
+            headers.push(("prefer".into(), "respond-async".into()));
+        }
+        if let Some(key) = &self.idempotency_key {
+            headers.push(("idempotency-key".into(), key.clone()));
+        }
+        if let Some(url) = &self.callback_url {
+            headers.push(("x-callback-url".into(), url.clone()));
         }
         let path = if self.path.starts_with('/') {
             self.path.clone()

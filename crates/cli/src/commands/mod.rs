@@ -7,6 +7,7 @@ mod bench;
 mod deploy;
 mod fleet;
 mod inspect;
+mod invocations;
 mod invoke;
 mod kv;
 mod logs;
@@ -52,6 +53,8 @@ enum Command {
     Logs(logs::LogsCommand),
     /// Call a function through the gateway and print the response
     Invoke(invoke::InvokeCommand),
+    /// Asynchronous invocations and the dead-letter store: ls, show, retry, purge, rm
+    Invocations(invocations::InvocationsCommand),
     /// Read and write guests' key-value stores: get, set, rm, ls
     Kv(kv::KvCommand),
     /// Run SQL on guests' SQLite databases, or list them
@@ -90,6 +93,7 @@ impl Cli {
             Command::Rm(command) => command.execute().await,
             Command::Logs(command) => command.execute().await,
             Command::Invoke(command) => command.execute().await,
+            Command::Invocations(command) => command.execute().await,
             Command::Kv(command) => command.execute().await,
             Command::Sqlite(command) => command.execute().await,
             Command::Bench(command) => command.execute().await,

@@ -12,6 +12,7 @@ use kindling_access::{Access, AuthMode};
 use kindling_cap_keyvalue::KeyValue;
 use kindling_cap_sqlite::Sqlite;
 use kindling_cap_variables::Variables;
+use kindling_events::{Events, EventsConfig};
 use kindling_gateway::GatewayConfig;
 use kindling_host::Capabilities;
 use kindling_node::{Node, NodeConfig};
@@ -241,6 +242,21 @@ pub(crate) struct ServeCommand {
     /// `package kindling.admission` (deny) and `package kindling.authz` (allow)
     #[arg(long, env = "KINDLING_POLICY_DIR", value_name = "DIR")]
     policy_dir: Option<PathBuf>,
+    /// Asynchronous invocation attempts run at once (admission control still applies)
+    #[arg(long, env = "KINDLING_ASYNC_WORKERS", default_value_t = 16)]
+    async_workers: usize,
+    /// Largest request body an asynchronous invocation may carry
+    #[arg(long, env = "KINDLING_ASYNC_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
+    async_max_body: u64,
+    /// Most asynchronous invocations waiting at once; past it new ones get 503
+    #[arg(long, env = "KINDLING_ASYNC_MAX_QUEUED", default_value_t = 100_000)]
+    async_max_queued: u64,
+    /// How long an Idempotency-Key deduplicates
+    #[arg(long, env = "KINDLING_IDEMPOTENCY_WINDOW", default_value = "24h", value_parser = parse_duration)]
+    idempotency_window: Duration,
+    /// How long succeeded asynchronous invocations are kept (dead ones stay until purged)
+    #[arg(long, env = "KINDLING_ASYNC_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    async_retention: Duration,
     /// Log format; the filter comes from KINDLING_LOG (for example `info,kindling=debug`)
     #[arg(long, env = "KINDLING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
@@ -300,6 +316,7 @@ impl ServeCommand {
         })?;
 
         let data_dir = node_config.data_dir.clone();
+        let events_config = self.events_config(&data_dir)?;
         let catalog = Arc::new(
             SqliteCatalog::open(&data_dir)
                 .await
@@ -336,6 +353,10 @@ impl ServeCommand {
             .await
             .context("cannot create the first admin token")?;
         gateway_config.access = Some(access);
+        let events = Events::open(Arc::clone(&node), events_config)
+            .context("cannot open the invocation queue")?;
+        events.start();
+        gateway_config.events = Some(events);
 
         let scheme = if gateway_config.tls.is_some() {
             "https"
@@ -382,6 +403,21 @@ impl ServeCommand {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+
+    /// The invocation queue's settings.
+    fn events_config(&self, data_dir: &std::path::Path) -> Result<EventsConfig, UsageError> {
+        if self.async_workers == 0 {
+            return Err(UsageError("--async-workers must be at least 1".into()));
+        }
+        let mut config = EventsConfig::new(data_dir.join("queue.db"));
+        config.workers = self.async_workers;
+        config.max_body_bytes = usize::try_from(self.async_max_body)
+            .map_err(|_| UsageError("--async-max-body is too large".into()))?;
+        config.max_waiting = self.async_max_queued;
+        config.idempotency_window = self.idempotency_window;
+        config.retain_succeeded = self.async_retention;
+        Ok(config)
     }
 
     /// Refuses to expose an open node, or tokens in clear, beyond this machine.

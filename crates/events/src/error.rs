@@ -1,0 +1,31 @@
+//! What can go wrong with the queue, its schedules and triggers, in words a caller can act on.
+
+/// The events crate's errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventsError {
+    /// The queue database failed.
+    #[error("invocation queue: {0}")]
+    Storage(String),
+    /// No invocation has that id.
+    #[error("no invocation {0:?}; `kindling invocations ls` lists them")]
+    NotFound(String),
+    /// The queue is full.
+    #[error("the invocation queue holds {limit} waiting invocations, its limit; retry later")]
+    Full {
+        /// The node's limit.
+        limit: u64,
+    },
+    /// A request is not fit to be queued.
+    #[error("{0}")]
+    Invalid(String),
+    /// The invocation is not in a state the operation applies to.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<rusqlite::Error> for EventsError {
+    fn from(err: rusqlite::Error) -> Self {
+        Self::Storage(err.to_string())
+    }
+}

@@ -1,0 +1,334 @@
+//! [`Events`]: the invocation queue as the rest of the node sees it. The gateway queues
+//! requests and reads records through it; [`Events::start`] runs the workers that deliver
+//! queued invocations through [`kindling_node::Node::invoke`], the callback sender, the
+//! schedules and the housekeeping.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kindling_node::Node;
+use kindling_registry::RetryConfig;
+use prometheus::{IntCounterVec, Opts, Registry};
+use tokio::sync::Notify;
+
+use crate::error::EventsError;
+use crate::record::{Accepted, Backlog, Filter, InvocationRecord, NewInvocation};
+use crate::schedule::{Schedule, ScheduleStatus};
+use crate::sql::{self, EnqueueLimits};
+use crate::store::Store;
+
+/// How the queue behaves.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// The queue database (`<data-dir>/queue.db`).
+    pub path: PathBuf,
+    /// Attempts running at once; admission control still decides what runs.
+    pub workers: usize,
+    /// Largest request body an asynchronous invocation may carry.
+    pub max_body_bytes: usize,
+    /// Most of a response body kept with the invocation and sent to its callback.
+    pub max_response_bytes: usize,
+    /// How long an idempotency key deduplicates.
+    pub idempotency_window: Duration,
+    /// Most invocations queued or running at once; past it, new ones are refused (503).
+    pub max_waiting: u64,
+    /// How long succeeded invocations are kept (dead ones stay until purged).
+    pub retain_succeeded: Duration,
+    /// Retries of functions deployed without a policy of their own.
+    pub default_retry: RetryConfig,
+    /// Retries of a callback delivery.
+    pub callback_retry: RetryConfig,
+    /// How long a callback's receiver may take to answer.
+    pub callback_timeout: Duration,
+}
+
+impl EventsConfig {
+    /// The defaults, with the queue database at `path`.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            workers: 16,
+            max_body_bytes: 1 << 20,
+            max_response_bytes: 1 << 20,
+            idempotency_window: Duration::from_secs(24 * 3600),
+            max_waiting: 100_000,
+            retain_succeeded: Duration::from_secs(7 * 24 * 3600),
+            default_retry: RetryConfig::default(),
+            callback_retry: RetryConfig {
+                retries: 8,
+                backoff_min_ms: 1_000,
+                backoff_max_ms: 300_000,
+            },
+            callback_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The queue's counters.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    pub(crate) registry: Registry,
+    pub(crate) accepted: IntCounterVec,
+    pub(crate) attempts: IntCounterVec,
+    pub(crate) finished: IntCounterVec,
+    pub(crate) callbacks: IntCounterVec,
+    pub(crate) firings: IntCounterVec,
+}
+
+impl Counters {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("metric registered once");
+            counter
+        };
+        Self {
+            accepted: counter(
+                "kindling_async_invocations_accepted_total",
+                "Asynchronous invocations accepted, by function and whether the idempotency key found an earlier one",
+                &["function", "duplicate"],
+            ),
+            attempts: counter(
+                "kindling_async_attempts_total",
+                "Attempts of asynchronous invocations, by function and outcome (succeeded, retry, dead, deferred)",
+                &["function", "outcome"],
+            ),
+            finished: counter(
+                "kindling_async_invocations_finished_total",
+                "Asynchronous invocations finished, by function and state (succeeded, dead)",
+                &["function", "state"],
+            ),
+            callbacks: counter(
+                "kindling_async_callbacks_total",
+                "Callback deliveries, by outcome (delivered, retry, failed)",
+                &["outcome"],
+            ),
+            firings: counter(
+                "kindling_schedule_firings_total",
+                "Schedule firings, by function and outcome (fired, missed)",
+                &["function", "outcome"],
+            ),
+            registry,
+        }
+    }
+}
+
+/// The invocation queue of one node.
+pub struct Events {
+    pub(crate) store: Store,
+    pub(crate) node: Arc<Node>,
+    pub(crate) config: EventsConfig,
+    pub(crate) wake: Notify,
+    pub(crate) counters: Counters,
+    pub(crate) schedules: std::sync::Mutex<crate::scheduler::Table>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Events {
+    /// Opens the queue database; an attempt that was running when the node stopped is queued
+    /// again. Nothing runs until [`Events::start`].
+    pub fn open(node: Arc<Node>, config: EventsConfig) -> Result<Arc<Self>, EventsError> {
+        let store = Store::open(&config.path)?;
+        Ok(Arc::new(Self {
+            store,
+            node,
+            config,
+            wake: Notify::new(),
+            counters: Counters::new(),
+            schedules: Default::default(),
+        }))
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &EventsConfig {
+        &self.config
+    }
+
+    /// Starts the workers, the callback sender, the schedules and the housekeeping; they run
+    /// until the runtime shuts down.
+    pub fn start(self: &Arc<Self>) {
+        tokio::spawn(crate::worker::run(self.clone()));
+        tokio::spawn(crate::callback::run(self.clone()));
+        tokio::spawn(crate::scheduler::run(self.clone()));
+        tokio::spawn(housekeeping(self.clone()));
+    }
+
+    /// Queues an invocation; answers once it is on disk.
+    pub async fn enqueue(&self, new: NewInvocation) -> Result<Accepted, EventsError> {
+        if new.body.len() > self.config.max_body_bytes {
+            return Err(EventsError::Invalid(format!(
+                "the request body is {} bytes; an asynchronous invocation may carry at most {}",
+                new.body.len(),
+                self.config.max_body_bytes
+            )));
+        }
+        if let Some(url) = &new.callback_url {
+            crate::callback::check_url(url).map_err(EventsError::Invalid)?;
+        }
+        let limits = self.limits();
+        let function = new.function.clone();
+        let (id, duplicate) = self
+            .store
+            .call(move |conn| sql::enqueue(conn, &new, sql::now_ms(), limits))
+            .await?;
+        self.counters
+            .accepted
+            .with_label_values(&[function.as_str(), if duplicate { "true" } else { "false" }])
+            .inc();
+        if !duplicate {
+            self.wake.notify_one();
+        }
+        Ok(Accepted { id, duplicate })
+    }
+
+    pub(crate) fn limits(&self) -> EnqueueLimits {
+        EnqueueLimits {
+            window_ms: self.config.idempotency_window.as_millis() as i64,
+            max_waiting: self.config.max_waiting,
+        }
+    }
+
+    /// One invocation, with its attempts.
+    pub async fn get(&self, id: &str) -> Result<InvocationRecord, EventsError> {
+        let owned = id.to_string();
+        self.store
+            .call(move |conn| sql::get(conn, &owned))
+            .await?
+            .ok_or_else(|| EventsError::NotFound(id.to_string()))
+    }
+
+    /// Invocations the filter selects, newest first.
+    pub async fn list(&self, filter: Filter) -> Result<Vec<InvocationRecord>, EventsError> {
+        self.store.call(move |conn| sql::list(conn, &filter)).await
+    }
+
+    /// Queues a dead (or succeeded) invocation again, with a fresh retry budget.
+    pub async fn retry(&self, id: &str) -> Result<InvocationRecord, EventsError> {
+        let owned = id.to_string();
+        self.store
+            .call(move |conn| sql::retry(conn, &owned, sql::now_ms()))
+            .await?;
+        self.wake.notify_one();
+        self.get(id).await
+    }
+
+    /// Deletes the finished invocations the filter selects; answers how many.
+    pub async fn purge(&self, filter: Filter) -> Result<u64, EventsError> {
+        self.store.call(move |conn| sql::purge(conn, &filter)).await
+    }
+
+    /// Deletes one finished invocation.
+    pub async fn delete(&self, id: &str) -> Result<(), EventsError> {
+        let owned = id.to_string();
+        self.store.call(move |conn| sql::delete(conn, &owned)).await
+    }
+
+    /// What is waiting, per function.
+    pub async fn backlog(&self) -> Result<Vec<Backlog>, EventsError> {
+        self.store
+            .call(|conn| sql::backlog(conn, sql::now_ms()))
+            .await
+    }
+
+    /// The schedules of a function with their last and next runs (as the scheduler last
+    /// recorded them).
+    pub fn schedules(&self, function: &str) -> Vec<ScheduleStatus> {
+        let Some(entry) = self.node.lookup(function) else {
+            return Vec::new();
+        };
+        let table = self
+            .schedules
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = sql::now_ms();
+        entry
+            .version
+            .config
+            .schedules
+            .iter()
+            .filter_map(|config| {
+                let schedule = Schedule::parse(config).ok()?;
+                let last = table.last_fire(function, &schedule.key());
+                Some(ScheduleStatus {
+                    cron: config.cron.clone(),
+                    timezone: config.timezone.clone().unwrap_or_else(|| "UTC".into()),
+                    missed: config.missed,
+                    path: config.path.clone().unwrap_or_else(|| "/".into()),
+                    last_run: last.map(sql::rfc3339),
+                    next_run: schedule
+                        .next_after(last.unwrap_or(now).max(now))
+                        .map(sql::rfc3339),
+                })
+            })
+            .collect()
+    }
+
+    /// The queue's metrics in the Prometheus text format: counters, and per function the
+    /// depth and the oldest waiting invocation's age (the scaling signals).
+    pub async fn render_metrics(&self) -> String {
+        use prometheus::{Encoder as _, GaugeVec, TextEncoder};
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.counters.registry.gather(), &mut out);
+        let registry = Registry::new();
+        let gauge = |name: &str, help: &str| {
+            let gauge = GaugeVec::new(Opts::new(name, help), &["function"]).expect("valid metric");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("metric registered once");
+            gauge
+        };
+        let depth = gauge(
+            "kindling_async_queue_depth",
+            "Asynchronous invocations queued or running, by function",
+        );
+        let age = gauge(
+            "kindling_async_queue_oldest_age_seconds",
+            "Age of the oldest asynchronous invocation queued or running, by function",
+        );
+        match self.backlog().await {
+            Ok(backlog) => {
+                for row in backlog {
+                    depth
+                        .with_label_values(&[row.function.as_str()])
+                        .set(row.depth as f64);
+                    age.with_label_values(&[row.function.as_str()])
+                        .set(row.oldest_age_seconds);
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "metrics: cannot read the queue's backlog"),
+        }
+        let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Every minute: succeeded invocations past their retention go, and idempotency keys past
+/// their window are freed.
+async fn housekeeping(events: Arc<Events>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        let retain = events.config.retain_succeeded.as_millis() as i64;
+        let window = events.config.idempotency_window.as_millis() as i64;
+        match events
+            .store
+            .call(move |conn| sql::housekeeping(conn, sql::now_ms(), retain, window))
+            .await
+        {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(deleted, "queue: succeeded invocations expired"),
+            Err(err) => tracing::warn!(error = %err, "queue housekeeping failed"),
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Work that arrives without a waiting client, delivered at least once.
+//!
+//! - The **invocation queue** ([`Events`]): a request accepted for later (`Prefer:
+//!   respond-async`) is on disk, in the node's `queue.db` (SQLite, WAL, full sync), before the
+//!   client hears 202; workers run it through [`kindling_node::Node::invoke`], retry what failed
+//!   with exponential backoff and jitter, keep what finally failed in the dead-letter store,
+//!   and post results to callbacks. Idempotency keys deduplicate within a window.
+//! - **Schedules** (cron, optional seconds, a time zone) fire invocations through the queue,
+//!   exactly once per firing across restarts.
+
+mod backoff;
+mod callback;
+mod error;
+mod events;
+mod record;
+mod schedule;
+mod scheduler;
+mod sql;
+mod store;
+mod worker;
+
+pub use backoff::{delay_ms, nominal_ms, parse_range};
+pub use error::EventsError;
+pub use events::{Events, EventsConfig};
+pub use record::{
+    Accepted, Attempt, Backlog, CallbackRecord, Filter, InvocationRecord, NewInvocation,
+    ResponseRecord, Source, State,
+};
+pub use schedule::{Due, Firing, GRACE_MS, Schedule, ScheduleStatus};
+pub use scheduler::{MISSED_HEADER, SCHEDULE_HEADER, SCHEDULED_TIME_HEADER};
+pub use worker::{ATTEMPT_HEADER, INVOCATION_ID_HEADER};

@@ -1,0 +1,282 @@
+//! The workers: take due invocations from the queue, run each attempt through
+//! [`kindling_node::Node::invoke`] (so admission, priorities, limits, metrics and traces are
+//! those of HTTP traffic), and record the outcome. 2xx and 3xx succeed; 5xx (but 508), 429 and
+//! timeouts are retried with backoff until the function's retries are spent; any other answer
+//! is final. Either way a final failure goes to the dead-letter store with its last response
+//! and the reason. An attempt admission control turns away never ran: it is put back and does
+//! not count.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use kindling_node::{CallContext, InvokeFailure};
+use tokio::sync::Semaphore;
+
+use crate::backoff;
+use crate::events::Events;
+use crate::record::State;
+use crate::sql::{self, Claimed, Outcome, StoredResponse};
+
+/// Header carrying the invocation id to the function.
+pub const INVOCATION_ID_HEADER: &str = "kindling-invocation-id";
+/// Header carrying the attempt number to the function (1 for the first).
+pub const ATTEMPT_HEADER: &str = "kindling-attempt";
+
+/// Longest wait between two looks at the queue when nothing wakes the loop.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+pub(crate) async fn run(events: Arc<Events>) {
+    let slots = Arc::new(Semaphore::new(events.config.workers.max(1)));
+    loop {
+        let free = slots.available_permits();
+        if free > 0 {
+            match events
+                .store
+                .call(move |conn| sql::claim(conn, sql::now_ms(), free as u32))
+                .await
+            {
+                Ok(claimed) => {
+                    for claim in claimed {
+                        let Ok(permit) = slots.clone().try_acquire_owned() else {
+                            break;
+                        };
+                        let events = events.clone();
+                        tokio::spawn(async move {
+                            attempt(&events, claim).await;
+                            drop(permit);
+                            events.wake.notify_one();
+                        });
+                    }
+                }
+                Err(err) => tracing::error!(error = %err, "queue: cannot take due invocations"),
+            }
+        }
+        let wait = if slots.available_permits() == 0 {
+            IDLE_POLL
+        } else {
+            match events.store.call(sql::next_due).await {
+                Ok(Some(at)) => Duration::from_millis((at - sql::now_ms()).clamp(0, 1_000) as u64),
+                _ => IDLE_POLL,
+            }
+        };
+        if !wait.is_zero() {
+            tokio::select! {
+                () = events.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+async fn attempt(events: &Events, claim: Claimed) {
+    let function = claim.function.clone();
+    let started = Instant::now();
+    let outcome = run_attempt(events, &claim).await;
+    let (id, number) = (claim.id.clone(), claim.attempt);
+    let label = match &outcome {
+        Judged::Deferred => "deferred",
+        Judged::Done(outcome) => match outcome.state {
+            State::Succeeded => "succeeded",
+            State::Dead => "dead",
+            _ => "retry",
+        },
+    };
+    events
+        .counters
+        .attempts
+        .with_label_values(&[function.as_str(), label])
+        .inc();
+    let result = match outcome {
+        Judged::Deferred => {
+            // Admission had no room: try again shortly, spread out.
+            let delay = 100
+                + backoff::delay_ms(
+                    &kindling_registry::RetryConfig {
+                        retries: 1,
+                        backoff_min_ms: 400,
+                        backoff_max_ms: 400,
+                    },
+                    1,
+                );
+            let next = sql::now_ms() + delay as i64;
+            events
+                .store
+                .call(move |conn| sql::release(conn, &id, number, next))
+                .await
+        }
+        Judged::Done(outcome) => {
+            if outcome.state.is_final() {
+                events
+                    .counters
+                    .finished
+                    .with_label_values(&[function.as_str(), outcome.state.as_str()])
+                    .inc();
+                tracing::debug!(
+                    invocation = %claim.id, function = %function, state = outcome.state.as_str(),
+                    attempts = number, elapsed_ms = started.elapsed().as_millis() as u64,
+                    "asynchronous invocation finished"
+                );
+            }
+            events
+                .store
+                .call(move |conn| sql::finish(conn, &id, number, sql::now_ms(), &outcome))
+                .await
+        }
+    };
+    if let Err(err) = result {
+        // The attempt stays `running` in the database; the next start queues it again.
+        tracing::error!(invocation = %claim.id, error = %err, "queue: cannot record an attempt");
+    }
+}
+
+enum Judged {
+    /// It never ran (admission had no room).
+    Deferred,
+    /// It ran; this is what happens next.
+    Done(Outcome),
+}
+
+async fn run_attempt(events: &Events, claim: &Claimed) -> Judged {
+    let request = match build_request(claim) {
+        Ok(request) => request,
+        Err(why) => {
+            return Judged::Done(Outcome {
+                status: None,
+                error: Some(why.clone()),
+                response: None,
+                state: State::Dead,
+                next_at: None,
+                reason: Some(why),
+            });
+        }
+    };
+    let cx = CallContext {
+        request_id: Some(format!("{}-{}", claim.id, claim.attempt).into()),
+        script_name: format!("/{}", claim.function),
+        ..CallContext::default()
+    };
+    let answered = events.node.invoke(&claim.function, request, cx).await;
+    let (status, error, response) = match answered {
+        Ok(answer) => {
+            let status = answer.response.status().as_u16();
+            let response = collect(answer.response, events.config.max_response_bytes).await;
+            (status, None, Some(response))
+        }
+        Err(InvokeFailure::Rejected { .. }) => return Judged::Deferred,
+        Err(failure) => (failure.status(), Some(failure.to_string()), None),
+    };
+    Judged::Done(judge(events, claim, status, error, response))
+}
+
+/// Decides what an answer means for the invocation.
+fn judge(
+    events: &Events,
+    claim: &Claimed,
+    status: u16,
+    error: Option<String>,
+    response: Option<StoredResponse>,
+) -> Outcome {
+    let mut outcome = Outcome {
+        status: Some(status),
+        error: error.clone(),
+        response,
+        state: State::Succeeded,
+        next_at: None,
+        reason: None,
+    };
+    if (200..400).contains(&status) {
+        return outcome;
+    }
+    let policy = events
+        .node
+        .lookup(&claim.function)
+        .and_then(|entry| entry.version.config.retry)
+        .unwrap_or(events.config.default_retry);
+    let what = error.unwrap_or_else(|| format!("the function answered {status}"));
+    let retriable = status == 429 || (status >= 500 && status != 508);
+    let made = claim.attempt.saturating_sub(claim.base);
+    if !retriable {
+        outcome.state = State::Dead;
+        outcome.reason = Some(if status == 404 && outcome.response.is_none() {
+            format!(
+                "{what}; once it is deployed, `kindling invocations retry {}`",
+                claim.id
+            )
+        } else {
+            format!("{what}; only 5xx, 429 and timeouts are retried")
+        });
+    } else if made > policy.retries {
+        outcome.state = State::Dead;
+        outcome.reason = Some(format!(
+            "{what}; {made} attempts made, the function's retries ({}) are spent",
+            policy.retries
+        ));
+    } else {
+        outcome.state = State::Queued;
+        let delay = backoff::delay_ms(&policy, made);
+        outcome.next_at = Some(sql::now_ms() + delay as i64);
+        outcome.reason = Some(format!(
+            "{what}; retry {made} of {} in {delay}ms",
+            policy.retries
+        ));
+    }
+    outcome
+}
+
+/// Headers the queue adds itself; a stored copy is dropped.
+const OWN_HEADERS: [&str; 2] = [INVOCATION_ID_HEADER, ATTEMPT_HEADER];
+
+fn build_request(claim: &Claimed) -> Result<http::Request<Full<Bytes>>, String> {
+    let mut request = http::Request::builder()
+        .method(claim.method.as_str())
+        .uri(claim.path.as_str());
+    for (name, value) in &claim.headers {
+        if OWN_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        request = request.header(name.as_str(), value.as_slice());
+    }
+    request
+        .header(INVOCATION_ID_HEADER, claim.id.as_str())
+        .header(ATTEMPT_HEADER, claim.attempt)
+        .body(Full::new(Bytes::from(claim.body.clone())))
+        .map_err(|err| format!("the stored request cannot be rebuilt: {err}"))
+}
+
+/// Reads a response into what the queue keeps, up to `limit` bytes of body.
+pub(crate) async fn collect(
+    response: http::Response<kindling_host::ResponseBody>,
+    limit: usize,
+) -> StoredResponse {
+    let (parts, mut body) = response.into_parts();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+        .collect();
+    let mut bytes = Vec::new();
+    let mut truncated = false;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            truncated = true;
+            break;
+        };
+        if let Some(data) = frame.data_ref() {
+            let room = limit - bytes.len();
+            if data.len() > room {
+                bytes.extend_from_slice(&data[..room]);
+                truncated = true;
+                break;
+            }
+            bytes.extend_from_slice(data);
+        }
+    }
+    StoredResponse {
+        status: parts.status.as_u16(),
+        headers,
+        body: bytes,
+        truncated,
+    }
+}
