@@ -41,6 +41,8 @@ pub struct EventsConfig {
     pub callback_retry: RetryConfig,
     /// How long a callback's receiver may take to answer.
     pub callback_timeout: Duration,
+    /// The `Host` a scheduled invocation carries (the node's address).
+    pub authority: String,
 }
 
 impl EventsConfig {
@@ -61,6 +63,7 @@ impl EventsConfig {
                 backoff_max_ms: 300_000,
             },
             callback_timeout: Duration::from_secs(10),
+            authority: "localhost".into(),
         }
     }
 }
@@ -125,6 +128,10 @@ pub struct Events {
     pub(crate) wake: Notify,
     pub(crate) counters: Counters,
     pub(crate) schedules: std::sync::Mutex<crate::scheduler::Table>,
+    /// One permit per attempt that may run at once.
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    /// Set by [`Events::shutdown`]: take no more work.
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Events {
@@ -143,10 +150,12 @@ impl Events {
         Ok(Arc::new(Self {
             store,
             node,
-            config,
             wake: Notify::new(),
             counters: Counters::new(),
             schedules: Default::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
+            stopping: Default::default(),
+            config,
         }))
     }
 
@@ -162,6 +171,26 @@ impl Events {
         tokio::spawn(crate::callback::run(self.clone()));
         tokio::spawn(crate::scheduler::run(self.clone()));
         tokio::spawn(housekeeping(self.clone()));
+    }
+
+    /// Stops taking queued invocations and firing schedules, and waits up to `grace` for the
+    /// attempts running now to finish and be recorded. What is still queued waits on disk for
+    /// the next start; an attempt cut off by the grace runs again then.
+    pub async fn shutdown(&self, grace: Duration) {
+        use std::sync::atomic::Ordering;
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+        let all = u32::try_from(self.config.workers.max(1)).unwrap_or(u32::MAX);
+        match tokio::time::timeout(grace, self.slots.acquire_many(all)).await {
+            Ok(Ok(permits)) => permits.forget(),
+            _ => tracing::warn!(
+                "queue: attempts still running after the shutdown grace; they run again at the next start"
+            ),
+        }
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Queues an invocation; answers once it is on disk.

@@ -144,7 +144,7 @@ pub struct ResponseRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_base64: Option<String>,
     /// Whether the body was cut at the node's limit.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
 }
 

@@ -61,6 +61,9 @@ impl Table {
 pub(crate) async fn run(events: Arc<Events>) {
     let mut last_cleanup = 0i64;
     loop {
+        if events.stopping() {
+            return;
+        }
         let now = sql::now_ms();
         let mut wake_at = now + 1_000;
         let mut keep = Vec::new();

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use kindling_node::{CallContext, InvokeFailure};
-use tokio::sync::Semaphore;
 
 use crate::backoff;
 use crate::events::Events;
@@ -28,8 +27,11 @@ pub const ATTEMPT_HEADER: &str = "kindling-attempt";
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(events: Arc<Events>) {
-    let slots = Arc::new(Semaphore::new(events.config.workers.max(1)));
+    let slots = events.slots.clone();
     loop {
+        if events.stopping() {
+            return;
+        }
         let free = slots.available_permits();
         if free > 0 {
             match events
@@ -139,7 +141,7 @@ enum Judged {
 }
 
 async fn run_attempt(events: &Events, claim: &Claimed) -> Judged {
-    let request = match build_request(claim) {
+    let request = match build_request(claim, &events.config.authority) {
         Ok(request) => request,
         Err(why) => {
             return Judged::Done(Outcome {
@@ -228,7 +230,7 @@ fn judge(
 /// Headers the queue adds itself; a stored copy is dropped.
 const OWN_HEADERS: [&str; 2] = [INVOCATION_ID_HEADER, ATTEMPT_HEADER];
 
-fn build_request(claim: &Claimed) -> Result<http::Request<Full<Bytes>>, String> {
+fn build_request(claim: &Claimed, authority: &str) -> Result<http::Request<Full<Bytes>>, String> {
     let mut request = http::Request::builder()
         .method(claim.method.as_str())
         .uri(claim.path.as_str());
@@ -237,6 +239,14 @@ fn build_request(claim: &Claimed) -> Result<http::Request<Full<Bytes>>, String> 
             continue;
         }
         request = request.header(name.as_str(), value.as_slice());
+    }
+    // wasi:http needs an authority; a request accepted over HTTP brought its own.
+    if !claim
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        request = request.header(http::header::HOST, authority);
     }
     request
         .header(INVOCATION_ID_HEADER, claim.id.as_str())

@@ -4,6 +4,8 @@
 //!
 //! - `/d2/get/{key}`, `PUT /d2/set/{key}`: read and write in the `default` bucket
 //! - `/d2/increment/{key}`, `/d1/increment/{key}`: add one atomically; answers the new value
+//! - `/d2/flaky/{key}/{n}`: adds one to `key` and fails (500) while the count is at most `n`:
+//!   a function that fails `n` times, then succeeds
 //! - `/d2/cas/{key}/{value}`: compare-and-swap from what was read: `swapped` or `changed`
 //! - `/d2/batch`, `/d1/batch`: `set-many` a=1, b=2, then `get-many` a, b, c
 //! - `/d2/list`, `/d1/list`: every key, following the cursor page by page
@@ -76,6 +78,15 @@ fn draft2(method: Method, route: &[&str], request: &IncomingRequest) -> (u16, St
             Ok((200, "set\n".into()))
         }
         (_, ["increment", key]) => Ok((200, format!("{}\n", d2::atomics::increment(&bucket, key, 1)?))),
+        (_, ["flaky", key, n]) => {
+            let count = d2::atomics::increment(&bucket, key, 1)?;
+            let n: i64 = n.parse().unwrap_or(0);
+            Ok(if count <= n {
+                (500, format!("failing, attempt {count}\n"))
+            } else {
+                (200, format!("ok after {count} attempts\n"))
+            })
+        }
         (_, ["cas", key, value]) => {
             let cas = d2::atomics::Cas::new(&bucket, key)?;
             Ok(match d2::atomics::swap(cas, value.as_bytes()) {

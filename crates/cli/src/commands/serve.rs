@@ -353,6 +353,8 @@ impl ServeCommand {
             .await
             .context("cannot create the first admin token")?;
         gateway_config.access = Some(access);
+        let mut events_config = events_config;
+        events_config.authority = local_addr.to_string();
         let events = Events::open(Arc::clone(&node), events_config)
             .context("cannot open the invocation queue")?;
         events.start();
@@ -395,6 +397,9 @@ impl ServeCommand {
         kindling_gateway::serve(listener, app, &gateway_config, shutdown_signal())
             .await
             .context("the server failed")?;
+        if let Some(events) = &gateway_config.events {
+            events.shutdown(gateway_config.shutdown_grace).await;
+        }
         node.checkpoint()
             .await
             .context("cannot make the registry durable at shutdown")?;

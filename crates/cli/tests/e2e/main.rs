@@ -3,6 +3,7 @@
 
 mod advise;
 mod api_contract;
+mod async_invocations;
 mod bad_input;
 mod crash;
 mod dashboard;
