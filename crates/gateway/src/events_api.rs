@@ -153,12 +153,12 @@ async fn enqueue_inner(
     };
     let idempotency_key = header("idempotency-key")?;
     if let Some(key) = &idempotency_key
-        && (key.is_empty() || key.len() > 255)
+        && (key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()))
     {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_header",
-            "Idempotency-Key must be 1-255 characters",
+            "Idempotency-Key must be 1-255 visible ASCII characters without spaces",
         ));
     }
     let headers = parts
@@ -231,13 +231,23 @@ async fn enqueue_api(
         )
     })?;
     if let Some(method) = target.method {
-        *request.method_mut() = http::Method::from_bytes(method.as_bytes()).map_err(|_| {
+        let invalid = || {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_query",
-                format!("method {method:?} is not an HTTP method"),
+                format!("method {method:?} is not an HTTP method; write one such as PUT"),
             )
-        })?;
+        };
+        if method.is_empty()
+            || method.len() > 16
+            || !method.bytes().all(|b| b.is_ascii_alphabetic())
+        {
+            return Err(invalid());
+        }
+        *request.method_mut() = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| invalid())?;
+    } else {
+        *request.method_mut() = http::Method::POST;
     }
     let path = target.path.unwrap_or_else(|| "/".into());
     if !path.starts_with('/') {

@@ -22,6 +22,7 @@ mod kv;
 mod logs;
 mod openapi;
 mod openapi_access;
+mod openapi_events;
 mod request_id;
 mod router;
 mod server;

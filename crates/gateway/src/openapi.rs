@@ -351,7 +351,7 @@ pub fn document(capabilities: &Capabilities) -> Value {
                         "type": "boolean",
                         "description": "link imports Kindling does not provide to stand-ins that trap when called, instead of refusing the deploy"
                     }
-                }))
+                }), crate::openapi_events::config_fields())
             },
             "SqliteDatabase": {
                 "type": "object", "required": ["namespace", "label", "bytes"],
@@ -443,7 +443,9 @@ pub fn document(capabilities: &Capabilities) -> Value {
                     "capabilities": { "type": "array", "items": {
                         "type": "object", "required": ["label", "value"],
                         "properties": { "label": { "type": "string" }, "value": { "type": "string" } }
-                    }}
+                    }},
+                    "schedules": { "type": "array",
+                                   "items": { "$ref": "#/components/schemas/ScheduleStatus" } }
                 }
             },
             "Deploy": {
@@ -456,16 +458,29 @@ pub fn document(capabilities: &Capabilities) -> Value {
             }
         }}
     });
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        paths.extend(crate::openapi_events::paths());
+    }
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        schemas.extend(crate::openapi_events::schemas());
+    }
     crate::openapi_access::secure(&mut doc);
     doc
 }
 
 /// The configuration's own fields with every capability's fields added.
-fn config_properties(capability_fields: serde_json::Map<String, Value>, own: Value) -> Value {
+fn config_properties(
+    capability_fields: serde_json::Map<String, Value>,
+    own: Value,
+    delivery: Value,
+) -> Value {
     let mut properties = match own {
         Value::Object(map) => map,
         _ => serde_json::Map::new(),
     };
+    if let Value::Object(delivery) = delivery {
+        properties.extend(delivery);
+    }
     properties.extend(capability_fields);
     Value::Object(properties)
 }

@@ -113,7 +113,8 @@ async fn submit(
                 let path = format!("/counter/d2/increment/k{i}");
                 let key = format!("k{i}");
                 // A request the kill interrupts is not accepted: it got no 202.
-                let Ok((202, _, _)) = enqueue(&http, &url, &path, &[("idempotency-key", &key)]).await
+                let Ok((202, _, _)) =
+                    enqueue(&http, &url, &path, &[("idempotency-key", &key)]).await
                 else {
                     continue;
                 };
@@ -161,18 +162,18 @@ async fn accepted_invocations_survive_two_kill_9s() {
         panic!("the submitters are done");
     };
     let server = server.into_inner().unwrap();
-    assert_eq!(accepted.len(), 1000, "every request was accepted in the end");
+    assert_eq!(
+        accepted.len(),
+        1000,
+        "every request was accepted in the end"
+    );
 
-    wait_for_async(
-        "the queue to drain",
-        Duration::from_millis(100),
-        || async {
-            match waiting(&http, &server).await {
-                0 => Ok(()),
-                n => Err(format!("{n} waiting")),
-            }
-        },
-    )
+    wait_for_async("the queue to drain", Duration::from_millis(100), || async {
+        match waiting(&http, &server).await {
+            0 => Ok(()),
+            n => Err(format!("{n} waiting")),
+        }
+    })
     .await;
     // Every accepted invocation ran at least once: its key was incremented.
     let mut duplicates = 0;
@@ -205,7 +206,8 @@ async fn accepted_invocations_survive_two_kill_9s() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("kindling_async_attempts_total{function=\"counter\",outcome=\"succeeded\"}"),
+        metrics
+            .contains("kindling_async_attempts_total{function=\"counter\",outcome=\"succeeded\"}"),
         "{metrics}"
     );
 }
@@ -280,22 +282,32 @@ async fn retries_back_off_failures_go_to_the_dead_letter_store() {
 
     // Always failing: three attempts (two retries), then the dead-letter store with the
     // last response and the reason.
-    let (_, body, _) = enqueue(&http, &url, "/failing/status/503", &[]).await.unwrap();
+    let (_, body, _) = enqueue(&http, &url, "/failing/status/503", &[])
+        .await
+        .unwrap();
     let dead_id = body["id"].as_str().unwrap().to_string();
     let dead = finished(&http, &server, &dead_id).await;
     assert_eq!(dead["state"], "dead", "{dead}");
     assert_eq!(dead["attempts"], 3, "{dead}");
     assert_eq!(dead["response"]["status"], 503);
     assert!(
-        dead["reason"].as_str().unwrap().contains("retries (2) are spent"),
+        dead["reason"]
+            .as_str()
+            .unwrap()
+            .contains("retries (2) are spent"),
         "{dead}"
     );
     // A client error is final at once.
-    let (_, body, _) = enqueue(&http, &url, "/failing/status/400", &[]).await.unwrap();
+    let (_, body, _) = enqueue(&http, &url, "/failing/status/400", &[])
+        .await
+        .unwrap();
     let bad = finished(&http, &server, body["id"].as_str().unwrap()).await;
     assert_eq!(bad["state"], "dead");
     assert_eq!(bad["attempts"], 1);
-    assert!(bad["reason"].as_str().unwrap().contains("only 5xx, 429"), "{bad}");
+    assert!(
+        bad["reason"].as_str().unwrap().contains("only 5xx, 429"),
+        "{bad}"
+    );
 
     // The CLI lists the dead-letter store, retries from it and purges it.
     let dead_list = server
@@ -308,7 +320,10 @@ async fn retries_back_off_failures_go_to_the_dead_letter_store() {
         .map(|r| r["id"].as_str().unwrap())
         .collect();
     assert!(ids.contains(dead_id.as_str()), "{dead_list}");
-    let shown = server.cli(&["invocations", "show", &dead_id]).ok().to_string();
+    let shown = server
+        .cli(&["invocations", "show", &dead_id])
+        .ok()
+        .to_string();
     assert!(shown.contains("retries (2) are spent"), "{shown}");
     server.cli(&["invocations", "retry", &dead_id]).ok();
     let again = finished(&http, &server, &dead_id).await;
@@ -372,7 +387,10 @@ async fn callbacks_arrive_and_idempotency_keys_deduplicate() {
         &http,
         &url,
         "/counter/d2/increment/once",
-        &[("idempotency-key", "order-17"), ("x-callback-url", &receiver)],
+        &[
+            ("idempotency-key", "order-17"),
+            ("x-callback-url", &receiver),
+        ],
     )
     .await
     .unwrap();
@@ -387,7 +405,10 @@ async fn callbacks_arrive_and_idempotency_keys_deduplicate() {
     .await
     .unwrap();
     assert_eq!(status, 202);
-    assert_eq!(second["id"], first["id"], "the key finds the first invocation");
+    assert_eq!(
+        second["id"], first["id"],
+        "the key finds the first invocation"
+    );
     assert_eq!(second["duplicate"], true);
     assert_eq!(headers["kindling-duplicate"], "true");
     let id = first["id"].as_str().unwrap().to_string();
@@ -431,7 +452,13 @@ async fn callbacks_arrive_and_idempotency_keys_deduplicate() {
     .await
     .unwrap();
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("link-local"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("link-local"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -455,34 +482,55 @@ async fn a_schedule_fires_once_per_second_and_not_twice_across_a_restart() {
     let http = client();
     let fired = |server: &Server| {
         let list = server
-            .cli(&["invocations", "ls", "--function", "ticker", "--state", "succeeded", "--limit", "1000", "--json"])
+            .cli(&[
+                "invocations",
+                "ls",
+                "--function",
+                "ticker",
+                "--state",
+                "succeeded",
+                "--limit",
+                "1000",
+                "--json",
+            ])
             .json();
         list.as_array().unwrap().len()
     };
-    kindling_test_support::wait_for("three firings", Duration::from_millis(100), || {
-        match fired(&server) {
-            n if n >= 3 => Ok(()),
-            n => Err(format!("{n} fired")),
-        }
+    kindling_test_support::wait_for("three firings", Duration::from_millis(100), || match fired(
+        &server,
+    ) {
+        n if n >= 3 => Ok(()),
+        n => Err(format!("{n} fired")),
     });
     let inspect = server.cli(&["inspect", "ticker", "--json"]).json();
     let schedule = &inspect["schedules"][0];
     assert_eq!(schedule["cron"], "* * * * * *", "{inspect}");
-    assert!(schedule["last_run"].is_string() && schedule["next_run"].is_string(), "{inspect}");
+    assert!(
+        schedule["last_run"].is_string() && schedule["next_run"].is_string(),
+        "{inspect}"
+    );
 
     let mut server = server;
     server.stop();
     let server = Server::start(&kindling(), &data, &[], &[]);
     let before = fired(&server);
-    kindling_test_support::wait_for("three more firings", Duration::from_millis(100), || {
-        match fired(&server) {
+    kindling_test_support::wait_for(
+        "three more firings",
+        Duration::from_millis(100),
+        || match fired(&server) {
             n if n >= before + 3 => Ok(()),
             n => Err(format!("{n} fired")),
-        }
-    });
+        },
+    );
     // Stop the schedule, then count.
     server
-        .cli(&["deploy", "ticker", path_str(&test_program("wasi-kv")), "--key-value", "default"])
+        .cli(&[
+            "deploy",
+            "ticker",
+            path_str(&test_program("wasi-kv")),
+            "--key-value",
+            "default",
+        ])
         .ok();
     wait_for_async("the queue to drain", Duration::from_millis(100), || async {
         match waiting(&http, &server).await {
@@ -492,7 +540,15 @@ async fn a_schedule_fires_once_per_second_and_not_twice_across_a_restart() {
     })
     .await;
     let list = server
-        .cli(&["invocations", "ls", "--function", "ticker", "--limit", "1000", "--json"])
+        .cli(&[
+            "invocations",
+            "ls",
+            "--function",
+            "ticker",
+            "--limit",
+            "1000",
+            "--json",
+        ])
         .json();
     let mut times: Vec<i64> = list
         .as_array()
@@ -532,7 +588,11 @@ mod chrono_ms {
         let time = text.split('T').nth(1).unwrap().trim_end_matches('Z');
         let (hms, millis) = time.split_once('.').unwrap();
         let mut parts = hms.split(':').map(|p| p.parse::<i64>().unwrap());
-        let (h, m, s) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let (h, m, s) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
         ((h * 60 + m) * 60 + s) * 1000 + millis.parse::<i64>().unwrap()
     }
 }
