@@ -96,7 +96,15 @@ fn the_dashboard_shows_live_numbers_that_match_the_metrics() {
         .cli(&["deploy", "hello", path_str(&example("hello"))])
         .ok();
     server
-        .cli(&["deploy", "greet", path_str(&example("wagi-hello"))])
+        .cli(&[
+            "deploy",
+            "greet",
+            path_str(&example("wagi-hello")),
+            "--schedule",
+            "0 0 1 1 *",
+            "--schedule-tz",
+            "Europe/Paris",
+        ])
         .ok();
     server
         .cli(&[
@@ -201,5 +209,11 @@ fn the_dashboard_shows_live_numbers_that_match_the_metrics() {
     assert!(dom.contains(r#"<h1 id="fn-name">greet</h1>"#), "{dom}");
     assert!(dom.contains("<td>v1</td>"), "{dom}");
     assert!(dom.contains("<dt>memory</dt>"), "{dom}");
+    // Its schedule, with the next run (midnight on New Year's Day in Paris, in UTC).
+    assert!(
+        dom.contains("<dt>schedule 0 0 1 1 * (Europe/Paris)</dt>"),
+        "{dom}"
+    );
+    assert!(dom.contains("-12-31T23:00:00.000Z"), "{dom}");
     assert!(dom.contains("handled GET /from-the-test"), "{dom}");
 }

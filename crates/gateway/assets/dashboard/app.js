@@ -302,6 +302,14 @@ async function showFunction(name) {
     ["environment", Object.keys(info.config.env || {}).join(", ") || "none"],
     ["sha256", info.sha256.slice(0, 16) + "…"],
   ];
+  if (info.config.retry) {
+    const r = info.config.retry;
+    entries.push(["retries", `${r.retries} (backoff ${r.backoff_min_ms}..${r.backoff_max_ms} ms)`]);
+  }
+  for (const s of info.schedules || []) {
+    entries.push([`schedule ${s.cron} (${s.timezone})`,
+      `${s.path} · last ${s.last_run || "never"} · next ${s.next_run || "never"} · missed: ${s.missed}`]);
+  }
   for (const [k, v] of entries) config.append(el("dt", {}, k), el("dd", {}, String(v)));
   refreshLogs();
 }
