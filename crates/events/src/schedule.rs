@@ -67,14 +67,15 @@ impl Schedule {
     pub fn next_after(&self, ms: i64) -> Option<i64> {
         let at = DateTime::<Utc>::from_timestamp_millis(ms)?.with_timezone(&self.zone);
         let next = self.cron.find_next_occurrence(&at, false).ok()?;
-        Some(next.timestamp_millis())
+        Some(whole_second(next.timestamp_millis()))
     }
 
     /// The last firing at or before `ms`.
     pub fn last_at_or_before(&self, ms: i64) -> Option<i64> {
-        let at = DateTime::<Utc>::from_timestamp_millis(ms)?.with_timezone(&self.zone);
+        let at =
+            DateTime::<Utc>::from_timestamp_millis(whole_second(ms))?.with_timezone(&self.zone);
         let previous = self.cron.find_previous_occurrence(&at, true).ok()?;
-        Some(previous.timestamp_millis())
+        Some(whole_second(previous.timestamp_millis()))
     }
 
     /// What to fire now, given when it last fired: each on-time firing, and at most one for
@@ -132,6 +133,11 @@ impl Schedule {
         }
         count
     }
+}
+
+/// Cron fires on whole seconds; the search keeps a start time's fraction.
+fn whole_second(ms: i64) -> i64 {
+    ms - ms.rem_euclid(1000)
 }
 
 /// What [`Schedule::due`] found.

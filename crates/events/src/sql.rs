@@ -789,3 +789,7 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+#[cfg(test)]
+#[path = "sql_tests.rs"]
+mod tests;
