@@ -6,7 +6,9 @@
 # and with --test, what the test suite also runs:
 #   - prometheus (promtool and a real Prometheus server for the metrics tests)
 #   - chromium (the dashboard test drives the page headless)
-#   - redis-server (the Redis key-value backend is tested against a real server)
+#   - redis-server (the Redis key-value backend and the Redis Streams trigger are tested
+#     against a real server)
+#   - nats-server (the NATS and JetStream triggers are tested against a real server)
 #   - schemathesis from PyPI (the admin API is checked against its OpenAPI document)
 # Safe to run repeatedly: it installs only what is missing.
 #   scripts/setup.sh [--test]
@@ -29,7 +31,7 @@ fi
 
 packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 curl)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(prometheus chromium redis-server)
+  packages+=(prometheus chromium redis-server nats-server)
 elif [ $# -gt 0 ]; then
   echo "setup: unknown argument $1; usage: scripts/setup.sh [--test]" >&2
   exit 2

@@ -43,6 +43,12 @@ pub struct EventsConfig {
     pub callback_timeout: Duration,
     /// The `Host` a scheduled invocation carries (the node's address).
     pub authority: String,
+    /// The NATS server of NATS and JetStream triggers.
+    pub nats_url: Option<String>,
+    /// The Redis server of Redis stream triggers.
+    pub redis_url: Option<String>,
+    /// This node's name as a consumer (Redis consumer groups).
+    pub node_name: String,
 }
 
 impl EventsConfig {
@@ -64,6 +70,9 @@ impl EventsConfig {
             },
             callback_timeout: Duration::from_secs(10),
             authority: "localhost".into(),
+            nats_url: None,
+            redis_url: None,
+            node_name: "kindling".into(),
         }
     }
 }
@@ -77,6 +86,7 @@ pub(crate) struct Counters {
     pub(crate) finished: IntCounterVec,
     pub(crate) callbacks: IntCounterVec,
     pub(crate) firings: IntCounterVec,
+    pub(crate) triggered: IntCounterVec,
 }
 
 impl Counters {
@@ -114,6 +124,11 @@ impl Counters {
                 "kindling_schedule_firings_total",
                 "Schedule firings, by function and outcome (fired, missed)",
                 &["function", "outcome"],
+            ),
+            triggered: counter(
+                "kindling_trigger_deliveries_total",
+                "Broker messages delivered to functions, by function, trigger and outcome (succeeded, retry, dead)",
+                &["function", "trigger", "outcome"],
             ),
             registry,
         }
@@ -170,7 +185,41 @@ impl Events {
         tokio::spawn(crate::worker::run(self.clone()));
         tokio::spawn(crate::callback::run(self.clone()));
         tokio::spawn(crate::scheduler::run(self.clone()));
+        tokio::spawn(crate::trigger::run(self.clone()));
         tokio::spawn(housekeeping(self.clone()));
+    }
+
+    /// Checks a configuration's schedules and triggers before it is deployed: every schedule
+    /// parses and every trigger's broker is one this node is connected to.
+    pub fn check(&self, config: &kindling_registry::FunctionConfig) -> Result<(), String> {
+        for schedule in &config.schedules {
+            Schedule::parse(schedule)?;
+        }
+        for trigger in &config.triggers {
+            trigger.validate()?;
+            let (configured, flag) = match trigger.kind {
+                kindling_registry::TriggerKind::Nats
+                | kindling_registry::TriggerKind::Jetstream => {
+                    (self.config.nats_url.is_some(), "--nats-url")
+                }
+                kindling_registry::TriggerKind::Redis => {
+                    (self.config.redis_url.is_some(), "--redis-url")
+                }
+            };
+            if !configured {
+                return Err(format!(
+                    "{} trigger {:?}: this node has no {} connection; start it with {flag}",
+                    trigger.kind.as_str(),
+                    trigger.source,
+                    if flag == "--redis-url" {
+                        "Redis"
+                    } else {
+                        "NATS"
+                    }
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Stops taking queued invocations and firing schedules, and waits up to `grace` for the

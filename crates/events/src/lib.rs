@@ -7,16 +7,21 @@
 //!   and post results to callbacks. Idempotency keys deduplicate within a window.
 //! - **Schedules** (cron, optional seconds, a time zone) fire invocations through the queue,
 //!   exactly once per firing across restarts.
+//! - **Triggers** consume NATS subjects, JetStream streams and Redis streams behind one seam
+//!   (`trigger.rs`); a message is acknowledged only after the function answered 2xx.
 
 mod backoff;
 mod callback;
 mod error;
 mod events;
+mod nats;
 mod record;
+mod redis_stream;
 mod schedule;
 mod scheduler;
 mod sql;
 mod store;
+mod trigger;
 mod worker;
 
 pub use backoff::{delay_ms, nominal_ms, parse_range};
@@ -28,4 +33,7 @@ pub use record::{
 };
 pub use schedule::{Due, Firing, GRACE_MS, Schedule, ScheduleStatus};
 pub use scheduler::{MISSED_HEADER, SCHEDULE_HEADER, SCHEDULED_TIME_HEADER};
+pub use trigger::{
+    DELIVERY_HEADER, MESSAGE_ID_HEADER, STREAM_HEADER, SUBJECT_HEADER, TRIGGER_HEADER,
+};
 pub use worker::{ATTEMPT_HEADER, INVOCATION_ID_HEADER};

@@ -61,6 +61,12 @@ pub enum Source {
     Http,
     /// A schedule.
     Schedule,
+    /// A core NATS message.
+    Nats,
+    /// A JetStream message (dead letters only: JetStream keeps the rest).
+    Jetstream,
+    /// A Redis stream entry (dead letters only: the stream keeps the rest).
+    Redis,
 }
 
 impl Source {
@@ -69,12 +75,18 @@ impl Source {
         match self {
             Self::Http => "http",
             Self::Schedule => "schedule",
+            Self::Nats => "nats",
+            Self::Jetstream => "jetstream",
+            Self::Redis => "redis",
         }
     }
 
     pub(crate) fn parse(s: &str) -> Self {
         match s {
             "schedule" => Self::Schedule,
+            "nats" => Self::Nats,
+            "jetstream" => Self::Jetstream,
+            "redis" => Self::Redis,
             _ => Self::Http,
         }
     }

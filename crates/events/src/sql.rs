@@ -364,6 +364,27 @@ pub(crate) fn finish(
     Ok(())
 }
 
+/// Records a broker message whose retries are spent straight into the dead-letter store.
+pub(crate) fn record_dead(
+    conn: &Connection,
+    new: &NewInvocation,
+    attempts: u32,
+    now: i64,
+    outcome: &Outcome,
+) -> Result<String, EventsError> {
+    let limits = EnqueueLimits {
+        window_ms: 0,
+        max_waiting: u64::MAX,
+    };
+    let (id, _) = enqueue(conn, new, now, limits)?;
+    conn.execute(
+        "UPDATE invocations SET attempts = ?2 WHERE id = ?1",
+        params![id, attempts],
+    )?;
+    finish(conn, &id, attempts, now, outcome)?;
+    Ok(id)
+}
+
 /// Puts back an attempt that never ran (the node had no room): it does not count.
 pub(crate) fn release(
     conn: &Connection,

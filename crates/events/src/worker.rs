@@ -154,32 +154,65 @@ async fn run_attempt(events: &Events, claim: &Claimed) -> Judged {
             });
         }
     };
-    let cx = CallContext {
-        request_id: Some(format!("{}-{}", claim.id, claim.attempt).into()),
-        script_name: format!("/{}", claim.function),
-        ..CallContext::default()
+    let request_id = format!("{}-{}", claim.id, claim.attempt);
+    let Some(answer) = invoke(events, &claim.function, request_id, request).await else {
+        return Judged::Deferred;
     };
-    let answered = events.node.invoke(&claim.function, request, cx).await;
-    let (status, error, response) = match answered {
-        Ok(answer) => {
-            let status = answer.response.status().as_u16();
-            let response = collect(answer.response, events.config.max_response_bytes).await;
-            (status, None, Some(response))
-        }
-        Err(InvokeFailure::Rejected { .. }) => return Judged::Deferred,
-        Err(failure) => (failure.status(), Some(failure.to_string()), None),
-    };
-    Judged::Done(judge(events, claim, status, error, response))
+    let made = claim.attempt.saturating_sub(claim.base);
+    let hint = format!("`kindling invocations retry {}`", claim.id);
+    Judged::Done(judge(events, &claim.function, made, answer, &hint))
 }
 
-/// Decides what an answer means for the invocation.
-fn judge(
+/// What one attempt got: the status, the error when the node answered for the function, and
+/// the response when the function answered.
+pub(crate) struct Answered {
+    pub(crate) status: u16,
+    pub(crate) error: Option<String>,
+    pub(crate) response: Option<StoredResponse>,
+}
+
+/// Runs one attempt through the node; `None` when admission had no room (it did not run).
+pub(crate) async fn invoke(
     events: &Events,
-    claim: &Claimed,
-    status: u16,
-    error: Option<String>,
-    response: Option<StoredResponse>,
+    function: &str,
+    request_id: String,
+    request: http::Request<Full<Bytes>>,
+) -> Option<Answered> {
+    let cx = CallContext {
+        request_id: Some(request_id.into()),
+        script_name: format!("/{function}"),
+        ..CallContext::default()
+    };
+    Some(match events.node.invoke(function, request, cx).await {
+        Ok(answer) => Answered {
+            status: answer.response.status().as_u16(),
+            error: None,
+            response: Some(collect(answer.response, events.config.max_response_bytes).await),
+        },
+        Err(InvokeFailure::Rejected { .. }) => return None,
+        Err(failure) => Answered {
+            status: failure.status(),
+            error: Some(failure.to_string()),
+            response: None,
+        },
+    })
+}
+
+/// Decides what an answer means after `made` attempts (counted since the last manual retry):
+/// success, another attempt after a backoff, or the dead-letter store. `retry_hint` says how
+/// to run it again once the cause is fixed.
+pub(crate) fn judge(
+    events: &Events,
+    function: &str,
+    made: u32,
+    answered: Answered,
+    retry_hint: &str,
 ) -> Outcome {
+    let Answered {
+        status,
+        error,
+        response,
+    } = answered;
     let mut outcome = Outcome {
         status: Some(status),
         error: error.clone(),
@@ -193,19 +226,15 @@ fn judge(
     }
     let policy = events
         .node
-        .lookup(&claim.function)
+        .lookup(function)
         .and_then(|entry| entry.version.config.retry)
         .unwrap_or(events.config.default_retry);
     let what = error.unwrap_or_else(|| format!("the function answered {status}"));
     let retriable = status == 429 || (status >= 500 && status != 508);
-    let made = claim.attempt.saturating_sub(claim.base);
     if !retriable {
         outcome.state = State::Dead;
         outcome.reason = Some(if status == 404 && outcome.response.is_none() {
-            format!(
-                "{what}; once it is deployed, `kindling invocations retry {}`",
-                claim.id
-            )
+            format!("{what}; once it is deployed, {retry_hint}")
         } else {
             format!("{what}; only 5xx, 429 and timeouts are retried")
         });

@@ -139,10 +139,12 @@ async fn deploy(
     if module.len() > limit {
         return Err(too_large());
     }
-    for schedule in &config.schedules {
-        kindling_events::Schedule::parse(schedule)
-            .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", why))?;
-    }
+    let delivery = match &state.config.events {
+        Some(events) => events.check(&config),
+        None if config.schedules.is_empty() && config.triggers.is_empty() => Ok(()),
+        None => Err("this node has no invocation queue for schedules and triggers".into()),
+    };
+    delivery.map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", why))?;
 
     // A new version stays in its function's namespace unless it names another; a new
     // function deployed with a namespace's token goes to that namespace.

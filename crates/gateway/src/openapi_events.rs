@@ -167,7 +167,7 @@ pub(crate) fn schemas() -> Map<String, Value> {
                 "id": { "type": "string" },
                 "function": { "type": "string" },
                 "namespace": { "type": "string" },
-                "source": { "type": "string", "enum": ["http", "schedule"] },
+                "source": { "type": "string", "enum": ["http", "schedule", "nats", "jetstream", "redis"] },
                 "state": { "type": "string", "enum": ["queued", "running", "succeeded", "dead"] },
                 "attempts": { "type": "integer", "minimum": 0 },
                 "method": { "type": "string" },
@@ -232,6 +232,19 @@ pub(crate) fn schemas() -> Map<String, Value> {
                 "path": { "type": "string", "pattern": "^/" }
             }
         },
+        "Trigger": {
+            "type": "object", "additionalProperties": false, "required": ["kind", "source"],
+            "properties": {
+                "kind": { "type": "string", "enum": ["nats", "jetstream", "redis"] },
+                "source": { "type": "string", "pattern": "^[A-Za-z0-9._*>:-]{1,255}$",
+                            "description": "the subject (nats) or the stream (jetstream, redis)" },
+                "group": { "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,255}$",
+                           "description": "queue group, durable consumer or consumer group (default kindling-{function})" },
+                "subject": { "type": "string", "description": "only these subjects of the stream (jetstream)" },
+                "reply": { "type": "string", "description": "where the response is published (jetstream: a subject, redis: a stream)" },
+                "path": { "type": "string", "pattern": "^/" }
+            }
+        },
         "ScheduleStatus": {
             "type": "object", "required": ["cron", "timezone", "missed", "path"],
             "properties": {
@@ -255,6 +268,8 @@ pub(crate) fn config_fields() -> Value {
     json!({
         "retry": { "$ref": "#/components/schemas/Retry" },
         "schedules": { "type": "array", "maxItems": 16,
-                       "items": { "$ref": "#/components/schemas/ScheduleConfig" } }
+                       "items": { "$ref": "#/components/schemas/ScheduleConfig" } },
+        "triggers": { "type": "array", "maxItems": 16,
+                      "items": { "$ref": "#/components/schemas/Trigger" } }
     })
 }

@@ -18,6 +18,8 @@ pub struct RetryConfig {
 
 /// Most schedules one function may have.
 pub(crate) const MAX_SCHEDULES: usize = 16;
+/// Most triggers one function may have.
+pub(crate) const MAX_TRIGGERS: usize = 16;
 
 impl RetryConfig {
     /// Most retries a policy may ask for.
@@ -110,5 +112,163 @@ impl std::str::FromStr for Missed {
                 "unknown missed-firing policy {other:?}; use \"skip\" or \"run-once\""
             )),
         }
+    }
+}
+
+/// A broker a function consumes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TriggerKind {
+    /// A core NATS subject, in a queue group: requests are answered, other messages queued.
+    Nats,
+    /// A JetStream stream, through a durable consumer acked after a 2xx.
+    Jetstream,
+    /// A Redis stream, through a consumer group, `XACK`ed after a 2xx.
+    Redis,
+}
+
+impl TriggerKind {
+    /// Its name in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nats => "nats",
+            Self::Jetstream => "jetstream",
+            Self::Redis => "redis",
+        }
+    }
+}
+
+/// A broker source firing a function: each message becomes an HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// The broker.
+    pub kind: TriggerKind,
+    /// The subject (NATS; wildcards allowed) or the stream (JetStream, Redis).
+    pub source: String,
+    /// The queue group (NATS), durable consumer (JetStream) or consumer group (Redis);
+    /// default `kindling-{function}`, so that the nodes of a fleet share the work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Only these subjects of the stream (JetStream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Where the function's response is published: a subject (JetStream) or a stream (Redis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// The path the function is invoked with (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl TriggerConfig {
+    /// The consumer's name: the configured group or `kindling-{function}`.
+    pub fn group_for(&self, function: &str) -> String {
+        self.group
+            .clone()
+            .unwrap_or_else(|| format!("kindling-{function}"))
+    }
+
+    /// Parses `KIND:SOURCE[?key=value&...]`, as `--trigger` takes it: `nats:orders.*`,
+    /// `jetstream:ORDERS?subject=orders.eu&reply=orders.done`, `redis:events?group=g`.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let usage = "write KIND:SOURCE[?group=..&subject=..&reply=..&path=..] with KIND nats, \
+                     jetstream or redis";
+        let (kind, rest) = spec
+            .split_once(':')
+            .ok_or_else(|| format!("trigger {spec:?}: {usage}"))?;
+        let kind = match kind {
+            "nats" => TriggerKind::Nats,
+            "jetstream" => TriggerKind::Jetstream,
+            "redis" => TriggerKind::Redis,
+            other => return Err(format!("trigger {spec:?}: unknown kind {other:?}; {usage}")),
+        };
+        let (source, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut trigger = Self {
+            kind,
+            source: source.to_string(),
+            group: None,
+            subject: None,
+            reply: None,
+            path: None,
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("trigger {spec:?}: {pair:?} is not key=value"))?;
+            let slot = match key {
+                "group" | "queue" | "consumer" => &mut trigger.group,
+                "subject" => &mut trigger.subject,
+                "reply" => &mut trigger.reply,
+                "path" => &mut trigger.path,
+                other => {
+                    return Err(format!(
+                        "trigger {spec:?}: unknown option {other:?}; use group, subject, reply or path"
+                    ));
+                }
+            };
+            *slot = Some(value.to_string());
+        }
+        trigger.validate()?;
+        Ok(trigger)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        let what = format!("{} trigger {:?}", self.kind.as_str(), self.source);
+        let token = |value: &str, wildcards: bool| {
+            !value.is_empty()
+                && value.len() <= 255
+                && value.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || b"-_.".contains(&b)
+                        || (wildcards && (b == b'*' || b == b'>'))
+                        || (self.kind == TriggerKind::Redis && b == b':')
+                })
+        };
+        if !token(&self.source, self.kind == TriggerKind::Nats) {
+            return Err(format!(
+                "{what}: the source must be 1-255 letters, digits, `-`, `_` and `.`{}",
+                if self.kind == TriggerKind::Nats {
+                    " (and the wildcards `*` and `>`)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if let Some(group) = &self.group
+            && !token(group, false)
+        {
+            return Err(format!(
+                "{what}: group {group:?} must be letters, digits, `-` and `_`"
+            ));
+        }
+        if let Some(subject) = &self.subject {
+            if self.kind != TriggerKind::Jetstream {
+                return Err(format!("{what}: subject= filters JetStream streams only"));
+            }
+            if !token(subject, true) {
+                return Err(format!("{what}: subject {subject:?} is not a NATS subject"));
+            }
+        }
+        if let Some(reply) = &self.reply {
+            if self.kind == TriggerKind::Nats {
+                return Err(format!(
+                    "{what}: core NATS answers a request on its own reply subject; reply= is for \
+                     jetstream and redis triggers"
+                ));
+            }
+            if !token(reply, false) {
+                return Err(format!(
+                    "{what}: reply {reply:?} is not a subject or stream name"
+                ));
+            }
+        }
+        if let Some(path) = &self.path
+            && !path.starts_with('/')
+        {
+            return Err(format!("{what}: path {path:?} must start with `/`"));
+        }
+        Ok(())
     }
 }

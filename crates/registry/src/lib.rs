@@ -21,7 +21,7 @@ pub use access::{
 };
 pub use backup::{BackupReport, DataDirLock, backup, restore, verify};
 pub use catalog::{Catalog, ModuleHold, ModuleHolds};
-pub use delivery::{Missed, RetryConfig, ScheduleConfig};
+pub use delivery::{Missed, RetryConfig, ScheduleConfig, TriggerConfig, TriggerKind};
 pub use error::RegistryError;
 pub use model::{
     FunctionConfig, FunctionRecord, InvokeAuth, LimitsConfig, NewVersion, Priority, VersionRecord,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 pub use kindling_scheduler::Priority;
 use serde::{Deserialize, Serialize};
 
-use crate::delivery::{RetryConfig, ScheduleConfig};
+use crate::delivery::{RetryConfig, ScheduleConfig, TriggerConfig};
 use crate::error::RegistryError;
 
 /// A function: a name and which of its versions serves.
@@ -77,6 +77,9 @@ pub struct FunctionConfig {
     /// Schedules that fire it through the invocation queue.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<ScheduleConfig>,
+    /// Brokers it consumes from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<TriggerConfig>,
     /// The capabilities' fields, by name.
     #[serde(flatten)]
     pub sections: BTreeMap<String, serde_json::Value>,
@@ -93,6 +96,7 @@ impl FunctionConfig {
         "allow_unsupported_imports",
         "retry",
         "schedules",
+        "triggers",
     ];
 
     /// The namespace, `default` when none was given.
@@ -192,6 +196,16 @@ impl FunctionConfig {
                     schedule.cron
                 )));
             }
+        }
+        if self.triggers.len() > crate::delivery::MAX_TRIGGERS {
+            return Err(RegistryError::InvalidConfig(format!(
+                "{} triggers given; a function may have at most {}",
+                self.triggers.len(),
+                crate::delivery::MAX_TRIGGERS
+            )));
+        }
+        for trigger in &self.triggers {
+            trigger.validate().map_err(RegistryError::InvalidConfig)?;
         }
         if let Some(namespace) = &self.namespace {
             validate_name(namespace).map_err(|_| {

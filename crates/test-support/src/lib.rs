@@ -5,11 +5,13 @@
 
 mod guests;
 pub mod http;
+mod nats;
 mod redis;
 mod server;
 mod wait;
 
 pub use guests::{example, repo_root, test_program};
+pub use nats::NatsServer;
 pub use redis::RedisServer;
 pub use server::{CliOutput, Server, get_status};
 pub use wait::{PATIENCE, wait_for, wait_for_async};

@@ -90,6 +90,11 @@ pub(crate) struct DeployCommand {
     /// The path a schedule invokes the function with (default /)
     #[arg(long, value_name = "PATH", requires = "schedules")]
     schedule_path: Option<String>,
+    /// Consume from a broker (repeatable): nats:SUBJECT, jetstream:STREAM or redis:STREAM,
+    /// with options after `?`: group=NAME (queue group or consumer), subject=FILTER
+    /// (jetstream), reply=SUBJECT-OR-STREAM (jetstream, redis), path=/PATH
+    #[arg(long = "trigger", value_name = "KIND:SOURCE", value_parser = kindling_registry::TriggerConfig::parse)]
+    triggers: Vec<kindling_registry::TriggerConfig>,
     /// A JSON file with the whole configuration ({"env": {...}, "limits": {...}}); flags override it
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -212,6 +217,9 @@ impl DeployCommand {
                 retry.backoff_max_ms = max;
             }
             config.retry = Some(retry);
+        }
+        if !self.triggers.is_empty() {
+            config.triggers = self.triggers.clone();
         }
         if !self.schedules.is_empty() {
             config.schedules = self

@@ -147,6 +147,22 @@ impl InspectCommand {
                 ),
             ));
         }
+        for trigger in &f.config.triggers {
+            let mut text = format!(
+                "{}:{} as {}",
+                trigger.kind.as_str(),
+                trigger.source,
+                trigger.group_for(&f.name)
+            );
+            if let Some(subject) = &trigger.subject {
+                text.push_str(&format!(", subjects {subject}"));
+            }
+            if let Some(reply) = &trigger.reply {
+                text.push_str(&format!(", replies to {reply}"));
+            }
+            text.push_str(&format!(" -> {}", trigger.path.as_deref().unwrap_or("/")));
+            fields.push(("trigger", text));
+        }
         if let Some(error) = &f.error {
             fields.push(("error", error.clone()));
         }

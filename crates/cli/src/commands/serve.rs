@@ -257,6 +257,16 @@ pub(crate) struct ServeCommand {
     /// How long succeeded asynchronous invocations are kept (dead ones stay until purged)
     #[arg(long, env = "KINDLING_ASYNC_RETENTION", default_value = "7d", value_parser = parse_duration)]
     async_retention: Duration,
+    /// NATS server for NATS and JetStream triggers, such as nats://127.0.0.1:4222
+    #[arg(long, env = "KINDLING_NATS_URL", value_name = "URL")]
+    nats_url: Option<String>,
+    /// Redis server for Redis stream triggers, such as redis://127.0.0.1:6379
+    #[arg(long, env = "KINDLING_REDIS_URL", value_name = "URL")]
+    redis_url: Option<String>,
+    /// This node's name as a broker consumer (default: the host name); keep it stable across
+    /// restarts, so that the node takes back the entries it was handling
+    #[arg(long, env = "KINDLING_NODE_NAME")]
+    node_name: Option<String>,
     /// Log format; the filter comes from KINDLING_LOG (for example `info,kindling=debug`)
     #[arg(long, env = "KINDLING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
@@ -422,6 +432,29 @@ impl ServeCommand {
         config.max_waiting = self.async_max_queued;
         config.idempotency_window = self.idempotency_window;
         config.retain_succeeded = self.async_retention;
+        if let Some(url) = &self.nats_url
+            && !(url.starts_with("nats://") || url.starts_with("tls://"))
+        {
+            return Err(UsageError(format!(
+                "--nats-url {url:?} must start with nats:// or tls://"
+            )));
+        }
+        if let Some(url) = &self.redis_url
+            && let Err(err) = redis_url_ok(url)
+        {
+            return Err(UsageError(format!("--redis-url {url:?}: {err}")));
+        }
+        config.nats_url = self.nats_url.clone();
+        config.redis_url = self.redis_url.clone();
+        config.node_name = match &self.node_name {
+            Some(name) if !name.trim().is_empty() => name.trim().to_string(),
+            Some(_) => return Err(UsageError("--node-name must not be empty".into())),
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|name| name.trim().to_string())
+                .ok()
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "kindling".into()),
+        };
         Ok(config)
     }
 
@@ -600,6 +633,18 @@ impl ServeCommand {
             ..GatewayConfig::default()
         };
         Ok((node, gateway))
+    }
+}
+
+/// Whether a Redis URL has a scheme Redis clients take.
+fn redis_url_ok(url: &str) -> Result<(), &'static str> {
+    if ["redis://", "rediss://", "redis+unix://", "unix://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+    {
+        Ok(())
+    } else {
+        Err("write redis://HOST:PORT")
     }
 }
 

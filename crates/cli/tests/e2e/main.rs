@@ -22,6 +22,7 @@ mod security;
 mod sim;
 mod sqlite;
 mod traces;
+mod triggers;
 mod variables;
 mod wasi_http;
 mod wasi_p3;

@@ -310,6 +310,10 @@ async function showFunction(name) {
     entries.push([`schedule ${s.cron} (${s.timezone})`,
       `${s.path} · last ${s.last_run || "never"} · next ${s.next_run || "never"} · missed: ${s.missed}`]);
   }
+  for (const t of info.config.triggers || []) {
+    entries.push([`trigger ${t.kind}:${t.source}`,
+      `as ${t.group || "kindling-" + info.name}${t.reply ? " · replies to " + t.reply : ""} · ${t.path || "/"}`]);
+  }
   for (const [k, v] of entries) config.append(el("dt", {}, k), el("dd", {}, String(v)));
   refreshLogs();
 }

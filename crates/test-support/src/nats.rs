@@ -1,0 +1,69 @@
+//! A real `nats-server` with JetStream (Debian's, installed by `scripts/setup.sh --test`) on a
+//! free port, for tests of the NATS triggers; stopped when dropped.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::wait::wait_for;
+
+/// A running `nats-server -js`.
+pub struct NatsServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl NatsServer {
+    /// Starts one with its JetStream store in `dir` and waits until it answers `PING`.
+    pub fn start(dir: &Path) -> Self {
+        let port = {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+            listener.local_addr().unwrap().port()
+        };
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server (scripts/setup.sh --test installs it)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let server = Self { child, addr };
+        wait_for(
+            "nats-server answers PING",
+            Duration::from_millis(20),
+            || server.ping().map_err(|err| err.to_string()),
+        );
+        server
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://{}", self.addr)
+    }
+
+    fn ping(&self) -> std::io::Result<()> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut line = String::new();
+        reader.read_line(&mut line)?; // INFO {...}
+        stream.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")?;
+        line.clear();
+        reader.read_line(&mut line)?;
+        if line.starts_with("PONG") {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(line))
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
