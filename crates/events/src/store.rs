@@ -38,18 +38,14 @@ where
     fn run(&mut self, tx: &mut Transaction<'_>) {
         let Some(work) = self.work.take() else { return };
         let answer = match tx.savepoint() {
-            Ok(savepoint) => {
-                let answer = work(&savepoint);
-                let answer = match answer {
-                    // Dropping an uncommitted savepoint rolls it back.
-                    Ok(value) => savepoint
-                        .commit()
-                        .map(|()| value)
-                        .map_err(EventsError::from),
-                    Err(err) => Err(err),
-                };
-                answer
-            }
+            // Dropping an uncommitted savepoint rolls it back.
+            Ok(savepoint) => match work(&savepoint) {
+                Ok(value) => savepoint
+                    .commit()
+                    .map(|()| value)
+                    .map_err(EventsError::from),
+                Err(err) => Err(err),
+            },
             Err(err) => Err(err.into()),
         };
         self.answer = Some(answer);

@@ -341,10 +341,13 @@ async fn retries_back_off_failures_go_to_the_dead_letter_store() {
     assert!(gone.stderr.contains("no invocation"), "{}", gone.stderr);
 }
 
+/// A callback as the receiver got it: headers and body.
+type Delivery = (BTreeMap<String, String>, String);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn callbacks_arrive_and_idempotency_keys_deduplicate() {
     // A receiver that refuses the first delivery, so that the callback is retried.
-    let received: Arc<Mutex<Vec<(BTreeMap<String, String>, String)>>> = Default::default();
+    let received: Arc<Mutex<Vec<Delivery>>> = Default::default();
     let refused = Arc::new(Mutex::new(false));
     let app = {
         let (received, refused) = (received.clone(), refused.clone());
