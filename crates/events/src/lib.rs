@@ -11,6 +11,7 @@
 //!   (`trigger.rs`); a message is acknowledged only after the function answered 2xx.
 
 mod backoff;
+mod backup;
 mod callback;
 mod error;
 mod events;
@@ -25,6 +26,7 @@ mod trigger;
 mod worker;
 
 pub use backoff::{delay_ms, nominal_ms, parse_range};
+pub use backup::{back_up, restore, verify};
 pub use error::EventsError;
 pub use events::{Events, EventsConfig};
 pub use record::{

@@ -52,9 +52,13 @@ impl BackupCommand {
         let (report, lines) = tokio::task::spawn_blocking(move || {
             let report =
                 kindling_registry::backup(&data_dir, &dest).map_err(|err| err.to_string())?;
-            let lines = capabilities
+            let mut lines = capabilities
                 .back_up(&dest)
                 .map_err(|err| format!("the registry and modules are backed up, but {err}"))?;
+            lines.extend(
+                kindling_events::back_up(&data_dir, &dest)
+                    .map_err(|err| format!("the registry and modules are backed up, but {err}"))?,
+            );
             Ok::<_, String>((report, lines))
         })
         .await?
@@ -103,11 +107,16 @@ impl RestoreCommand {
             // The whole backup is checked before anything is replaced: the registry and its
             // modules here, each capability's data inside its restore.
             kindling_registry::verify(&src).map_err(|err| fail(&err))?;
+            kindling_events::verify(&src).map_err(|err| fail(&err))?;
             let lock =
                 kindling_registry::DataDirLock::acquire(&data_dir).map_err(|err| fail(&err))?;
-            let lines = capabilities
+            let mut lines = capabilities
                 .restore(&src)
                 .map_err(|err| format!("{err}; the registry was not replaced"))?;
+            lines.extend(
+                kindling_events::restore(&src, &data_dir)
+                    .map_err(|err| format!("{err}; the registry was not replaced"))?,
+            );
             let report = kindling_registry::restore(&src, &lock).map_err(|err| fail(&err))?;
             Ok::<_, String>((report, lines))
         })

@@ -2,6 +2,7 @@
 //! second node on the same data directory, a full disk, and a backup restored elsewhere.
 
 use std::path::Path;
+use std::time::Duration;
 
 use kindling_test_support::{Server, example, get_status};
 
@@ -188,9 +189,42 @@ fn a_backup_carries_function_state_and_leaves_the_secret_key_out() {
         &server.url("/app/set/note"),
     ]);
     assert!(put.is_some());
+    // An invocation in the dead-letter store (a 404 is final) travels with the backup.
+    crate::curl(&[
+        "-sS",
+        "-X",
+        "POST",
+        "-H",
+        "prefer: respond-async",
+        &server.url("/app/get/missing"),
+    ])
+    .unwrap();
+    // The first admin token's file is not backed up; its hash is, so it keeps working.
+    let token = server.token().expect("an admin token");
+    let dead = |server: &Server| {
+        server
+            .cli_with(
+                &["invocations", "ls", "--state", "dead", "--json"],
+                &[("KINDLING_TOKEN", token.as_str())],
+            )
+            .json()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    kindling_test_support::wait_for("a dead letter", Duration::from_millis(50), || {
+        match dead(&server) {
+            1 => Ok(()),
+            n => Err(format!("{n}")),
+        }
+    });
     let backup = dir.path().join("backup");
     let out = server.cli(&["backup", path_str(&backup), "--data-dir", path_str(&data)]);
     let text = out.ok().to_string();
+    assert!(
+        text.contains("the invocation queue: 0 queued, 1 dead letters"),
+        "{text}"
+    );
     assert!(
         text.contains("key-value: label default: 1 store (1 key) copied"),
         "{text}"
@@ -229,6 +263,7 @@ fn a_backup_carries_function_state_and_leaves_the_secret_key_out() {
     let get = |path: &str| crate::curl(&["-sS", &server.url(path)]).unwrap();
     assert_eq!(get("/app/get/note"), "kept");
     assert_eq!(get("/app/var/token"), "t0ken");
+    assert_eq!(dead(&server), 1, "the dead-letter store was restored");
     drop(server);
 
     // A damaged store in the backup is refused before the registry is replaced.
