@@ -4,11 +4,15 @@
 //! backoff; when its retries are spent the callback is marked failed, and the invocation keeps
 //! the last error.
 //!
-//! The node makes these requests itself, so the URL is checked when the invocation is
-//! accepted: `http` or `https` only, no credentials, and never a link-local address (cloud
-//! metadata services live there).
+//! The node makes these requests itself, from inside the network it runs in, so a callback is
+//! kept off addresses a client should not reach through it: `http` or `https` only, no
+//! credentials, and never a link-local, multicast or unspecified address (cloud metadata
+//! services live there) nor, unless the node runs with `--callback-allow-private`, a loopback
+//! or private one. The URL is checked when the invocation is accepted, and again at delivery by
+//! the client's resolver, which connects only to the addresses it checked (a name that changes
+//! its answer in between gains nothing).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +25,7 @@ use crate::worker::INVOCATION_ID_HEADER;
 const PARALLEL: u32 = 16;
 
 /// Checks a callback URL before the invocation is accepted.
-pub(crate) fn check_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|err| format!("X-Callback-Url {url:?} is not a URL ({err})"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -35,36 +39,91 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
              check the invocation id instead"
         ));
     }
-    let link_local = match parsed.host() {
-        Some(url::Host::Ipv4(ip)) => forbidden(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => forbidden(IpAddr::V6(ip)),
-        Some(url::Host::Domain(_)) => false,
+    let ip = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        Some(url::Host::Domain(_)) => None,
         None => return Err(format!("X-Callback-Url {url:?} has no host")),
     };
-    if link_local {
+    if let Some(ip) = ip
+        && let Err(why) = allowed(ip, allow_private)
+    {
+        return Err(format!("X-Callback-Url {url:?}: {why}"));
+    }
+    Ok(())
+}
+
+/// Whether the node may send a callback to `ip`.
+fn allowed(ip: IpAddr, allow_private: bool) -> Result<(), String> {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let (never, private) = match ip {
+        IpAddr::V4(v4) => (
+            v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast(),
+            v4.is_loopback()
+                || v4.is_private()
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64),
+        ),
+        IpAddr::V6(v6) => (
+            v6.is_unspecified() || v6.is_multicast() || (v6.segments()[0] & 0xffc0) == 0xfe80,
+            v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+        ),
+    };
+    if never {
         return Err(format!(
-            "X-Callback-Url {url:?}: link-local and unspecified addresses are refused"
+            "{ip} is a link-local, multicast or unspecified address; callbacks are never sent there"
+        ));
+    }
+    if private && !allow_private {
+        return Err(format!(
+            "{ip} is a loopback or private address; start the node with \
+             --callback-allow-private to send callbacks inside its network"
         ));
     }
     Ok(())
 }
 
-fn forbidden(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(ip) => ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast(),
-        IpAddr::V6(ip) => {
-            ip.is_unspecified()
-                || (ip.segments()[0] & 0xffc0) == 0xfe80
-                || ip
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| forbidden(IpAddr::V4(v4)))
-        }
+/// The callback client's resolver: it answers only addresses [`allowed`] accepts, so the
+/// connection goes where the check looked.
+struct Guarded {
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for Guarded {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = None;
+            let kept: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|addr| match allowed(addr.ip(), allow_private) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        refused = Some(why);
+                        false
+                    }
+                })
+                .collect();
+            if kept.is_empty() {
+                let why = refused.unwrap_or_else(|| "no address".into());
+                return Err(format!("callback host {host:?}: {why}").into());
+            }
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 
 pub(crate) async fn run(events: Arc<Events>) {
+    let allow_private = events.config.callback_allow_private;
     let client = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(Guarded { allow_private }))
         .timeout(events.config.callback_timeout)
         .user_agent(concat!("kindling/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -76,22 +135,30 @@ pub(crate) async fn run(events: Arc<Events>) {
         }
     };
     let lease = (events.config.callback_timeout.as_millis() as i64) * 2 + 1_000;
+    let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL as usize));
     loop {
-        let now = sql::now_ms();
-        let due = events
-            .store
-            .call(move |conn| sql::due_callbacks(conn, now, PARALLEL, now + lease))
-            .await;
-        match due {
-            Ok(due) if !due.is_empty() => {
-                let sends = due
-                    .into_iter()
-                    .map(|callback| deliver(&events, &client, callback));
-                futures::future::join_all(sends).await;
-                continue;
+        let free = slots.available_permits() as u32;
+        if free > 0 {
+            let now = sql::now_ms();
+            match events
+                .store
+                .call(move |conn| sql::due_callbacks(conn, now, free, now + lease))
+                .await
+            {
+                Ok(due) => {
+                    for callback in due {
+                        let Ok(permit) = slots.clone().try_acquire_owned() else {
+                            break;
+                        };
+                        let (events, client) = (events.clone(), client.clone());
+                        tokio::spawn(async move {
+                            deliver(&events, &client, callback).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(err) => tracing::error!(error = %err, "callbacks: cannot read the queue"),
             }
-            Ok(_) => {}
-            Err(err) => tracing::error!(error = %err, "callbacks: cannot read the queue"),
         }
         let wait = match events.store.call(sql::next_callback_due).await {
             Ok(Some(at)) => (at - sql::now_ms()).clamp(10, 1_000) as u64,
@@ -152,37 +219,43 @@ async fn deliver(events: &Events, client: &reqwest::Client, callback: PendingCal
 
 #[cfg(test)]
 mod tests {
-    use super::check_url;
+    use super::*;
 
     #[test]
     fn callback_urls_are_checked() {
-        assert!(check_url("http://127.0.0.1:9000/done").is_ok());
-        assert!(check_url("https://hooks.example.com/x").is_ok());
+        assert!(check_url("https://hooks.example.com/x", false).is_ok());
+        assert!(check_url("http://127.0.0.1:9000/done", true).is_ok());
+        let refused = |url: &str| check_url(url, false).unwrap_err();
+        assert!(refused("http://127.0.0.1:9000/done").contains("--callback-allow-private"));
+        assert!(refused("http://10.1.2.3/").contains("private"));
+        assert!(refused("http://100.64.0.1/").contains("private"));
+        assert!(refused("http://[fd00::1]/").contains("private"));
+        assert!(refused("ftp://example.com/").contains("http and https"));
+        assert!(refused("http://169.254.169.254/latest").contains("link-local"));
         assert!(
-            check_url("ftp://example.com/")
+            check_url("http://169.254.169.254/", true)
                 .unwrap_err()
-                .contains("http and https")
+                .contains("never")
         );
-        assert!(
-            check_url("http://169.254.169.254/latest")
-                .unwrap_err()
-                .contains("link-local")
-        );
-        assert!(
-            check_url("http://[fe80::1]/")
-                .unwrap_err()
-                .contains("link-local")
-        );
-        assert!(
-            check_url("http://[::ffff:169.254.169.254]/")
-                .unwrap_err()
-                .contains("link-local")
-        );
-        assert!(
-            check_url("http://user:pw@example.com/")
-                .unwrap_err()
-                .contains("credentials")
-        );
-        assert!(check_url("not a url").unwrap_err().contains("not a URL"));
+        assert!(refused("http://[fe80::1]/").contains("link-local"));
+        assert!(refused("http://[::ffff:169.254.169.254]/").contains("link-local"));
+        assert!(refused("http://user:pw@example.com/").contains("credentials"));
+        assert!(refused("not a url").contains("not a URL"));
+    }
+
+    #[tokio::test]
+    async fn the_resolver_answers_only_allowed_addresses() {
+        use reqwest::dns::Resolve as _;
+        let name = |host: &str| host.parse::<reqwest::dns::Name>().unwrap();
+        let strict = Guarded {
+            allow_private: false,
+        };
+        let err = strict.resolve(name("localhost")).await.err().unwrap();
+        assert!(err.to_string().contains("loopback or private"), "{err}");
+        let open = Guarded {
+            allow_private: true,
+        };
+        let addrs: Vec<_> = open.resolve(name("localhost")).await.unwrap().collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
     }
 }

@@ -33,8 +33,10 @@ pub struct EventsConfig {
     pub idempotency_window: Duration,
     /// Most invocations queued or running at once; past it, new ones are refused (503).
     pub max_waiting: u64,
-    /// How long succeeded invocations are kept (dead ones stay until purged).
+    /// How long succeeded invocations are kept.
     pub retain_succeeded: Duration,
+    /// How long dead invocations (the dead-letter store) are kept unless purged first.
+    pub retain_dead: Duration,
     /// Retries of functions deployed without a policy of their own.
     pub default_retry: RetryConfig,
     /// Retries of a callback delivery.
@@ -49,6 +51,8 @@ pub struct EventsConfig {
     pub redis_url: Option<String>,
     /// This node's name as a consumer (Redis consumer groups).
     pub node_name: String,
+    /// Send callbacks to loopback and private addresses too.
+    pub callback_allow_private: bool,
 }
 
 impl EventsConfig {
@@ -62,6 +66,7 @@ impl EventsConfig {
             idempotency_window: Duration::from_secs(24 * 3600),
             max_waiting: 100_000,
             retain_succeeded: Duration::from_secs(7 * 24 * 3600),
+            retain_dead: Duration::from_secs(30 * 24 * 3600),
             default_retry: RetryConfig::default(),
             callback_retry: RetryConfig {
                 retries: 8,
@@ -73,6 +78,7 @@ impl EventsConfig {
             nats_url: None,
             redis_url: None,
             node_name: "kindling".into(),
+            callback_allow_private: false,
         }
     }
 }
@@ -196,7 +202,7 @@ impl Events {
             Schedule::parse(schedule)?;
         }
         for trigger in &config.triggers {
-            trigger.validate()?;
+            trigger.validate_in(config.namespace())?;
             let (configured, flag) = match trigger.kind {
                 kindling_registry::TriggerKind::Nats
                 | kindling_registry::TriggerKind::Jetstream => {
@@ -252,7 +258,8 @@ impl Events {
             )));
         }
         if let Some(url) = &new.callback_url {
-            crate::callback::check_url(url).map_err(EventsError::Invalid)?;
+            crate::callback::check_url(url, self.config.callback_allow_private)
+                .map_err(EventsError::Invalid)?;
         }
         let limits = self.limits();
         let function = new.function.clone();
@@ -306,7 +313,7 @@ impl Events {
         self.store.call(move |conn| sql::purge(conn, &filter)).await
     }
 
-    /// Deletes one finished invocation.
+    /// Deletes one finished invocation, or cancels a queued one.
     pub async fn delete(&self, id: &str) -> Result<(), EventsError> {
         let owned = id.to_string();
         self.store.call(move |conn| sql::delete(conn, &owned)).await
@@ -391,17 +398,18 @@ impl Events {
     }
 }
 
-/// Every minute: succeeded invocations past their retention go, and idempotency keys past
-/// their window are freed.
+/// Every minute: succeeded and dead invocations past their retention go, and idempotency
+/// keys past their window are freed.
 async fn housekeeping(events: Arc<Events>) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
     loop {
         every.tick().await;
         let retain = events.config.retain_succeeded.as_millis() as i64;
         let window = events.config.idempotency_window.as_millis() as i64;
+        let dead = events.config.retain_dead.as_millis() as i64;
         match events
             .store
-            .call(move |conn| sql::housekeeping(conn, sql::now_ms(), retain, window))
+            .call(move |conn| sql::housekeeping(conn, sql::now_ms(), retain, dead, window))
             .await
         {
             Ok(0) => {}

@@ -15,6 +15,7 @@ mod backup;
 mod callback;
 mod error;
 mod events;
+mod headers;
 mod nats;
 mod record;
 mod redis_stream;
@@ -29,6 +30,7 @@ pub use backoff::{delay_ms, nominal_ms, parse_range};
 pub use backup::{back_up, restore, verify};
 pub use error::EventsError;
 pub use events::{Events, EventsConfig};
+pub use headers::passes as header_passes;
 pub use record::{
     Accepted, Attempt, Backlog, CallbackRecord, Filter, InvocationRecord, NewInvocation,
     ResponseRecord, Source, State,

@@ -61,11 +61,12 @@ fn headers_of(message: &async_nats::Message) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     if let Some(headers) = &message.headers {
         for (name, values) in headers.iter() {
+            let name = name.to_string().to_ascii_lowercase();
+            if !crate::headers::passes(&name) {
+                continue;
+            }
             for value in values {
-                out.push((
-                    name.to_string().to_ascii_lowercase(),
-                    value.as_str().as_bytes().to_vec(),
-                ));
+                out.push((name.clone(), value.as_str().as_bytes().to_vec()));
             }
         }
     }
@@ -165,7 +166,8 @@ async fn handle_core(
             return;
         }
     };
-    let answered = crate::worker::invoke(events, &binding.function, request_id, request).await;
+    let answered =
+        crate::worker::invoke(events, &binding.function, request_id, request, None).await;
     let (status, body) = match answered {
         Some(answered) => (
             answered.status,
@@ -237,7 +239,11 @@ async fn stream(nats: &Nats, events: &Arc<Events>, binding: &Binding) -> Result<
         )
         .await
         .map_err(|err| format!("consumer {group:?}: {err}"))?;
+    // Fetch no more than can run at once: a message waiting here past the ack wait would be
+    // sent again while it is still queued locally.
     let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(PARALLEL)
         .messages()
         .await
         .map_err(|err| format!("consumer {group:?}: {err}"))?;

@@ -182,7 +182,7 @@ impl Consumer {
             .arg(policy.backoff_min_ms / 2)
             .arg("-")
             .arg("+")
-            .arg(PARALLEL * 4)
+            .arg(1000)
             .query_async(conn)
             .await
             .map_err(|err| err.to_string())?;

@@ -228,6 +228,8 @@ fn decode_headers(blob: &[u8]) -> Vec<(String, Vec<u8>)> {
 pub(crate) struct Claimed {
     pub(crate) id: String,
     pub(crate) function: String,
+    /// The function's namespace when the invocation was accepted.
+    pub(crate) namespace: String,
     pub(crate) method: String,
     pub(crate) path: String,
     pub(crate) headers: Vec<(String, Vec<u8>)>,
@@ -241,7 +243,8 @@ pub(crate) struct Claimed {
 /// Takes up to `limit` due invocations, oldest due first, and starts an attempt of each.
 pub(crate) fn claim(conn: &Connection, now: i64, limit: u32) -> Result<Vec<Claimed>, EventsError> {
     let mut select = conn.prepare_cached(
-        "SELECT id, function, method, path, headers, body, attempts, attempt_base FROM invocations
+        "SELECT id, function, method, path, headers, body, attempts, attempt_base, namespace
+         FROM invocations
          WHERE state = 'queued' AND next_at <= ?1 ORDER BY next_at LIMIT ?2",
     )?;
     let claimed = select
@@ -256,6 +259,7 @@ pub(crate) fn claim(conn: &Connection, now: i64, limit: u32) -> Result<Vec<Claim
                 body: row.get(5)?,
                 attempt: row.get::<_, u32>(6)? + 1,
                 base: row.get(7)?,
+                namespace: row.get(8)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -423,10 +427,11 @@ fn record(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
             .into_iter()
             .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
             .collect();
-        let body = response_body.unwrap_or_default();
-        let (text, base64) = match String::from_utf8(body) {
-            Ok(text) => (Some(text), None),
-            Err(err) => (None, Some(base64_encode(err.as_bytes()))),
+        // Lists leave bodies out (`NULL`): only `show` reads them.
+        let (text, base64) = match response_body.map(String::from_utf8) {
+            None => (None, None),
+            Some(Ok(text)) => (Some(text), None),
+            Some(Err(err)) => (None, Some(base64_encode(err.as_bytes()))),
         };
         ResponseRecord {
             status,
@@ -543,8 +548,10 @@ pub(crate) fn list(
 ) -> Result<Vec<InvocationRecord>, EventsError> {
     let (clause, values) = where_clause(filter);
     let limit = filter.limit.unwrap_or(100).min(1000);
+    // Up to a thousand response bodies of a megabyte each are not a list: leave them out.
+    let columns = COLUMNS.replace("response_body", "NULL");
     let mut statement = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM invocations {clause} ORDER BY created_at DESC, id LIMIT {limit}"
+        "SELECT {columns} FROM invocations {clause} ORDER BY created_at DESC, id LIMIT {limit}"
     ))?;
     let rows = statement
         .query_map(rusqlite::params_from_iter(values), record)?
@@ -622,12 +629,13 @@ pub(crate) fn delete(conn: &Connection, id: &str) -> Result<(), EventsError> {
         .optional()?;
     match state.as_deref() {
         None => Err(EventsError::NotFound(id.to_string())),
-        Some("dead" | "succeeded") => {
+        // A queued one is cancelled: no attempt is running, and none will.
+        Some("dead" | "succeeded" | "queued") => {
             conn.execute("DELETE FROM invocations WHERE id = ?1", params![id])?;
             Ok(())
         }
         Some(other) => Err(EventsError::Conflict(format!(
-            "invocation {id:?} is {other}; only a finished invocation can be deleted"
+            "invocation {id:?} is {other}; wait for its attempt to end, then delete it"
         ))),
     }
 }
@@ -651,18 +659,23 @@ pub(crate) fn backlog(conn: &Connection, now: i64) -> Result<Vec<Backlog>, Event
     Ok(rows)
 }
 
-/// Deletes succeeded invocations older than `retain_ms` and frees idempotency keys past the
-/// window. Dead ones stay until purged: they are the dead-letter store.
+/// Deletes succeeded invocations older than `retain_ms`, dead ones (the dead-letter store)
+/// older than `retain_dead_ms`, and frees idempotency keys past the window.
 pub(crate) fn housekeeping(
     conn: &Connection,
     now: i64,
     retain_ms: i64,
+    retain_dead_ms: i64,
     window_ms: i64,
 ) -> Result<u64, EventsError> {
     let deleted = conn.execute(
         "DELETE FROM invocations WHERE state = 'succeeded' AND finished_at < ?1
             AND coalesce(callback_state, '') != 'pending'",
         params![now - retain_ms],
+    )? + conn.execute(
+        "DELETE FROM invocations WHERE state = 'dead' AND finished_at < ?1
+            AND coalesce(callback_state, '') != 'pending'",
+        params![now - retain_dead_ms],
     )?;
     conn.execute(
         "UPDATE invocations SET idempotency_key = NULL

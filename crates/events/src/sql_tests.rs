@@ -174,6 +174,29 @@ fn only_finished_invocations_are_retried_purged_or_deleted() {
     assert_eq!(purge(&conn, &Filter::default()).unwrap(), 1);
     assert!(get(&conn, &dead).unwrap().is_none());
     assert!(get(&conn, &queued).unwrap().is_some());
+    // A queued one is cancelled; a running one is not.
+    delete(&conn, &queued).unwrap();
+    assert!(get(&conn, &queued).unwrap().is_none());
+    let (running, _) = enqueue(&conn, &new("f", None), 3_000, LIMITS).unwrap();
+    claim(&conn, 3_000, 10).unwrap();
+    assert!(matches!(
+        delete(&conn, &running),
+        Err(EventsError::Conflict(_))
+    ));
+}
+
+#[test]
+fn lists_leave_response_bodies_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = open(&dir.path().join("queue.db")).unwrap();
+    let (id, _) = enqueue(&conn, &new("f", None), 1_000, LIMITS).unwrap();
+    claim(&conn, 1_000, 1).unwrap();
+    finish(&conn, &id, 1, 1_001, &outcome(State::Succeeded, 200, None)).unwrap();
+    let listed = list(&conn, &Filter::default()).unwrap();
+    let response = listed[0].response.as_ref().unwrap();
+    assert_eq!((response.status, response.body.as_deref()), (200, None));
+    let shown = get(&conn, &id).unwrap().unwrap();
+    assert_eq!(shown.response.unwrap().body.as_deref(), Some("answer"));
 }
 
 #[test]

@@ -42,7 +42,7 @@ pub(crate) struct Binding {
 impl Binding {
     /// The consumer's name on the broker.
     pub(crate) fn group(&self) -> String {
-        self.trigger.group_for(&self.function)
+        self.trigger.group_for(&self.function, &self.namespace)
     }
 }
 
@@ -114,7 +114,7 @@ impl Binding {
             if let (Ok(name), Ok(value)) = (
                 http::HeaderName::from_bytes(name.as_bytes()),
                 http::HeaderValue::from_bytes(value),
-            ) && (!name.as_str().starts_with("kindling-")
+            ) && (crate::headers::passes(name.as_str())
                 || name.as_str().starts_with("kindling-field-"))
             {
                 request = request.header(name, value);
@@ -142,7 +142,7 @@ pub(crate) async fn deliver(
                 message.id,
                 message.delivery
             );
-            match worker::invoke(events, &binding.function, request_id, request).await {
+            match worker::invoke(events, &binding.function, request_id, request, None).await {
                 Some(answered) => answered,
                 // No room now: the broker redelivers it shortly.
                 None => return Settle::Retry(Duration::from_millis(500)),
@@ -204,7 +204,13 @@ async fn dead_letter(
         .iter()
         .map(|(name, value)| ((*name).to_string(), value.clone().into_bytes()))
         .collect();
-    headers.extend(message.headers.iter().cloned());
+    headers.extend(
+        message
+            .headers
+            .iter()
+            .filter(|(name, _)| crate::headers::passes(name))
+            .cloned(),
+    );
     let new = NewInvocation {
         function: binding.function.clone(),
         namespace: binding.namespace.clone(),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
+use kindling_host::{CALL_BUDGET_HEADER, CALL_DEPTH_HEADER, CallChain};
 use kindling_node::{CallContext, InvokeFailure};
 
 use crate::backoff;
@@ -154,11 +155,50 @@ async fn run_attempt(events: &Events, claim: &Claimed) -> Judged {
             });
         }
     };
+    let made = claim.attempt.saturating_sub(claim.base);
+    let entry = events.node.lookup(&claim.function);
+    let refuse = |why: String| {
+        Judged::Done(Outcome {
+            status: None,
+            error: Some(why.clone()),
+            response: None,
+            state: State::Dead,
+            next_at: None,
+            reason: Some(why),
+        })
+    };
+    if let Some(entry) = &entry {
+        // A function deleted and deployed again by another tenant is not the one this was
+        // accepted for.
+        let now = entry.version.config.namespace();
+        if now != claim.namespace {
+            return refuse(format!(
+                "function {:?} now belongs to namespace {now:?}; this invocation was accepted \
+                 for namespace {:?} and is not run",
+                claim.function, claim.namespace
+            ));
+        }
+        // Attempts the node did not live through count too: an invocation that brings the
+        // node down does not run forever.
+        let policy = entry
+            .version
+            .config
+            .retry
+            .unwrap_or(events.config.default_retry);
+        if made > policy.retries + 1 {
+            return refuse(format!(
+                "{} attempts were made, the last ones cut off by the node stopping; the \
+                 function's retries ({}) are spent",
+                made - 1,
+                policy.retries
+            ));
+        }
+    }
+    let chain = resumed_chain(events, &claim.headers);
     let request_id = format!("{}-{}", claim.id, claim.attempt);
-    let Some(answer) = invoke(events, &claim.function, request_id, request).await else {
+    let Some(answer) = invoke(events, &claim.function, request_id, request, chain).await else {
         return Judged::Deferred;
     };
-    let made = claim.attempt.saturating_sub(claim.base);
     let hint = format!("`kindling invocations retry {}`", claim.id);
     Judged::Done(judge(events, &claim.function, made, answer, &hint))
 }
@@ -177,10 +217,12 @@ pub(crate) async fn invoke(
     function: &str,
     request_id: String,
     request: http::Request<Full<Bytes>>,
+    chain: Option<CallChain>,
 ) -> Option<Answered> {
     let cx = CallContext {
         request_id: Some(request_id.into()),
         script_name: format!("/{function}"),
+        chain,
         ..CallContext::default()
     };
     Some(match events.node.invoke(function, request, cx).await {
@@ -196,6 +238,25 @@ pub(crate) async fn invoke(
             response: None,
         },
     })
+}
+
+/// The call chain a queued request was part of (a function that queued work through the
+/// node's own socket): continued, so that a loop through the queue is stopped like any other.
+fn resumed_chain(events: &Events, headers: &[(String, Vec<u8>)]) -> Option<CallChain> {
+    let number = |wanted: &http::HeaderName| {
+        headers
+            .iter()
+            .find(|(name, _)| name == wanted.as_str())
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+            .and_then(|value| value.trim().parse::<u32>().ok())
+    };
+    let depth = number(&CALL_DEPTH_HEADER)?;
+    let limit = events.node.config().max_calls_per_request;
+    Some(CallChain::resumed(
+        depth,
+        number(&CALL_BUDGET_HEADER),
+        limit,
+    ))
 }
 
 /// Decides what an answer means after `made` attempts (counted since the last manual retry):
@@ -256,18 +317,14 @@ pub(crate) fn judge(
     outcome
 }
 
-/// Headers the queue adds itself; a stored copy is dropped.
-const OWN_HEADERS: [&str; 2] = [INVOCATION_ID_HEADER, ATTEMPT_HEADER];
-
 fn build_request(claim: &Claimed, authority: &str) -> Result<http::Request<Full<Bytes>>, String> {
     let mut request = http::Request::builder()
         .method(claim.method.as_str())
         .uri(claim.path.as_str());
     for (name, value) in &claim.headers {
-        if OWN_HEADERS.contains(&name.as_str()) {
-            continue;
+        if crate::headers::passes(name) {
+            request = request.header(name.as_str(), value.as_slice());
         }
-        request = request.header(name.as_str(), value.as_slice());
     }
     // wasi:http needs an authority; a request accepted over HTTP brought its own.
     if !claim

@@ -25,22 +25,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/invocations/{id}/retry", post(retry))
 }
 
-/// Request headers that belong to the hop or to the queue, not to the function.
-const DROPPED: &[&str] = &[
-    "prefer",
-    "idempotency-key",
-    "x-callback-url",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-    "expect",
-    "proxy-authorization",
-    "proxy-connection",
-];
+/// Request headers that belong to the queue, not to the function (hop-by-hop and
+/// Kindling's own are dropped by [`kindling_events::header_passes`]).
+const DROPPED: &[&str] = &["prefer", "idempotency-key", "x-callback-url", "expect"];
 
 /// Whether a request asks to be answered before it runs (RFC 7240 `Prefer: respond-async`).
 pub(crate) fn wants_async(headers: &HeaderMap) -> bool {
@@ -164,7 +151,9 @@ async fn enqueue_inner(
     let headers = parts
         .headers
         .iter()
-        .filter(|(name, _)| !DROPPED.contains(&name.as_str()))
+        .filter(|(name, _)| {
+            !DROPPED.contains(&name.as_str()) && kindling_events::header_passes(name.as_str())
+        })
         .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
         .collect();
     let path = parts
@@ -264,6 +253,25 @@ async fn enqueue_api(
             format!("path {path:?}: {err}"),
         )
     })?;
+    // The same checks as the function's own route: an invoke token for `--auth token`
+    // functions and the authorization policy over the method and path the function will see.
+    if let Some(access) = &state.config.access
+        && let Some(entry) = state.node.lookup(&name)
+    {
+        let config = &entry.version.config;
+        let remote = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0);
+        crate::auth::check_invocation(
+            access,
+            &mut request,
+            &name,
+            config.namespace(),
+            config.auth,
+            remote,
+        )?;
+    }
     // The admin API's token is for the node, not the function.
     request.headers_mut().remove(http::header::AUTHORIZATION);
     enqueue_inner(&state, &name, request).await

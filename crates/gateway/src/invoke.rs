@@ -105,6 +105,8 @@ async fn invoke(
                 .into_response();
         }
     }
+    // Kindling's own headers (invocation id, schedule, trigger) are the node's to set.
+    strip_own_headers(request.headers_mut());
     if state.config.events.is_some() && crate::events_api::wants_async(request.headers()) {
         return crate::events_api::enqueue(state, &name, request, &request_id).await;
     }
@@ -124,6 +126,22 @@ async fn invoke(
     match state.node.invoke(&name, request, cx).await {
         Ok(answer) => answer.response.map(Body::new),
         Err(failure) => ApiError::from_failure(&failure, &request_id).into_response(),
+    }
+}
+
+/// Removes `kindling-*` headers a client sent, but for the call chain's.
+fn strip_own_headers(headers: &mut http::HeaderMap) {
+    let own: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            name.as_str().starts_with("kindling-")
+                && *name != CALL_DEPTH_HEADER
+                && *name != CALL_BUDGET_HEADER
+        })
+        .cloned()
+        .collect();
+    for name in own {
+        headers.remove(name);
     }
 }
 

@@ -119,12 +119,12 @@ pub(crate) fn paths() -> Map<String, Value> {
                 }
             },
             "delete": {
-                "summary": "Delete one finished invocation",
+                "summary": "Delete one finished invocation, or cancel a queued one",
                 "parameters": [id.clone()],
                 "responses": {
                     "204": { "description": "deleted" },
                     "404": error("no invocation with that id in a namespace the token sees"),
-                    "409": error("it is queued or running")
+                    "409": error("an attempt is running")
                 }
             }
         },

@@ -80,12 +80,14 @@ pub struct ScheduleConfig {
 }
 
 impl ScheduleConfig {
-    /// What identifies the schedule across restarts: its expression and time zone.
+    /// What identifies the schedule across restarts: its expression, time zone and path (two
+    /// schedules of one function with the same expression but different paths are two).
     pub fn key(&self) -> String {
         format!(
-            "{} @ {}",
+            "{} @ {} -> {}",
             self.cron.trim(),
-            self.timezone.as_deref().unwrap_or("UTC")
+            self.timezone.as_deref().unwrap_or("UTC"),
+            self.path.as_deref().unwrap_or("/")
         )
     }
 }
@@ -162,11 +164,58 @@ pub struct TriggerConfig {
 }
 
 impl TriggerConfig {
-    /// The consumer's name: the configured group or `kindling-{function}`.
-    pub fn group_for(&self, function: &str) -> String {
-        self.group
-            .clone()
-            .unwrap_or_else(|| format!("kindling-{function}"))
+    /// The consumer's name: the configured group, or `kindling-{function}` (in namespace
+    /// `default`) or `{namespace}_kindling-{function}`.
+    pub fn group_for(&self, function: &str, namespace: &str) -> String {
+        self.group.clone().unwrap_or_else(|| {
+            if namespace == "default" {
+                format!("kindling-{function}")
+            } else {
+                format!("{namespace}_kindling-{function}")
+            }
+        })
+    }
+
+    /// Checks that a function of `namespace` reaches only its namespace's part of the broker.
+    /// Namespace `default` (the node operator's) names anything; any other namespace consumes
+    /// and publishes only under its own prefix: subjects `{ns}.`, JetStream streams and groups
+    /// `{ns}_`, Redis streams `{ns}:`. Namespace names have no `.`, `_` or `:`, so one
+    /// namespace's prefix is never another's.
+    pub fn validate_in(&self, namespace: &str) -> Result<(), String> {
+        self.validate()?;
+        if namespace == "default" {
+            return Ok(());
+        }
+        let what = format!("{} trigger {:?}", self.kind.as_str(), self.source);
+        let check = |value: &str, prefix: String, role: &str| {
+            if value.starts_with(&prefix) && value.len() > prefix.len() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what}: a function of namespace {namespace:?} may use only {role}s under \
+                     {prefix:?}, not {value:?}; name it \"{prefix}{value}\""
+                ))
+            }
+        };
+        let (subjects, streams) = (format!("{namespace}."), format!("{namespace}_"));
+        match self.kind {
+            TriggerKind::Nats => check(&self.source, subjects.clone(), "subject")?,
+            TriggerKind::Jetstream => check(&self.source, streams.clone(), "stream")?,
+            TriggerKind::Redis => check(&self.source, format!("{namespace}:"), "stream")?,
+        }
+        if let Some(group) = &self.group {
+            check(group, streams.clone(), "group")?;
+        }
+        if let Some(subject) = &self.subject {
+            check(subject, subjects.clone(), "subject")?;
+        }
+        if let Some(reply) = &self.reply {
+            match self.kind {
+                TriggerKind::Redis => check(reply, format!("{namespace}:"), "stream")?,
+                _ => check(reply, subjects, "subject")?,
+            }
+        }
+        Ok(())
     }
 
     /// Parses `KIND:SOURCE[?key=value&...]`, as `--trigger` takes it: `nats:orders.*`,
@@ -270,5 +319,73 @@ impl TriggerConfig {
             return Err(format!("{what}: path {path:?} must start with `/`"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trigger_specs_parse_with_clear_errors() {
+        let t =
+            TriggerConfig::parse("jetstream:ORDERS?subject=orders.eu&reply=done&path=/x").unwrap();
+        assert_eq!(t.kind, TriggerKind::Jetstream);
+        assert_eq!(t.source, "ORDERS");
+        assert_eq!(t.subject.as_deref(), Some("orders.eu"));
+        assert_eq!(t.reply.as_deref(), Some("done"));
+        assert_eq!(t.path.as_deref(), Some("/x"));
+        assert!(
+            TriggerConfig::parse("kafka:x")
+                .unwrap_err()
+                .contains("unknown kind")
+        );
+        assert!(
+            TriggerConfig::parse("nats")
+                .unwrap_err()
+                .contains("KIND:SOURCE")
+        );
+        assert!(
+            TriggerConfig::parse("nats:a?reply=b")
+                .unwrap_err()
+                .contains("own reply")
+        );
+        assert!(
+            TriggerConfig::parse("redis:s?subject=x")
+                .unwrap_err()
+                .contains("JetStream")
+        );
+        assert!(
+            TriggerConfig::parse("nats:a b")
+                .unwrap_err()
+                .contains("source must be")
+        );
+        assert!(
+            TriggerConfig::parse("nats:a?colour=red")
+                .unwrap_err()
+                .contains("unknown option")
+        );
+    }
+
+    #[test]
+    fn a_namespace_reaches_only_its_own_part_of_the_broker() {
+        let ok = |spec: &str| TriggerConfig::parse(spec).unwrap().validate_in("team-a");
+        assert!(ok("nats:team-a.orders.*").is_ok());
+        assert!(ok("nats:>").unwrap_err().contains("under \"team-a.\""));
+        assert!(
+            ok("nats:team-ab.x").is_err(),
+            "a longer namespace is another one"
+        );
+        assert!(ok("jetstream:team-a_ORDERS?subject=team-a.eu&reply=team-a.done").is_ok());
+        assert!(ok("jetstream:ORDERS").is_err());
+        assert!(ok("jetstream:team-a_ORDERS?reply=done").is_err());
+        assert!(ok("jetstream:team-a_ORDERS?group=kindling-victim").is_err());
+        assert!(ok("redis:team-a:events?reply=team-a:done&group=team-a_g").is_ok());
+        assert!(ok("redis:events").is_err());
+        // The default namespace is the operator's: anything goes.
+        let any = TriggerConfig::parse("nats:>").unwrap();
+        assert!(any.validate_in("default").is_ok());
+        assert_eq!(any.group_for("f", "default"), "kindling-f");
+        assert_eq!(any.group_for("f", "team-a"), "team-a_kindling-f");
     }
 }

@@ -205,7 +205,9 @@ impl FunctionConfig {
             )));
         }
         for trigger in &self.triggers {
-            trigger.validate().map_err(RegistryError::InvalidConfig)?;
+            trigger
+                .validate_in(self.namespace())
+                .map_err(RegistryError::InvalidConfig)?;
         }
         if let Some(namespace) = &self.namespace {
             validate_name(namespace).map_err(|_| {

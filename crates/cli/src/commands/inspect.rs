@@ -152,7 +152,7 @@ impl InspectCommand {
                 "{}:{} as {}",
                 trigger.kind.as_str(),
                 trigger.source,
-                trigger.group_for(&f.name)
+                trigger.group_for(&f.name, f.config.namespace())
             );
             if let Some(subject) = &trigger.subject {
                 text.push_str(&format!(", subjects {subject}"));

@@ -53,7 +53,7 @@ enum Action {
         #[arg(long)]
         state: Option<State>,
     },
-    /// Delete one finished invocation
+    /// Delete one finished invocation, or cancel a queued one
     Rm {
         /// The invocation's id
         id: String,

@@ -254,9 +254,12 @@ pub(crate) struct ServeCommand {
     /// How long an Idempotency-Key deduplicates
     #[arg(long, env = "KINDLING_IDEMPOTENCY_WINDOW", default_value = "24h", value_parser = parse_duration)]
     idempotency_window: Duration,
-    /// How long succeeded asynchronous invocations are kept (dead ones stay until purged)
+    /// How long succeeded asynchronous invocations are kept
     #[arg(long, env = "KINDLING_ASYNC_RETENTION", default_value = "7d", value_parser = parse_duration)]
     async_retention: Duration,
+    /// How long dead invocations (the dead-letter store) are kept unless purged first
+    #[arg(long, env = "KINDLING_DEAD_LETTER_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    dead_letter_retention: Duration,
     /// NATS server for NATS and JetStream triggers, such as nats://127.0.0.1:4222
     #[arg(long, env = "KINDLING_NATS_URL", value_name = "URL")]
     nats_url: Option<String>,
@@ -267,6 +270,10 @@ pub(crate) struct ServeCommand {
     /// restarts, so that the node takes back the entries it was handling
     #[arg(long, env = "KINDLING_NODE_NAME")]
     node_name: Option<String>,
+    /// Send X-Callback-Url callbacks to loopback and private addresses too (by default only
+    /// to public ones; link-local ones never)
+    #[arg(long, env = "KINDLING_CALLBACK_ALLOW_PRIVATE")]
+    callback_allow_private: bool,
     /// Log format; the filter comes from KINDLING_LOG (for example `info,kindling=debug`)
     #[arg(long, env = "KINDLING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
@@ -432,6 +439,7 @@ impl ServeCommand {
         config.max_waiting = self.async_max_queued;
         config.idempotency_window = self.idempotency_window;
         config.retain_succeeded = self.async_retention;
+        config.retain_dead = self.dead_letter_retention;
         if let Some(url) = &self.nats_url
             && !(url.starts_with("nats://") || url.starts_with("tls://"))
         {
@@ -444,6 +452,7 @@ impl ServeCommand {
         {
             return Err(UsageError(format!("--redis-url {url:?}: {err}")));
         }
+        config.callback_allow_private = self.callback_allow_private;
         config.nats_url = self.nats_url.clone();
         config.redis_url = self.redis_url.clone();
         config.node_name = match &self.node_name {

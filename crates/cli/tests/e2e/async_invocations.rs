@@ -245,6 +245,35 @@ async fn retries_back_off_failures_go_to_the_dead_letter_store() {
     let http = client();
     let url = server.url("");
 
+    // Kindling's own headers come from the node only, on either path.
+    let forged = [
+        ("kindling-invocation-id", "forged"),
+        ("kindling-schedule", "* * * * *"),
+    ];
+    let mut sync = http.get(format!("{url}/failing/headers"));
+    for (name, value) in forged {
+        sync = sync.header(name, value);
+    }
+    let seen = sync.send().await.unwrap().text().await.unwrap();
+    assert!(
+        !seen.contains("forged") && !seen.contains("kindling-schedule"),
+        "{seen}"
+    );
+    let (_, body, _) = enqueue(&http, &url, "/failing/headers", &forged)
+        .await
+        .unwrap();
+    let queued_id = body["id"].as_str().unwrap().to_string();
+    let record = finished(&http, &server, &queued_id).await;
+    let seen = record["response"]["body"].as_str().unwrap();
+    assert!(
+        seen.contains(&format!("kindling-invocation-id: {queued_id}")),
+        "{seen}"
+    );
+    assert!(
+        !seen.contains("forged") && !seen.contains("kindling-schedule"),
+        "{seen}"
+    );
+
     // Fails three times, then succeeds: four attempts, each later than the last by at least
     // half its nominal delay (200, 400, 800 ms).
     let (status, body, headers) = enqueue(&http, &url, "/flaky/d2/flaky/f1/3", &[])
@@ -373,7 +402,41 @@ async fn callbacks_arrive_and_idempotency_keys_deduplicate() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&kindling(), &dir.path().join("data"), &[], &[]);
+    // Without the flag a loopback receiver is refused when the invocation is queued.
+    let strict = Server::start(&kindling(), &dir.path().join("strict"), &[], &[]);
+    strict
+        .cli(&[
+            "deploy",
+            "counter",
+            path_str(&test_program("wasi-kv")),
+            "--key-value",
+            "default",
+        ])
+        .ok();
+    let (status, body, _) = enqueue(
+        &client(),
+        &strict.url(""),
+        "/counter/d2/increment/x",
+        &[("x-callback-url", &receiver)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--callback-allow-private"),
+        "{body}"
+    );
+    drop(strict);
+
+    let server = Server::start(
+        &kindling(),
+        &dir.path().join("data"),
+        &["--callback-allow-private"],
+        &[],
+    );
     server
         .cli(&[
             "deploy",

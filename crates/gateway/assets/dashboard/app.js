@@ -273,6 +273,12 @@ function renderStores(now) {
   }
 }
 
+// A trigger's consumer name when the deploy gave none (TriggerConfig::group_for).
+function defaultGroup(info) {
+  const ns = info.config.namespace || "default";
+  return ns === "default" ? `kindling-${info.name}` : `${ns}_kindling-${info.name}`;
+}
+
 async function showFunction(name) {
   selected = name; logsAfter = 0;
   document.getElementById("fn-name").textContent = name;
@@ -312,7 +318,7 @@ async function showFunction(name) {
   }
   for (const t of info.config.triggers || []) {
     entries.push([`trigger ${t.kind}:${t.source}`,
-      `as ${t.group || "kindling-" + info.name}${t.reply ? " · replies to " + t.reply : ""} · ${t.path || "/"}`]);
+      `as ${t.group || defaultGroup(info)}${t.reply ? " · replies to " + t.reply : ""} · ${t.path || "/"}`]);
   }
   for (const [k, v] of entries) config.append(el("dt", {}, k), el("dd", {}, String(v)));
   refreshLogs();
