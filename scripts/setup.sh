@@ -10,6 +10,8 @@
 #     against a real server)
 #   - nats-server (the NATS and JetStream triggers are tested against a real server)
 #   - schemathesis from PyPI (the admin API is checked against its OpenAPI document)
+#   - KEDA's ScaledObject schema from the npm registry (@kubernetes-models/keda, with js-yaml),
+#     into KINDLING_TOOLS (default ~/.cache/kindling/tools), for deploy/keda's manifests
 # Safe to run repeatedly: it installs only what is missing.
 #   scripts/setup.sh [--test]
 set -euo pipefail
@@ -32,6 +34,7 @@ fi
 packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 curl)
 if [ "${1:-}" = "--test" ]; then
   packages+=(prometheus chromium redis-server nats-server)
+  command -v npm >/dev/null || packages+=(nodejs npm)
 elif [ $# -gt 0 ]; then
   echo "setup: unknown argument $1; usage: scripts/setup.sh [--test]" >&2
   exit 2
@@ -60,5 +63,13 @@ if [ "${1:-}" = "--test" ]; then
   if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$schemathesis_version')" 2>/dev/null; then
     echo "setup: installing schemathesis $schemathesis_version (PyPI)"
     python3 -m pip install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
+  fi
+  tools="${KINDLING_TOOLS:-$HOME/.cache/kindling/tools}"
+  if ! [ -f "$tools/node_modules/@kubernetes-models/keda/package.json" ] \
+    || ! [ -f "$tools/node_modules/js-yaml/package.json" ]; then
+    echo "setup: installing KEDA's schema (@kubernetes-models/keda, npm) into $tools"
+    mkdir -p "$tools"
+    npm install --silent --no-audit --no-fund --prefix "$tools" \
+      @kubernetes-models/keda@0.4.2 js-yaml@4.1.0
   fi
 fi

@@ -12,6 +12,7 @@ mod fleet;
 mod hostile;
 mod hostile_calls;
 mod imports;
+mod keda;
 mod keyvalue;
 mod lifecycle;
 mod limits;
