@@ -16,6 +16,17 @@ pub enum EventsError {
         /// The node's limit.
         limit: u64,
     },
+    /// A namespace has as many invocations waiting as it may.
+    #[error(
+        "namespace {namespace:?} has {limit} invocations waiting, its share of the queue; \
+         retry later"
+    )]
+    NamespaceFull {
+        /// The namespace.
+        namespace: String,
+        /// The node's limit per namespace.
+        limit: u64,
+    },
     /// A request is not fit to be queued.
     #[error("{0}")]
     Invalid(String),

@@ -33,6 +33,8 @@ pub struct EventsConfig {
     pub idempotency_window: Duration,
     /// Most invocations queued or running at once; past it, new ones are refused (503).
     pub max_waiting: u64,
+    /// Most of them one namespace may have (past it, 429).
+    pub max_waiting_per_namespace: u64,
     /// How long succeeded invocations are kept.
     pub retain_succeeded: Duration,
     /// How long dead invocations (the dead-letter store) are kept unless purged first.
@@ -65,6 +67,7 @@ impl EventsConfig {
             max_response_bytes: 1 << 20,
             idempotency_window: Duration::from_secs(24 * 3600),
             max_waiting: 100_000,
+            max_waiting_per_namespace: 25_000,
             retain_succeeded: Duration::from_secs(7 * 24 * 3600),
             retain_dead: Duration::from_secs(30 * 24 * 3600),
             default_retry: RetryConfig::default(),
@@ -281,6 +284,7 @@ impl Events {
         EnqueueLimits {
             window_ms: self.config.idempotency_window.as_millis() as i64,
             max_waiting: self.config.max_waiting,
+            max_waiting_per_namespace: self.config.max_waiting_per_namespace,
         }
     }
 

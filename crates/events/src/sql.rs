@@ -88,6 +88,9 @@ pub(crate) fn open(path: &Path) -> Result<Connection, EventsError> {
             )));
         }
     }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS invocations_namespace ON invocations (namespace, state)",
+    )?;
     let now = now_ms();
     conn.execute(
         "UPDATE attempts SET finished_at = ?1, error = 'the node stopped during the attempt'
@@ -123,6 +126,8 @@ pub(crate) struct EnqueueLimits {
     pub(crate) window_ms: i64,
     /// Most invocations queued or running at once.
     pub(crate) max_waiting: u64,
+    /// Most of them one namespace may have, so that one tenant cannot fill the queue.
+    pub(crate) max_waiting_per_namespace: u64,
 }
 
 /// Accepts an invocation, or finds the one its idempotency key names. Answers the id and
@@ -161,6 +166,17 @@ pub(crate) fn enqueue(
     if waiting >= limits.max_waiting {
         return Err(EventsError::Full {
             limit: limits.max_waiting,
+        });
+    }
+    let theirs: i64 = conn.query_row(
+        "SELECT count(*) FROM invocations WHERE namespace = ?1 AND state IN ('queued', 'running')",
+        params![new.namespace],
+        |row| row.get(0),
+    )?;
+    if theirs.max(0) as u64 >= limits.max_waiting_per_namespace {
+        return Err(EventsError::NamespaceFull {
+            namespace: new.namespace.clone(),
+            limit: limits.max_waiting_per_namespace,
         });
     }
     let id = new_id();
@@ -379,6 +395,7 @@ pub(crate) fn record_dead(
     let limits = EnqueueLimits {
         window_ms: 0,
         max_waiting: u64::MAX,
+        max_waiting_per_namespace: u64::MAX,
     };
     let (id, _) = enqueue(conn, new, now, limits)?;
     conn.execute(

@@ -19,6 +19,7 @@ fn new(function: &str, key: Option<&str>) -> NewInvocation {
 const LIMITS: EnqueueLimits = EnqueueLimits {
     window_ms: 60_000,
     max_waiting: 3,
+    max_waiting_per_namespace: 100,
 };
 
 fn outcome(state: State, status: u16, next_at: Option<i64>) -> Outcome {
@@ -57,10 +58,23 @@ fn idempotency_keys_deduplicate_within_the_window_only() {
 fn a_full_queue_refuses_new_work() {
     let dir = tempfile::tempdir().unwrap();
     let conn = open(&dir.path().join("queue.db")).unwrap();
-    for _ in 0..3 {
-        enqueue(&conn, &new("f", None), 1, LIMITS).unwrap();
+    let limits = EnqueueLimits {
+        max_waiting_per_namespace: 2,
+        ..LIMITS
+    };
+    let mut other = new("g", None);
+    other.namespace = "team-b".into();
+    for _ in 0..2 {
+        enqueue(&conn, &new("f", None), 1, limits).unwrap();
     }
-    let err = enqueue(&conn, &new("f", None), 1, LIMITS).unwrap_err();
+    // One namespace has its share; another still has room.
+    let err = enqueue(&conn, &new("f", None), 1, limits).unwrap_err();
+    assert!(
+        matches!(err, EventsError::NamespaceFull { limit: 2, .. }),
+        "{err}"
+    );
+    enqueue(&conn, &other, 1, limits).unwrap();
+    let err = enqueue(&conn, &other, 1, limits).unwrap_err();
     assert!(matches!(err, EventsError::Full { limit: 3 }), "{err}");
 }
 

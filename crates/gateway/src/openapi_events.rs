@@ -79,6 +79,7 @@ pub(crate) fn paths() -> Map<String, Value> {
                     "400": error("a query parameter or header is not valid"),
                     "404": error("no function of that name"),
                     "413": error("the body is larger than the node's limit for asynchronous invocations"),
+                    "429": error("the function's namespace has its share of the queue waiting"),
                     "503": error("the queue is full")
                 }
             }

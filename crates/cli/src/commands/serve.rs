@@ -251,6 +251,13 @@ pub(crate) struct ServeCommand {
     /// Most asynchronous invocations waiting at once; past it new ones get 503
     #[arg(long, env = "KINDLING_ASYNC_MAX_QUEUED", default_value_t = 100_000)]
     async_max_queued: u64,
+    /// Most asynchronous invocations one namespace may have waiting; past it its new ones get 429
+    #[arg(
+        long,
+        env = "KINDLING_ASYNC_MAX_QUEUED_PER_NAMESPACE",
+        default_value_t = 25_000
+    )]
+    async_max_queued_per_namespace: u64,
     /// How long an Idempotency-Key deduplicates
     #[arg(long, env = "KINDLING_IDEMPOTENCY_WINDOW", default_value = "24h", value_parser = parse_duration)]
     idempotency_window: Duration,
@@ -437,6 +444,7 @@ impl ServeCommand {
         config.max_body_bytes = usize::try_from(self.async_max_body)
             .map_err(|_| UsageError("--async-max-body is too large".into()))?;
         config.max_waiting = self.async_max_queued;
+        config.max_waiting_per_namespace = self.async_max_queued_per_namespace;
         config.idempotency_window = self.idempotency_window;
         config.retain_succeeded = self.async_retention;
         config.retain_dead = self.dead_letter_retention;
