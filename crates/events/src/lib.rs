@@ -22,6 +22,8 @@ mod redis_stream;
 mod schedule;
 mod scheduler;
 mod sql;
+mod sql_callbacks;
+mod sql_schedules;
 mod store;
 mod trigger;
 mod worker;

@@ -6,6 +6,11 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+pub(crate) use crate::sql_callbacks::{
+    PendingCallback, callback_done, due_callbacks, next_callback_due,
+};
+pub(crate) use crate::sql_schedules::{fire, forget_schedules, last_fire};
+
 use crate::error::EventsError;
 use crate::record::{
     Attempt, Backlog, CallbackRecord, Filter, InvocationRecord, NewInvocation, ResponseRecord,
@@ -225,7 +230,7 @@ fn encode_headers(headers: &[(String, Vec<u8>)]) -> Vec<(String, HeaderValue)> {
         .collect()
 }
 
-fn decode_headers(blob: &[u8]) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn decode_headers(blob: &[u8]) -> Vec<(String, Vec<u8>)> {
     let decoded: Vec<(String, HeaderValue)> = serde_json::from_slice(blob).unwrap_or_default();
     decoded
         .into_iter()
@@ -296,15 +301,6 @@ pub(crate) fn claim(conn: &Connection, now: i64, limit: u32) -> Result<Vec<Claim
 pub(crate) fn next_due(conn: &Connection) -> Result<Option<i64>, EventsError> {
     Ok(conn.query_row(
         "SELECT min(next_at) FROM invocations WHERE state = 'queued'",
-        [],
-        |row| row.get(0),
-    )?)
-}
-
-/// The first moment a callback is due, if one is waiting.
-pub(crate) fn next_callback_due(conn: &Connection) -> Result<Option<i64>, EventsError> {
-    Ok(conn.query_row(
-        "SELECT min(callback_next_at) FROM invocations WHERE callback_state = 'pending'",
         [],
         |row| row.get(0),
     )?)
@@ -700,133 +696,6 @@ pub(crate) fn housekeeping(
         params![now - window_ms],
     )?;
     Ok(deleted as u64)
-}
-
-/// A callback to deliver.
-#[derive(Debug, Clone)]
-pub(crate) struct PendingCallback {
-    pub(crate) id: String,
-    pub(crate) function: String,
-    pub(crate) url: String,
-    pub(crate) state: State,
-    pub(crate) attempts: u32,
-    pub(crate) status: Option<u16>,
-    pub(crate) headers: Vec<(String, Vec<u8>)>,
-    pub(crate) body: Vec<u8>,
-}
-
-/// Callbacks due now, and marks them taken until `lease_until`.
-pub(crate) fn due_callbacks(
-    conn: &Connection,
-    now: i64,
-    limit: u32,
-    lease_until: i64,
-) -> Result<Vec<PendingCallback>, EventsError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT id, function, callback_url, state, callback_attempts, status, response_headers,
-            response_body
-         FROM invocations WHERE callback_state = 'pending' AND callback_next_at <= ?1
-         ORDER BY callback_next_at LIMIT ?2",
-    )?;
-    let due = statement
-        .query_map(params![now, limit], |row| {
-            let state: String = row.get(3)?;
-            let headers: Option<Vec<u8>> = row.get(6)?;
-            Ok(PendingCallback {
-                id: row.get(0)?,
-                function: row.get(1)?,
-                url: row.get(2)?,
-                state: state.parse().unwrap_or(State::Dead),
-                attempts: row.get::<_, u32>(4)? + 1,
-                status: row.get(5)?,
-                headers: headers.as_deref().map(decode_headers).unwrap_or_default(),
-                body: row.get::<_, Option<Vec<u8>>>(7)?.unwrap_or_default(),
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut take = conn.prepare_cached(
-        "UPDATE invocations SET callback_attempts = ?2, callback_next_at = ?3 WHERE id = ?1",
-    )?;
-    for callback in &due {
-        take.execute(params![callback.id, callback.attempts, lease_until])?;
-    }
-    Ok(due)
-}
-
-/// Records a callback delivery: delivered, failed for good, or due again at `next_at`.
-pub(crate) fn callback_done(
-    conn: &Connection,
-    id: &str,
-    state: &str,
-    next_at: Option<i64>,
-    error: Option<&str>,
-) -> Result<(), EventsError> {
-    conn.execute(
-        "UPDATE invocations SET callback_state = ?2, callback_next_at = coalesce(?3, callback_next_at),
-            callback_error = ?4
-         WHERE id = ?1",
-        params![id, state, next_at, error],
-    )?;
-    Ok(())
-}
-
-/// When a schedule last fired.
-pub(crate) fn last_fire(
-    conn: &Connection,
-    function: &str,
-    spec: &str,
-) -> Result<Option<i64>, EventsError> {
-    Ok(conn
-        .query_row(
-            "SELECT last_fire FROM schedules WHERE function = ?1 AND spec = ?2",
-            params![function, spec],
-            |row| row.get(0),
-        )
-        .optional()?)
-}
-
-/// Moves a schedule to `fired` and queues its invocation, in one step: a restart can
-/// neither repeat nor lose the firing.
-pub(crate) fn fire(
-    conn: &Connection,
-    function: &str,
-    spec: &str,
-    fired: i64,
-    invocation: Option<&NewInvocation>,
-    now: i64,
-    limits: EnqueueLimits,
-) -> Result<Option<String>, EventsError> {
-    conn.execute(
-        "INSERT INTO schedules (function, spec, last_fire) VALUES (?1, ?2, ?3)
-         ON CONFLICT (function, spec) DO UPDATE SET last_fire = excluded.last_fire",
-        params![function, spec, fired],
-    )?;
-    match invocation {
-        Some(new) => Ok(Some(enqueue(conn, new, now, limits)?.0)),
-        None => Ok(None),
-    }
-}
-
-/// Forgets schedules no deployed function has any more.
-pub(crate) fn forget_schedules(
-    conn: &Connection,
-    keep: &[(String, String)],
-) -> Result<(), EventsError> {
-    let mut statement = conn.prepare_cached("SELECT function, spec FROM schedules")?;
-    let stored = statement
-        .query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    for (function, spec) in stored {
-        if !keep.iter().any(|(f, s)| *f == function && *s == spec) {
-            conn.execute(
-                "DELETE FROM schedules WHERE function = ?1 AND spec = ?2",
-                params![function, spec],
-            )?;
-        }
-    }
-    Ok(())
 }
 
 /// Milliseconds since the epoch as RFC 3339 in UTC, to the millisecond.
