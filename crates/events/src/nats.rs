@@ -83,13 +83,9 @@ impl Broker for Core {
 
     fn consume(&self, events: Arc<Events>, binding: Binding) -> BoxFuture<'static, ()> {
         let nats = self.0.clone();
-        Box::pin(async move {
-            loop {
-                if let Err(err) = core(&nats, &events, &binding).await {
-                    tracing::error!(function = %binding.function, subject = %binding.trigger.source, error = %err, "NATS trigger failed; trying again");
-                }
-                tokio::time::sleep(RECONNECT).await;
-            }
+        trigger::keep_consuming(binding, RECONNECT, move |binding| {
+            let (nats, events) = (nats.clone(), events.clone());
+            async move { core(&nats, &events, &binding).await }
         })
     }
 }
@@ -199,13 +195,9 @@ impl Broker for JetStream {
 
     fn consume(&self, events: Arc<Events>, binding: Binding) -> BoxFuture<'static, ()> {
         let nats = self.0.clone();
-        Box::pin(async move {
-            loop {
-                if let Err(err) = stream(&nats, &events, &binding).await {
-                    tracing::error!(function = %binding.function, stream = %binding.trigger.source, error = %err, "JetStream trigger failed; trying again");
-                }
-                tokio::time::sleep(RECONNECT).await;
-            }
+        trigger::keep_consuming(binding, RECONNECT, move |binding| {
+            let (nats, events) = (nats.clone(), events.clone());
+            async move { stream(&nats, &events, &binding).await }
         })
     }
 }

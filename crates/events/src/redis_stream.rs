@@ -54,22 +54,17 @@ impl Broker for Redis {
     }
 
     fn consume(&self, events: Arc<Events>, binding: Binding) -> BoxFuture<'static, ()> {
-        let (client, consumer) = (self.client.clone(), self.consumer.clone());
-        Box::pin(async move {
-            let consumer = Consumer {
-                events,
-                binding,
-                name: consumer,
-                busy: Default::default(),
-                slots: Arc::new(Semaphore::new(PARALLEL)),
-            };
-            let consumer = Arc::new(consumer);
-            loop {
-                if let Err(err) = consumer.clone().run(&client).await {
-                    tracing::error!(function = %consumer.binding.function, stream = %consumer.binding.trigger.source, error = %err, "Redis stream trigger failed; trying again");
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+        let client = self.client.clone();
+        let consumer = Arc::new(Consumer {
+            events,
+            binding: binding.clone(),
+            name: self.consumer.clone(),
+            busy: Default::default(),
+            slots: Arc::new(Semaphore::new(PARALLEL)),
+        });
+        trigger::keep_consuming(binding, Duration::from_secs(1), move |_| {
+            let (consumer, client) = (consumer.clone(), client.clone());
+            async move { consumer.run(&client).await }
         })
     }
 }

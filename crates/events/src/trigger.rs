@@ -243,6 +243,31 @@ async fn dead_letter(
     }
 }
 
+/// Runs `consume` for `binding` again and again: a broker that fails (connection lost, stream
+/// missing) is logged and tried again after `pause`, for as long as the trigger is wanted.
+pub(crate) fn keep_consuming<F, Fut>(
+    binding: Binding,
+    pause: Duration,
+    consume: F,
+) -> BoxFuture<'static, ()>
+where
+    F: Fn(Binding) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    Box::pin(async move {
+        loop {
+            if let Err(err) = consume(binding.clone()).await {
+                tracing::error!(
+                    function = %binding.function, trigger = binding.trigger.kind.as_str(),
+                    source = %binding.trigger.source, error = %err,
+                    "trigger failed; trying again"
+                );
+            }
+            tokio::time::sleep(pause).await;
+        }
+    })
+}
+
 /// The brokers this node is configured for.
 pub(crate) fn brokers(events: &Events) -> Vec<Arc<dyn Broker>> {
     let mut brokers: Vec<Arc<dyn Broker>> = Vec::new();

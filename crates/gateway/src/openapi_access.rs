@@ -4,14 +4,16 @@
 
 use serde_json::{Map, Value, json};
 
-fn error(description: &str) -> Value {
+/// A documented error answer.
+pub(crate) fn error(description: &str) -> Value {
     json!({
         "description": description,
         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
     })
 }
 
-fn ok_json(description: &str, schema: Value) -> Value {
+/// A documented JSON answer.
+pub(crate) fn ok_json(description: &str, schema: Value) -> Value {
     json!({
         "description": description,
         "content": { "application/json": { "schema": schema } }

@@ -4,19 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-fn error(description: &str) -> Value {
-    json!({
-        "description": description,
-        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
-    })
-}
-
-fn ok_json(description: &str, schema: Value) -> Value {
-    json!({
-        "description": description,
-        "content": { "application/json": { "schema": schema } }
-    })
-}
+use crate::openapi_access::{error, ok_json};
 
 /// The queue's routes.
 pub(crate) fn paths() -> Map<String, Value> {
