@@ -43,7 +43,14 @@ pub(crate) async fn run(events: Arc<Events>) {
                 Ok(claimed) => {
                     for claim in claimed {
                         let Ok(permit) = slots.clone().try_acquire_owned() else {
-                            break;
+                            // Shutdown took the slots meanwhile: put it back, uncounted.
+                            let (id, number) = (claim.id.clone(), claim.attempt);
+                            let now = sql::now_ms();
+                            let _ = events
+                                .store
+                                .call(move |conn| sql::release(conn, &id, number, now))
+                                .await;
+                            continue;
                         };
                         let events = events.clone();
                         tokio::spawn(async move {
