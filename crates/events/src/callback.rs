@@ -4,6 +4,11 @@
 //! backoff; when its retries are spent the callback is marked failed, and the invocation keeps
 //! the last error.
 //!
+//! Every delivery is signed: `Kindling-Signature: t=UNIX-SECONDS,v1=HEX`, the HMAC-SHA256 of
+//! `{t}.{invocation id}.{body}` with the node's callback key (`<data-dir>/callback.key`, 32
+//! random bytes in hex, made at first start, readable by its owner only). A receiver that
+//! holds the key checks that a callback came from this node and is recent.
+//!
 //! The node makes these requests itself, from inside the network it runs in, so a callback is
 //! kept off addresses a client should not reach through it: `http` or `https` only, no
 //! credentials, and never a link-local, multicast or unspecified address (cloud metadata
@@ -168,9 +173,54 @@ pub(crate) async fn run(events: Arc<Events>) {
     }
 }
 
+/// The header carrying a callback's signature.
+pub const SIGNATURE_HEADER: &str = "kindling-signature";
+
+/// The node's callback key: read from `path`, or made there (mode 0600) the first time.
+pub(crate) fn signing_key(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::read_to_string(path) {
+        Ok(text) => hex::decode(text.trim())
+            .ok()
+            .filter(|key| key.len() >= 16)
+            .ok_or_else(|| format!("{path:?} is not a callback key (hex, 16 bytes or more); delete it to make a new one")),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = vec![0u8; 32];
+            getrandom::fill(&mut key).map_err(|err| err.to_string())?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|err| format!("cannot create the callback key {path:?}: {err}"))?;
+            file.write_all(hex::encode(&key).as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|err| format!("cannot write the callback key {path:?}: {err}"))?;
+            Ok(key)
+        }
+        Err(err) => Err(format!("cannot read the callback key {path:?}: {err}")),
+    }
+}
+
+/// `t=...,v1=...` for a delivery of `body` for invocation `id` at `seconds`.
+pub fn signature(key: &[u8], seconds: u64, id: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac as _};
+    let mut mac = <Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(key).expect("any key length");
+    mac.update(format!("{seconds}.{id}.").as_bytes());
+    mac.update(body);
+    format!(
+        "t={seconds},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
 async fn deliver(events: &Events, client: &reqwest::Client, callback: PendingCallback) {
+    let seconds = (sql::now_ms() / 1000).max(0) as u64;
+    let signed = signature(&events.callback_key, seconds, &callback.id, &callback.body);
     let mut request = client
         .post(&callback.url)
+        .header(SIGNATURE_HEADER, signed)
         .header(INVOCATION_ID_HEADER, &callback.id)
         .header("kindling-function", &callback.function)
         .header("kindling-invocation-state", callback.state.as_str());
@@ -241,6 +291,30 @@ mod tests {
         assert!(refused("http://[::ffff:169.254.169.254]/").contains("link-local"));
         assert!(refused("http://user:pw@example.com/").contains("credentials"));
         assert!(refused("not a url").contains("not a URL"));
+    }
+
+    #[test]
+    fn callback_keys_are_made_once_and_kept_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("callback.key");
+        let key = signing_key(&path).unwrap();
+        assert_eq!(key.len(), 32);
+        assert_eq!(
+            signing_key(&path).unwrap(),
+            key,
+            "read back, not made again"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(&path, "not hex").unwrap();
+        assert!(signing_key(&path).unwrap_err().contains("delete it"));
+        // The signature covers the time, the id and the body.
+        let a = signature(&key, 1, "inv_1", b"body");
+        assert!(a.starts_with("t=1,v1=") && a.len() == "t=1,v1=".len() + 64);
+        assert_ne!(a, signature(&key, 2, "inv_1", b"body"));
+        assert_ne!(a, signature(&key, 1, "inv_2", b"body"));
+        assert_ne!(a, signature(&key, 1, "inv_1", b"bodz"));
     }
 
     #[tokio::test]

@@ -156,6 +156,8 @@ pub struct Events {
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
     /// Set by [`Events::shutdown`]: take no more work.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
+    /// Signs callbacks (`<data-dir>/callback.key`).
+    pub(crate) callback_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for Events {
@@ -171,6 +173,12 @@ impl Events {
     /// again. Nothing runs until [`Events::start`].
     pub fn open(node: Arc<Node>, config: EventsConfig) -> Result<Arc<Self>, EventsError> {
         let store = Store::open(&config.path)?;
+        let key_path = config
+            .path
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new("."))
+            .join("callback.key");
+        let callback_key = crate::callback::signing_key(&key_path).map_err(EventsError::Storage)?;
         Ok(Arc::new(Self {
             store,
             node,
@@ -179,6 +187,7 @@ impl Events {
             schedules: Default::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
             stopping: Default::default(),
+            callback_key,
             config,
         }))
     }

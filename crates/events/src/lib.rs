@@ -30,6 +30,7 @@ mod worker;
 
 pub use backoff::{delay_ms, nominal_ms, parse_range};
 pub use backup::{back_up, restore, verify};
+pub use callback::{SIGNATURE_HEADER, signature};
 pub use error::EventsError;
 pub use events::{Events, EventsConfig};
 pub use headers::passes as header_passes;

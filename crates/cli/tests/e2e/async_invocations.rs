@@ -501,6 +501,23 @@ async fn callbacks_arrive_and_idempotency_keys_deduplicate() {
     let received = received.lock().unwrap().clone();
     assert_eq!(received.len(), 1);
     let (headers, body) = &received[0];
+    // Signed with the node's callback key, over the time, the id and the body.
+    let key = std::fs::read_to_string(dir.path().join("data/callback.key")).unwrap();
+    let key = hex::decode(key.trim()).unwrap();
+    let signed = &headers["kindling-signature"];
+    let seconds: u64 = signed
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+        mac.update(format!("{seconds}.{id}.{body}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    };
+    assert_eq!(*signed, format!("t={seconds},v1={expected}"));
     assert_eq!(headers["kindling-invocation-id"], id);
     assert_eq!(headers["kindling-invocation-state"], "succeeded");
     assert_eq!(headers["kindling-status"], "200");
