@@ -134,20 +134,10 @@ pub(crate) async fn deliver(
     message: &Message,
     own: &[(&str, String)],
 ) -> Settle {
-    let answered = match binding.request(events, message, own) {
-        Ok(request) => {
-            let request_id = format!(
-                "{}-{}-{}",
-                binding.trigger.kind.as_str(),
-                message.id,
-                message.delivery
-            );
-            match worker::invoke(events, &binding.function, request_id, request, None).await {
-                Some(answered) => answered,
-                // No room now: the broker redelivers it shortly.
-                None => return Settle::Retry(Duration::from_millis(500)),
-            }
-        }
+    let answered = match admitted(events, binding, message, own).await {
+        Ok(Some(answered)) => answered,
+        // Still no room: the broker sends it again shortly.
+        Ok(None) => return Settle::Retry(Duration::from_millis(500)),
         Err(why) => Answered {
             status: 400,
             error: Some(why),
@@ -186,6 +176,44 @@ pub(crate) async fn deliver(
         }
     }
 }
+
+/// How long a message waits in process for admission before it goes back to its broker.
+const ADMISSION_PATIENCE: Duration = Duration::from_secs(20);
+
+/// Invokes the function, waiting (up to [`ADMISSION_PATIENCE`]) while admission control has
+/// no room: a message turned away never ran, so it must not spend a delivery, which the
+/// broker would count against its retries. `Ok(None)`: still no room.
+async fn admitted(
+    events: &Events,
+    binding: &Binding,
+    message: &Message,
+    own: &[(&str, String)],
+) -> Result<Option<Answered>, String> {
+    let started = std::time::Instant::now();
+    let request_id = format!(
+        "{}-{}-{}",
+        binding.trigger.kind.as_str(),
+        message.id,
+        message.delivery
+    );
+    loop {
+        let request = binding.request(events, message, own)?;
+        let answered =
+            worker::invoke(events, &binding.function, request_id.clone(), request, None).await;
+        if answered.is_some() || started.elapsed() >= ADMISSION_PATIENCE {
+            return Ok(answered);
+        }
+        let pause = 100 + crate::backoff::delay_ms(&PAUSE, 1);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// The pause between two tries for admission: 200 to 300 ms, jittered.
+const PAUSE: kindling_registry::RetryConfig = kindling_registry::RetryConfig {
+    retries: 1,
+    backoff_min_ms: 200,
+    backoff_max_ms: 200,
+};
 
 /// Keeps a message whose retries are spent in the dead-letter store, with its last answer.
 async fn dead_letter(

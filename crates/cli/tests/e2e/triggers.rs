@@ -78,6 +78,11 @@ async fn jetstream_messages_are_acked_after_the_function_answered_even_across_a_
             "default",
             "--trigger",
             "jetstream:EVENTS?subject=events.good&path=/d2/increment/js&reply=done.events",
+            // One at a time and no queue: most messages find no room at first.
+            "--concurrency",
+            "1",
+            "--queue",
+            "0",
         ])
         .ok();
     server
@@ -152,6 +157,22 @@ async fn jetstream_messages_are_acked_after_the_function_answered_even_across_a_
     })
     .await;
     let () = settled;
+    // A message admission control turned away waited for room instead of being sent back:
+    // none was delivered twice.
+    let counter = stream.consumer_info("kindling-counter").await.unwrap();
+    assert_eq!(counter.num_redelivered, 0, "{counter:?}");
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let turned_away: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("kindling_rejected_requests_total{function=\"counter\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(turned_away > 0.0, "admission turned some away: {metrics}");
     let _ = stream.info().await.unwrap();
     let mut bodies = Vec::new();
     while bodies.len() < 50 {
