@@ -10,6 +10,7 @@
 #     against a real server)
 #   - nats-server (the NATS and JetStream triggers are tested against a real server)
 #   - schemathesis from PyPI (the admin API is checked against its OpenAPI document)
+#   - kubernetes-validate from PyPI (deploy/kubernetes's manifests, against the API schemas)
 #   - KEDA's ScaledObject schema from the npm registry (@kubernetes-models/keda, with js-yaml),
 #     into KINDLING_TOOLS (default ~/.cache/kindling/tools), for deploy/keda's manifests
 # Safe to run repeatedly: it installs only what is missing.
@@ -63,6 +64,11 @@ if [ "${1:-}" = "--test" ]; then
   if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$schemathesis_version')" 2>/dev/null; then
     echo "setup: installing schemathesis $schemathesis_version (PyPI)"
     python3 -m pip install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
+  fi
+  kubernetes_validate_version=1.31.0
+  if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('kubernetes-validate') != '$kubernetes_validate_version')" 2>/dev/null; then
+    echo "setup: installing kubernetes-validate $kubernetes_validate_version (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$kubernetes_validate_version"
   fi
   tools="${KINDLING_TOOLS:-$HOME/.cache/kindling/tools}"
   if ! [ -f "$tools/node_modules/@kubernetes-models/keda/package.json" ] \

@@ -35,6 +35,7 @@ pub(crate) fn routes(max_module_bytes: usize) -> Router<AppState> {
         .merge(crate::sqlite::routes())
         .merge(crate::access_api::routes())
         .merge(crate::events_api::routes())
+        .merge(crate::nodes_api::routes())
         .route("/openapi.json", get(openapi))
         .fallback(no_such_route)
         // Multipart uploads carry the module plus a small config part.

@@ -36,6 +36,8 @@ pub struct GatewayConfig {
     pub tls: Option<Arc<crate::tls::TlsConfig>>,
     /// The invocation queue; `None` ignores `Prefer: respond-async` (in-process use).
     pub events: Option<Arc<kindling_events::Events>>,
+    /// Cluster mode; `None` on a node of its own.
+    pub cluster: Option<Arc<kindling_cluster::Cluster>>,
 }
 
 impl Default for GatewayConfig {
@@ -53,6 +55,7 @@ impl Default for GatewayConfig {
             access: None,
             tls: None,
             events: None,
+            cluster: None,
         }
     }
 }

@@ -109,6 +109,7 @@ impl From<NodeError> for ApiError {
             Fault::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Fault::Client => (StatusCode::BAD_REQUEST, "invalid"),
             Fault::Conflict => (StatusCode::CONFLICT, "conflict"),
+            Fault::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable"),
             Fault::Storage => {
                 tracing::error!(request_id = %current_request_id(), error = %err, "disk full");
                 return Self::new(

@@ -122,6 +122,7 @@ async fn invoke(
         local_addr: state.config.local_addr,
         trace_parent,
         chain: resumed_chain(headers, state.node.config().max_calls_per_request),
+        may_spill: true,
     };
     match state.node.invoke(&name, request, cx).await {
         Ok(answer) => answer.response.map(Body::new),

@@ -20,6 +20,7 @@ mod events_api;
 mod invoke;
 mod kv;
 mod logs;
+mod nodes_api;
 mod openapi;
 mod openapi_access;
 mod openapi_events;

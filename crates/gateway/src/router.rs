@@ -70,7 +70,9 @@ async fn healthz() -> &'static str {
 }
 
 /// Ready when the registry answers and no deployed function failed to load: the node found
-/// its functions before it bound its port (and, with `--preload`, loaded them).
+/// its functions before it bound its port (and, with `--preload`, loaded them). In cluster
+/// mode also when its copy of the registry caught up, or NATS cannot be reached and it serves
+/// the copy it has (the body says which).
 async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
     if let Err(err) = state.node.catalog_answers().await {
         tracing::error!(error = %err, "readiness: the registry does not answer");
@@ -85,8 +87,16 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
         .into_iter()
         .map(|(name, why)| format!("{name}: {why}"))
         .collect();
+    let link = state.config.cluster.as_ref().map(|cluster| cluster.link());
+    if let Some(link) = link.as_ref().filter(|link| !link.ready()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", link.describe()),
+        );
+    }
+    let cluster = link.map_or(String::new(), |link| format!("{}\n", link.describe()));
     if failed.is_empty() {
-        (StatusCode::OK, "ready\n".into())
+        (StatusCode::OK, format!("ready\n{cluster}"))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -107,6 +117,9 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     if let Some(events) = &state.config.events {
         text.push_str(&events.render_metrics().await);
+    }
+    if let Some(cluster) = &state.config.cluster {
+        text.push_str(&cluster.render_metrics());
     }
     (
         [(

@@ -60,6 +60,7 @@ impl Dispatch for LocalDispatch {
                 local_addr: None,
                 trace_parent: call.trace,
                 chain: Some(call.chain),
+                may_spill: false,
             };
             let mut request = call.request;
             let path = request

@@ -50,6 +50,9 @@ pub enum Fault {
     Refused,
     /// The node's disk is full: the change was not made.
     Storage,
+    /// The shared registry cannot be reached (cluster mode): the change was not made, and the
+    /// node keeps serving what it has.
+    Unavailable,
     /// The node failed.
     Server,
 }
@@ -68,8 +71,11 @@ impl NodeError {
                 | RegistryError::PolicyNotFound(_),
             ) => Fault::NotFound,
             Self::Registry(
-                RegistryError::NothingToRollBack(_) | RegistryError::NamespaceExists(_),
+                RegistryError::NothingToRollBack(_)
+                | RegistryError::NamespaceExists(_)
+                | RegistryError::Conflict(_),
             ) => Fault::Conflict,
+            Self::Registry(RegistryError::Unavailable(_)) => Fault::Unavailable,
             Self::Registry(RegistryError::InvalidName { .. } | RegistryError::InvalidConfig(_))
             | Self::ReservedName(_)
             | Self::Config(_)

@@ -34,6 +34,10 @@ pub struct CallContext {
     /// The request's place in a chain of calls; `None` for a request from outside, which
     /// starts a chain.
     pub chain: Option<CallChain>,
+    /// The request may be passed to a peer with room when this node has none (spill-over):
+    /// set for requests from HTTP clients. A peer's request, a call between functions and
+    /// queued work stay where they are, so a request travels at most one hop.
+    pub may_spill: bool,
 }
 
 /// A function's answer through [`Node::invoke`].
@@ -151,13 +155,24 @@ impl Node {
                 limit: chain.limit(),
             });
         }
-        let permit = self.admit(entry).await.map_err(|rejection| {
-            self.metrics.rejected(entry, rejection.code());
-            InvokeFailure::Rejected {
-                name: name.clone(),
-                rejection,
+        let permit = match self.admit(entry).await {
+            Ok(permit) => permit,
+            Err(rejection) => {
+                self.metrics.rejected(entry, rejection.code());
+                if let Some(spill) = self.spill.get().filter(|_| cx.may_spill) {
+                    let traceparent = cx.trace_parent.map(|parent| parent.header());
+                    let spilled =
+                        crate::spill::forward(&**spill, entry, request, &request_id, traceparent);
+                    if let Some(answer) = spilled.await {
+                        return Ok((answer, Duration::ZERO));
+                    }
+                }
+                return Err(InvokeFailure::Rejected {
+                    name: name.clone(),
+                    rejection,
+                });
             }
-        })?;
+        };
         let (function, cold_start) = self.warm_timed(entry, true).await.map_err(|err| {
             tracing::error!(function = %name, request_id = %request_id, error = %err, "cold start failed");
             InvokeFailure::Unavailable { name: name.clone() }

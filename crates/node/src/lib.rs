@@ -19,7 +19,9 @@ mod invoke;
 mod keeper;
 mod metrics;
 mod node;
+mod replica;
 mod settings;
+mod spill;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::NodeConfig;
@@ -32,3 +34,4 @@ pub use gate::{DeployCandidate, DeployGate, Refusal};
 pub use ids::new_request_id;
 pub use invoke::{Answer, CallContext};
 pub use node::{DeployOutcome, Node, RESERVED_NAMES};
+pub use spill::{Spill, Spilled};

@@ -45,8 +45,8 @@ pub enum DeployOutcome {
 
 /// One Kindling node.
 pub struct Node {
-    catalog: Arc<dyn Catalog>,
-    runtime: Runtime,
+    pub(crate) catalog: Arc<dyn Catalog>,
+    pub(crate) runtime: Runtime,
     admission: Arc<Admission>,
     pub(crate) config: NodeConfig,
     pub(crate) policy: Mutex<Box<dyn KeepAlivePolicy>>,
@@ -57,7 +57,12 @@ pub struct Node {
     table: RwLock<HashMap<String, Arc<Entry>>>,
     /// Deployed functions this node could not install at start-up, and why.
     unrunnable: Mutex<Vec<(String, String)>>,
-    control: tokio::sync::Mutex<()>,
+    /// Versions another node made active that this one cannot run, and why (the previous
+    /// version, if any, keeps serving here); see `replica.rs`.
+    pub(crate) not_taken: Mutex<HashMap<String, String>>,
+    pub(crate) control: tokio::sync::Mutex<()>,
+    /// Where requests this node has no room for go (cluster mode).
+    pub(crate) spill: std::sync::OnceLock<Arc<dyn crate::spill::Spill>>,
 }
 
 impl Node {
@@ -111,6 +116,8 @@ impl Node {
             dispatch: Arc::new(crate::dispatch::LocalDispatch { node: node.clone() }),
             table: RwLock::default(),
             unrunnable: Mutex::default(),
+            not_taken: Mutex::default(),
+            spill: std::sync::OnceLock::new(),
             control: tokio::sync::Mutex::new(()),
             config,
         });
@@ -129,6 +136,12 @@ impl Node {
     /// `tick` on its own; tests with a manual clock call this instead.
     pub async fn tick(self: &Arc<Self>) {
         crate::keeper::tick(self).await;
+    }
+
+    /// Sends requests admission turns away to `spill` (a peer with room) instead of answering
+    /// 503; set once, by cluster mode after the node is open.
+    pub fn set_spill(&self, spill: Arc<dyn crate::spill::Spill>) {
+        let _ = self.spill.set(spill);
     }
 
     /// The admission controller, for its counters.
@@ -212,6 +225,14 @@ impl Node {
                 .iter()
                 .filter(|(name, _)| self.lookup(name).is_none())
                 .cloned(),
+        );
+        drop(unrunnable);
+        failures.extend(
+            self.not_taken
+                .lock()
+                .expect("not-taken lock")
+                .iter()
+                .map(|(name, why)| (name.clone(), why.clone())),
         );
         failures.sort();
         failures
@@ -327,6 +348,7 @@ impl Node {
         config.validate()?;
         check_requirements(&config)?;
         let sha256 = kindling_registry::sha256_hex(&wasm);
+        let base = self.catalog.base(name).await?;
         // Nothing collects this module's files until the version is committed (or refused).
         let _hold = self.catalog.hold(&sha256);
 
@@ -376,6 +398,7 @@ impl Node {
                     kind: loaded.function.kind().as_str().to_string(),
                     size_bytes,
                     config,
+                    base,
                 },
             )
             .await?;
@@ -460,7 +483,7 @@ impl Node {
 
     /// Resident code of this module, whichever function or version loaded it, linked as
     /// `settings` ask (stand-ins for unsupported imports or none).
-    fn resident(&self, sha256: &str, settings: &FunctionSettings) -> Option<Code> {
+    pub(crate) fn resident(&self, sha256: &str, settings: &FunctionSettings) -> Option<Code> {
         self.table
             .read()
             .expect("table lock")
@@ -526,17 +549,31 @@ impl Node {
     pub async fn delete(&self, name: &str) -> Result<(), NodeError> {
         let _control = self.control.lock().await;
         let unreferenced = self.catalog.delete_function(name).await?;
-        self.table.write().expect("table lock").remove(name);
+        self.unlist(name);
+        self.forget_modules(unreferenced).await?;
+        tracing::info!(function = name, "function deleted");
+        Ok(())
+    }
+
+    /// Takes a function out of the table: it stops serving at once.
+    pub(crate) fn unlist(&self, name: &str) -> Option<Arc<Entry>> {
+        let removed = self.table.write().expect("table lock").remove(name);
         self.policy.lock().expect("policy lock").forget(name);
+        removed
+    }
+
+    /// Removes the compiled artifacts of modules the catalog no longer references.
+    pub(crate) async fn forget_modules(&self, unreferenced: Vec<String>) -> Result<(), NodeError> {
+        if unreferenced.is_empty() {
+            return Ok(());
+        }
         let runtime = self.runtime.clone();
         blocking(move || {
             for sha256 in unreferenced {
                 runtime.forget(&sha256);
             }
         })
-        .await?;
-        tracing::info!(function = name, "function deleted");
-        Ok(())
+        .await
     }
 
     /// Finds the deployed functions at start-up; loads them when `preload` is set.
@@ -580,7 +617,7 @@ impl Node {
     }
 
     /// Resolves a configuration on a blocking thread (capabilities may open files).
-    async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         name: &str,
         config: &FunctionConfig,
@@ -593,7 +630,7 @@ impl Node {
 
     /// Puts a version in the table, keeping the function's counters, autoscaler and (when its
     /// settings are unchanged) admission lane, so that in-flight requests stay accounted.
-    fn install(
+    pub(crate) fn install(
         &self,
         version: VersionRecord,
         settings: FunctionSettings,
@@ -640,7 +677,7 @@ impl Node {
         entry
     }
 
-    async fn load(
+    pub(crate) async fn load(
         &self,
         record: &VersionRecord,
         settings: FunctionSettings,
@@ -659,7 +696,7 @@ impl Node {
 
 /// Code already resident for the same module, with another version's settings: nothing to
 /// compile or load.
-fn shared(code: Code, settings: FunctionSettings) -> Loaded {
+pub(crate) fn shared(code: Code, settings: FunctionSettings) -> Loaded {
     let started = Instant::now();
     let function = code.function.with_settings(settings);
     Loaded {

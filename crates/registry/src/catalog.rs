@@ -24,6 +24,15 @@ pub trait Catalog: Send + Sync + 'static {
     /// guard is dropped. Take it before storing the module and keep it past the commit.
     fn hold(&self, sha256: &str) -> ModuleHold;
 
+    /// Where the function's record stands now, taken when a deploy begins and passed back in
+    /// [`NewVersion::base`]: a catalog shared between nodes refuses a commit from a base
+    /// another node has moved on from, so that of two concurrent deploys exactly one wins.
+    /// `None` when the catalog is not shared. Fails when a shared catalog cannot be reached,
+    /// before anything is compiled.
+    async fn base(&self, _name: &str) -> Result<Option<u64>, RegistryError> {
+        Ok(None)
+    }
+
     /// Stores the module's bytes (once per distinct content); returns its sha256.
     async fn store_module(&self, bytes: Bytes) -> Result<String, RegistryError>;
 

@@ -100,6 +100,12 @@ pub enum RegistryError {
     /// No active policy has this name.
     #[error("no policy named {0:?}; `kindling policy ls` lists them")]
     PolicyNotFound(String),
+    /// Another node changed the function while this change was made; nothing was recorded.
+    #[error("{0}")]
+    Conflict(String),
+    /// The shared registry (cluster mode) cannot be reached; nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
     /// A stored row does not parse: the database was edited by something else.
     #[error("registry database holds an unreadable row: {0}")]
     Corrupt(String),

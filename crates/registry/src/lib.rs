@@ -15,6 +15,7 @@ mod model;
 mod schema;
 mod sqlite;
 mod sqlite_access;
+mod sqlite_replica;
 
 pub use access::{
     AccessStore, AuditRecord, NamespaceRecord, PolicyRecord, Quotas, StoredToken, TokenRecord,
@@ -28,3 +29,4 @@ pub use model::{
     validate_name,
 };
 pub use sqlite::{SqliteCatalog, sha256_hex};
+pub use sqlite_replica::{Replica, ReplicaChange};

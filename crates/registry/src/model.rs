@@ -126,6 +126,10 @@ pub struct NewVersion {
     pub size_bytes: u64,
     /// The configuration it runs with.
     pub config: FunctionConfig,
+    /// Where the function's record stood when the deploy began ([`crate::Catalog::base`]):
+    /// a catalog shared between nodes refuses the commit with a conflict if another node
+    /// changed the function since. `None` commits over whatever is there.
+    pub base: Option<u64>,
 }
 
 /// Per-function limits as deployed; `None` means the node default.

@@ -68,6 +68,12 @@ const MIGRATIONS: &[&str] = &[
         source TEXT
     );
     CREATE INDEX audit_by_namespace ON audit (namespace, seq);",
+    // 3: cluster mode: the shared registry's revision each function's local copy was taken
+    // at (kept after a delete, so that an older record arriving late cannot bring it back).
+    "CREATE TABLE replica (
+        name TEXT PRIMARY KEY NOT NULL,
+        revision INTEGER NOT NULL
+    );",
 ];
 
 /// Opens and checks an existing database (a backup) without creating or migrating it.

@@ -33,10 +33,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// The SQLite catalog; clones share one connection.
 #[derive(Clone)]
 pub struct SqliteCatalog {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     /// Held for the life of the catalog: one node per data directory.
     _lock: std::fs::File,
     conn: Mutex<Connection>,
@@ -350,7 +350,10 @@ impl Catalog for SqliteCatalog {
 }
 
 /// Of these module hashes, those no version uses any more.
-fn unused(conn: &Connection, mut hashes: Vec<String>) -> Result<Vec<String>, RegistryError> {
+pub(crate) fn unused(
+    conn: &Connection,
+    mut hashes: Vec<String>,
+) -> Result<Vec<String>, RegistryError> {
     hashes.sort();
     hashes.dedup();
     let mut unreferenced = Vec::new();
@@ -373,7 +376,7 @@ fn unused(conn: &Connection, mut hashes: Vec<String>) -> Result<Vec<String>, Reg
 impl Inner {
     /// Removes the files of unreferenced modules, except those a deploy between its upload
     /// and its commit holds; returns the hashes whose files are gone.
-    fn collect(&self, mut unreferenced: Vec<String>) -> Vec<String> {
+    pub(crate) fn collect(&self, mut unreferenced: Vec<String>) -> Vec<String> {
         unreferenced.retain(|sha256| {
             self.holds.unless_held(sha256, || {
                 let _ = std::fs::remove_file(self.module_path(sha256));
@@ -388,7 +391,7 @@ impl Inner {
             .map_err(|_| RegistryError::Worker("a registry operation panicked earlier".into()))
     }
 
-    fn module_path(&self, sha256: &str) -> PathBuf {
+    pub(crate) fn module_path(&self, sha256: &str) -> PathBuf {
         self.modules_dir.join(format!("{sha256}.wasm"))
     }
 

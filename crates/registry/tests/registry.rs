@@ -10,6 +10,7 @@ fn new_version(sha256: String, size: u64) -> NewVersion {
         kind: "wasi-http".into(),
         size_bytes: size,
         config: FunctionConfig::default(),
+        base: None,
     }
 }
 

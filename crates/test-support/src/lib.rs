@@ -6,12 +6,14 @@
 mod guests;
 pub mod http;
 mod nats;
+mod nats_cluster;
 mod redis;
 mod server;
 mod wait;
 
 pub use guests::{example, repo_root, test_program};
 pub use nats::NatsServer;
+pub use nats_cluster::NatsCluster;
 pub use redis::RedisServer;
 pub use server::{CliOutput, Server, get_status};
 pub use wait::{PATIENCE, wait_for, wait_for_async};

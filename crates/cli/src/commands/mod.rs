@@ -12,9 +12,11 @@ mod invoke;
 mod kv;
 mod logs;
 mod ls;
+mod nodes;
 mod rm;
 mod rollback;
 mod serve;
+mod serve_cluster;
 mod sim;
 mod sqlite;
 mod versions;
@@ -66,6 +68,8 @@ enum Command {
     Advise(advise::AdviseCommand),
     /// Replay a serverless trace through keep-alive policies: cold starts against memory held
     Sim(sim::SimCommand),
+    /// List the nodes of the cluster this node belongs to, with their state and load
+    Nodes(nodes::NodesCommand),
     /// Make, list and revoke API tokens
     Token(access::TokenCommand),
     /// Create, list and set namespaces and their quotas
@@ -99,6 +103,7 @@ impl Cli {
             Command::Bench(command) => command.execute().await,
             Command::Advise(command) => command.execute().await,
             Command::Sim(command) => command.execute().await,
+            Command::Nodes(command) => command.execute().await,
             Command::Token(command) => command.execute().await,
             Command::Ns(command) => command.execute().await,
             Command::Policy(command) => command.execute().await,

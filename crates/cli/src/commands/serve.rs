@@ -16,12 +16,13 @@ use kindling_events::{Events, EventsConfig};
 use kindling_gateway::GatewayConfig;
 use kindling_host::Capabilities;
 use kindling_node::{Node, NodeConfig};
-use kindling_registry::SqliteCatalog;
+use kindling_registry::{Catalog, SqliteCatalog};
 use kindling_runtime::Limits;
 use kindling_scheduler::{AdmissionConfig, AutoscalerConfig, LaneConfig, PolicySpec};
 use tokio::net::TcpListener;
 
 use crate::UsageError;
+use crate::commands::serve_cluster::ClusterArgs;
 use crate::units::{parse_duration, parse_size};
 
 /// What the capabilities are built from: the node's own settings.
@@ -83,6 +84,8 @@ pub(crate) fn read_runtime_config(path: &std::path::Path) -> Result<toml::Table,
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeCommand {
+    #[command(flatten)]
+    cluster: ClusterArgs,
     /// Address to listen on; port 0 picks a free port (the bound address is printed)
     #[arg(long, env = "KINDLING_LISTEN", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
@@ -341,6 +344,7 @@ impl ServeCommand {
 
         let data_dir = node_config.data_dir.clone();
         let events_config = self.events_config(&data_dir)?;
+        let cluster_config = self.cluster.config(&events_config.node_name)?;
         let catalog = Arc::new(
             SqliteCatalog::open(&data_dir)
                 .await
@@ -361,7 +365,19 @@ impl ServeCommand {
             tracing::info!(policies = stored.len(), dir = %dir.display(), "policies loaded");
         }
         node_config.quota = Some(access.quota());
-        let node = Node::open_with(node_config, catalog)
+        let cluster = match cluster_config {
+            Some(config) => Some(
+                kindling_cluster::Cluster::connect(config, (*catalog).clone())
+                    .await
+                    .context("cannot join the cluster")?,
+            ),
+            None => None,
+        };
+        let node_catalog: Arc<dyn Catalog> = match &cluster {
+            Some(cluster) => cluster.catalog(),
+            None => catalog,
+        };
+        let node = Node::open_with(node_config, node_catalog)
             .await
             .context("cannot open the node")?;
         let listener = TcpListener::bind(self.listen).await.with_context(|| {
@@ -372,6 +388,15 @@ impl ServeCommand {
         })?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
         gateway_config.local_addr = Some(local_addr);
+        if let Some(cluster) = cluster {
+            cluster.start(&node, local_addr.to_string());
+            announce(format_args!(
+                "kindling: cluster node {} ({})",
+                cluster.node_name(),
+                cluster.link().describe()
+            ));
+            gateway_config.cluster = Some(cluster);
+        }
         let first_token = access
             .bootstrap(&data_dir)
             .await

@@ -1,4 +1,4 @@
-//! `deploy/keda/`'s ScaledObjects are valid against KEDA's schema (generated from its CRDs,
+//! `deploy/keda/`'s ScaledObjects (and `deploy/kubernetes/`'s) are valid against KEDA's schema (generated from its CRDs,
 //! installed by `scripts/setup.sh --test`), and every Kindling metric their prometheus queries
 //! name is one a real node exports while it has work waiting.
 
@@ -54,18 +54,20 @@ fn the_keda_examples_match_keda_s_schema_and_kindling_s_metrics() {
         }
     });
 
-    let examples: Vec<_> = std::fs::read_dir(repo_root().join("deploy/keda"))
+    let mut examples: Vec<_> = std::fs::read_dir(repo_root().join("deploy/keda"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
         .collect();
     assert_eq!(examples.len(), 3, "{examples:?}");
+    // The cluster packaging's, which scales the regional pool.
+    examples.push(repo_root().join("deploy/kubernetes/kindling-scaledobject.yaml"));
     let files: Vec<&Path> = examples.iter().map(|p| p.as_path()).collect();
     let out = validate(&files, &metrics);
     let report =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{report}");
-    assert!(report.contains("3 KEDA resources valid"), "{report}");
+    assert!(report.contains("4 KEDA resources valid"), "{report}");
 
     // The check can fail: a ScaledObject without its target, and a query on a metric that
     // does not exist.

@@ -1,0 +1,68 @@
+//! `kindling serve --cluster ...`: the flags of cluster mode, and the configuration they make.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use kindling_cluster::ClusterConfig;
+
+use crate::UsageError;
+use crate::units::parse_duration;
+
+/// Cluster mode; without `--cluster` the node runs alone on its SQLite registry.
+#[derive(Debug, Args)]
+pub(crate) struct ClusterArgs {
+    /// Join a cluster through these NATS servers (comma-separated nats:// URLs, JetStream on):
+    /// functions are shared through it, and this node's registry is a full local copy
+    #[arg(long, env = "KINDLING_CLUSTER", value_name = "URLS")]
+    cluster: Option<String>,
+    /// Where this node runs (a region, a site), shown by `kindling nodes`
+    #[arg(long, env = "KINDLING_ZONE", requires = "cluster")]
+    zone: Option<String>,
+    /// NATS credentials file (.creds) for the cluster's servers
+    #[arg(
+        long,
+        env = "KINDLING_CLUSTER_CREDS",
+        value_name = "FILE",
+        requires = "cluster"
+    )]
+    cluster_creds: Option<PathBuf>,
+    /// NATS token for the cluster's servers
+    #[arg(
+        long,
+        env = "KINDLING_CLUSTER_TOKEN",
+        hide_env_values = true,
+        requires = "cluster"
+    )]
+    cluster_token: Option<String>,
+    /// Replicas of the cluster's JetStream buckets: 1, 3 or 5 (a single NATS server keeps one)
+    #[arg(long, env = "KINDLING_CLUSTER_REPLICAS", default_value_t = 3)]
+    cluster_replicas: usize,
+    /// How often this node reports itself to the others; three missed reports make it stale
+    #[arg(long, env = "KINDLING_CLUSTER_HEARTBEAT", default_value = "2s", value_parser = parse_duration)]
+    cluster_heartbeat: Duration,
+}
+
+impl ClusterArgs {
+    /// The cluster settings, checked, or `None` without `--cluster`.
+    pub(crate) fn config(&self, node_name: &str) -> Result<Option<ClusterConfig>, UsageError> {
+        let Some(list) = &self.cluster else {
+            return Ok(None);
+        };
+        let servers =
+            ClusterConfig::parse_servers(list).map_err(|err| UsageError(err.to_string()))?;
+        let config = ClusterConfig {
+            servers,
+            node_name: node_name.to_string(),
+            zone: self.zone.clone(),
+            credentials: self.cluster_creds.clone(),
+            token: self.cluster_token.clone(),
+            replicas: self.cluster_replicas,
+            heartbeat: self.cluster_heartbeat,
+        };
+        config
+            .validate()
+            .map_err(|err| UsageError(err.to_string()))?;
+        Ok(Some(config))
+    }
+}

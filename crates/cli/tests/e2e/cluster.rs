@@ -1,0 +1,250 @@
+//! Cluster mode end to end: three real `nats-server` processes clustered with JetStream (R3)
+//! and three Kindling nodes on loopback, started here. A deploy on one node serves on the
+//! others, a rollback anywhere reaches all, two concurrent deploys of one name leave exactly
+//! one winner and a conflict error, a node killed mid-deploy leaves no half version, a NATS
+//! server killed mid-traffic loses no request, and a node started while NATS is down serves
+//! its local copy and catches up when NATS returns.
+
+use std::time::Duration;
+
+use kindling_test_support::{NatsCluster, Server, example, wait_for_async};
+
+use crate::{kindling, path_str};
+
+/// What `/f/x` answers on a node: the hello example says `path:`, the WAGI one `query:`.
+async fn body(node: &Server, function: &str) -> Result<String, String> {
+    let response = reqwest::get(node.url(&format!("/{function}/x?q=1")))
+        .await
+        .map_err(|err| err.to_string())?;
+    let status = response.status();
+    let text = response.text().await.map_err(|err| err.to_string())?;
+    if status != 200 {
+        return Err(format!("{status}: {text}"));
+    }
+    Ok(text)
+}
+
+async fn serves(node: &Server, function: &str, marker: &str) {
+    wait_for_async(
+        &format!("{} to serve {function} with {marker:?}", node.url("")),
+        Duration::from_millis(25),
+        || async {
+            match body(node, function).await {
+                Ok(text) if text.contains(marker) => Ok(()),
+                Ok(text) => Err(text),
+                Err(err) => Err(err),
+            }
+        },
+    )
+    .await;
+}
+
+fn active_version(node: &Server, function: &str) -> Option<u64> {
+    let out = node.cli(&["inspect", function, "--json"]);
+    (out.code == 0).then(|| out.json()["active_version"].as_u64().unwrap())
+}
+
+fn start_node(
+    dir: &std::path::Path,
+    nats: &NatsCluster,
+    name: &str,
+    envs: &[(&str, &str)],
+) -> Server {
+    let args = node_args(nats, name);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start(&kindling(), &dir.join(name), &args, envs)
+}
+
+fn node_args(nats: &NatsCluster, name: &str) -> Vec<String> {
+    [
+        "--cluster",
+        &nats.urls(),
+        "--node-name",
+        name,
+        "--cluster-heartbeat",
+        "500ms",
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_share_one_registry_and_survive_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = NatsCluster::start(dir.path(), 3);
+    let hello = example("hello");
+    let wagi = example("wagi-hello");
+    // Nodes 1 and 2 hold every deploy just before its commit, so that two deploys started
+    // together overlap for certain; node 3 parks there for ever, to be killed mid-deploy.
+    let hold = [("KINDLING_FAILPOINT", "deploy-before-commit@1500")];
+    let n1 = start_node(dir.path(), &nats, "n1", &hold);
+    let n2 = start_node(dir.path(), &nats, "n2", &hold);
+    let park = [("KINDLING_FAILPOINT", "deploy-before-commit")];
+    let mut n3 = start_node(dir.path(), &nats, "n3", &park);
+
+    // Deploy on node 1, invoke on nodes 2 and 3.
+    let out = n1.cli(&["deploy", "f", path_str(&hello)]);
+    assert!(out.ok().contains("version 1"), "{out:?}");
+    serves(&n2, "f", "path:").await;
+    serves(&n3, "f", "path:").await;
+
+    // A second version from node 2 reaches the others; a rollback on node 3 reaches all.
+    n2.cli(&["deploy", "f", path_str(&wagi)]).ok();
+    serves(&n1, "f", "query:").await;
+    serves(&n3, "f", "query:").await;
+    n3.cli(&["rollback", "f"]).ok();
+    for node in [&n1, &n2, &n3] {
+        serves(node, "f", "path:").await;
+        assert_eq!(active_version(node, "f"), Some(1));
+    }
+
+    // Every node is listed, up.
+    let listed = n1.cli(&["nodes", "--json"]).json();
+    let names: Vec<&str> = listed["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[0], "n1", "the answering node first: {listed}");
+    kindling_test_support::wait_for(
+        "all three nodes listed as up",
+        Duration::from_millis(100),
+        || {
+            let listed = n2.cli(&["nodes", "--json"]).json();
+            let up = listed["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["state"] == "up")
+                .count();
+            if up == 3 {
+                Ok(())
+            } else {
+                Err(listed.to_string())
+            }
+        },
+    );
+
+    // Two deploys of one new name, from two nodes at once: exactly one wins.
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| n1.cli(&["deploy", "g", path_str(&hello)]));
+        let b = scope.spawn(|| n2.cli(&["deploy", "g", path_str(&wagi)]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let (winner, loser, marker) = match (a.code, b.code) {
+        (0, code) if code != 0 => (&a, &b, "path:"),
+        (code, 0) if code != 0 => (&b, &a, "query:"),
+        _ => panic!("exactly one deploy must win: {a:?} {b:?}"),
+    };
+    assert!(winner.stdout.contains("version 1"), "{winner:?}");
+    assert!(
+        loser.stderr.contains("was changed on another node")
+            && loser.stderr.contains("nothing was recorded"),
+        "the loser is told why: {loser:?}"
+    );
+    for node in [&n1, &n2, &n3] {
+        serves(node, "g", marker).await;
+        assert_eq!(
+            active_version(node, "g"),
+            Some(1),
+            "no second version anywhere"
+        );
+    }
+
+    // Node 3 killed mid-deploy (its module uploaded, its record not written): no node ever
+    // sees the function, and the others keep serving.
+    let deploy = std::thread::scope(|scope| {
+        let deploying = scope.spawn(|| n3.cli(&["deploy", "h", path_str(&hello)]));
+        kindling_test_support::wait_for(
+            "node 3 to park mid-deploy",
+            Duration::from_millis(20),
+            || {
+                if n3.log().contains("failpoint reached") {
+                    Ok(())
+                } else {
+                    Err("not yet".into())
+                }
+            },
+        );
+        // SIGKILL by pid: the deploying thread still borrows the server.
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &n3.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        deploying.join().unwrap()
+    });
+    n3.kill();
+    assert_ne!(deploy.code, 0, "{deploy:?}");
+    for node in [&n1, &n2] {
+        assert_eq!(active_version(node, "h"), None, "no half version");
+        serves(node, "f", "path:").await;
+    }
+
+    // A NATS server killed mid-traffic: every request to the nodes still succeeds, and a
+    // deploy with two of three servers up reaches every node.
+    let traffic = tokio::spawn({
+        let (u1, u2) = (n1.url("/f/x"), n2.url("/f/x"));
+        async move {
+            let client = reqwest::Client::new();
+            let mut failures = Vec::new();
+            for i in 0..400 {
+                let url = if i % 2 == 0 { &u1 } else { &u2 };
+                match client.get(url).send().await {
+                    Ok(r) if r.status() == 200 => {}
+                    Ok(r) => failures.push(r.status().to_string()),
+                    Err(err) => failures.push(err.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            failures
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    nats.kill(0);
+    let failures = traffic.await.unwrap();
+    assert!(failures.is_empty(), "requests failed: {failures:?}");
+    kindling_test_support::wait_for(
+        "a deploy with one NATS server down",
+        Duration::from_millis(200),
+        || {
+            let out = n1.cli(&["deploy", "k", path_str(&wagi)]);
+            if out.code == 0 {
+                Ok(())
+            } else {
+                Err(out.stderr)
+            }
+        },
+    );
+    serves(&n2, "k", "query:").await;
+    nats.restart(0);
+
+    // While node 3 is down: a deploy it misses. Then all of NATS goes down, node 3 starts on
+    // its local copy (ready, saying so; changes refused with why), and catches up when NATS
+    // returns.
+    n1.cli(&["deploy", "m", path_str(&hello)]).ok();
+    serves(&n2, "m", "path:").await;
+    nats.kill_all();
+    let args = node_args(&nats, "n3");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut n3 = n3.restart(&args, &[]);
+    let ready = reqwest::get(n3.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let text = ready.text().await.unwrap();
+    assert!(text.contains("serving the local copy"), "{text}");
+    serves(&n3, "f", "path:").await;
+    assert_eq!(active_version(&n3, "m"), None, "it has not heard of m yet");
+    let refused = n3.cli(&["deploy", "z", path_str(&hello)]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("cannot be reached"), "{refused:?}");
+    nats.restart_all();
+    serves(&n3, "m", "path:").await;
+    serves(&n3, "k", "query:").await;
+    assert_eq!(
+        active_version(&n3, "z"),
+        None,
+        "the refused deploy left nothing"
+    );
+    n3.kill();
+}

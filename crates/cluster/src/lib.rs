@@ -1,0 +1,24 @@
+//! Cluster mode: many Kindling nodes, one platform, on NATS JetStream.
+//!
+//! The registry is shared through JetStream: a key-value bucket holds each function's record
+//! (its versions and the active one), changed only by compare-and-set on the record's
+//! revision, so that of two concurrent changes exactly one wins; an object store holds module
+//! bytes by sha256. Every node keeps a full copy in its own SQLite catalog ([`ClusterCatalog`]
+//! reads it, [`Cluster::start`] keeps it current from a watch on the bucket), so a node that
+//! loses NATS keeps serving what it had. Nodes heartbeat into a second bucket whose entries
+//! expire: that is the membership `kindling nodes` shows.
+
+mod buckets;
+mod catalog;
+mod cluster;
+mod config;
+mod error;
+mod members;
+mod record;
+mod sync;
+
+pub use catalog::ClusterCatalog;
+pub use cluster::{Cluster, Link};
+pub use config::ClusterConfig;
+pub use error::ClusterError;
+pub use members::{Member, MemberState};

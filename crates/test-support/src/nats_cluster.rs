@@ -1,0 +1,179 @@
+//! Three (or more) real `nats-server` processes clustered on loopback with JetStream, for
+//! cluster-mode tests: each can be killed (`kill -9`) and started again on its ports and store.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::server::get_status;
+use crate::wait::wait_for;
+
+struct Member {
+    child: Option<Child>,
+    args: Vec<String>,
+    client: u16,
+    monitor: u16,
+    log: PathBuf,
+}
+
+/// A NATS cluster whose servers route to each other; stopped when dropped.
+pub struct NatsCluster {
+    members: Vec<Member>,
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().unwrap().port()
+}
+
+impl NatsCluster {
+    /// Starts `size` servers with their stores under `dir`, and waits until JetStream is
+    /// healthy on every one (a meta leader is elected).
+    pub fn start(dir: &Path, size: usize) -> Self {
+        let ports: Vec<(u16, u16, u16)> = (0..size)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, route, _)| format!("nats://127.0.0.1:{route}"))
+            .collect();
+        let members = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, route, monitor))| {
+                let store = dir.join(format!("nats-{i}"));
+                std::fs::create_dir_all(&store).unwrap();
+                let args = vec![
+                    "-js".to_string(),
+                    "-a".into(),
+                    "127.0.0.1".into(),
+                    "-p".into(),
+                    client.to_string(),
+                    "-m".into(),
+                    monitor.to_string(),
+                    "-n".into(),
+                    format!("nats-{i}"),
+                    "--cluster_name".into(),
+                    "kindling-test".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{route}"),
+                    "--routes".into(),
+                    routes.join(","),
+                    "-sd".into(),
+                    store.display().to_string(),
+                ];
+                Member {
+                    child: None,
+                    args,
+                    client: *client,
+                    monitor: *monitor,
+                    log: dir.join(format!("nats-{i}.log")),
+                }
+            })
+            .collect();
+        let mut cluster = Self { members };
+        for i in 0..size {
+            cluster.spawn(i);
+        }
+        for i in 0..size {
+            cluster.wait_healthy(i);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let member = &mut self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&member.log)
+            .expect("open the nats-server log");
+        let child = Command::new("nats-server")
+            .args(&member.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start nats-server (scripts/setup.sh --test installs it)");
+        member.child = Some(child);
+    }
+
+    /// Waits until server `i` reports JetStream healthy.
+    pub fn wait_healthy(&self, i: usize) {
+        let addr = format!("127.0.0.1:{}", self.members[i].monitor)
+            .parse()
+            .unwrap();
+        wait_for(
+            &format!("nats-server {i} to report JetStream healthy"),
+            Duration::from_millis(50),
+            || match get_status(addr, "/healthz") {
+                Ok(200) => Ok(()),
+                Ok(code) => Err(format!("status {code}")),
+                Err(err) => Err(err.to_string()),
+            },
+        );
+    }
+
+    /// Every server's client URL, comma-separated (what `--cluster` takes).
+    pub fn urls(&self) -> String {
+        (0..self.members.len())
+            .map(|i| self.url(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Server `i`'s client URL.
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.members[i].client)
+    }
+
+    /// Kills server `i` at once (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts server `i` again on its ports and store, and waits until it is healthy (which
+    /// needs a quorum of the others up).
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+        self.wait_healthy(i);
+    }
+
+    /// Kills every server.
+    pub fn kill_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+
+    /// Starts every server again, then waits until all are healthy.
+    pub fn restart_all(&mut self) {
+        self.kill_all();
+        for i in 0..self.members.len() {
+            self.spawn(i);
+        }
+        for i in 0..self.members.len() {
+            self.wait_healthy(i);
+        }
+    }
+
+    /// Server `i`'s log.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.members[i].log).unwrap_or_default()
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        self.kill_all();
+        if std::thread::panicking() {
+            for i in 0..self.members.len() {
+                eprintln!("--- nats-server {i} log ---\n{}", self.log(i));
+            }
+        }
+    }
+}
