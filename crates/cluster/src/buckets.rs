@@ -109,6 +109,10 @@ pub(crate) async fn open(
     })
 }
 
+/// A key-value bucket, made as JetStream's key-value convention lays it out (stream
+/// `KV_{bucket}` on `$KV.{bucket}.>`, one message kept per key and revision). The client's own
+/// `create_key_value` first reads the account's limits, whose answer from nats-server 2.9
+/// (Debian's) it cannot parse, so the stream is made directly.
 async fn key_value(
     js: &jetstream::Context,
     replicas: usize,
@@ -118,19 +122,36 @@ async fn key_value(
     if let Ok(store) = js.get_key_value(&bucket).await {
         return Ok(store);
     }
-    match js.create_key_value(config(replicas)).await {
-        Ok(store) => Ok(store),
+    let stream = |num_replicas| {
+        let kv = config(num_replicas);
+        jetstream::stream::Config {
+            name: format!("KV_{}", kv.bucket),
+            description: Some(kv.description),
+            subjects: vec![format!("$KV.{}.>", kv.bucket)],
+            max_messages_per_subject: kv.history.max(1),
+            max_age: kv.max_age,
+            num_replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: jetstream::stream::DiscardPolicy::New,
+            ..Default::default()
+        }
+    };
+    let made = match js.create_stream(stream(replicas)).await {
         Err(err) if replicas > 1 && single_server(&err.to_string()) => {
             tracing::warn!(
                 bucket,
                 "NATS is a single server, not a cluster: the bucket keeps one replica"
             );
-            js.create_key_value(config(1))
-                .await
-                .map_err(|err| format!("cannot make the bucket {bucket}: {err}"))
+            js.create_stream(stream(1)).await
         }
-        Err(err) => Err(format!("cannot make the bucket {bucket}: {err}")),
-    }
+        made => made,
+    };
+    made.map_err(|err| format!("cannot make the bucket {bucket}: {err}"))?;
+    js.get_key_value(&bucket)
+        .await
+        .map_err(|err| format!("cannot open the bucket {bucket}: {err}"))
 }
 
 /// JetStream's answer to replicas asked of a server that is not clustered.

@@ -46,11 +46,14 @@ fn the_keda_examples_match_keda_s_schema_and_kindling_s_metrics() {
     let metrics = dir.path().join("metrics.txt");
     wait_for("the queue's gauges", Duration::from_millis(50), || {
         let text = crate::curl(&["-sS", &server.url("/metrics")]).unwrap_or_default();
-        if text.contains("kindling_async_queue_depth{function=\"orders\"} 1") {
+        // The autoscaler's signal appears after the node's first tick.
+        if text.contains("kindling_async_queue_depth{function=\"orders\"} 1")
+            && text.contains("kindling_desired_instances{")
+        {
             std::fs::write(&metrics, &text).unwrap();
             Ok(())
         } else {
-            Err("no depth yet".to_string())
+            Err("no depth or autoscaler signal yet".to_string())
         }
     });
 
