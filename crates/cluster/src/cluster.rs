@@ -31,11 +31,14 @@ pub(crate) struct Shared {
     revision: AtomicU64,
     /// Records copied here since the node started.
     pub(crate) applied: AtomicU64,
+    /// When the watch last delivered a record.
+    last_change: Mutex<Instant>,
     error: Mutex<Option<String>>,
     /// The members seen at the last heartbeat.
     pub(crate) members: Mutex<Vec<Member>>,
     /// Where the node serves, once it has bound its port.
     pub(crate) address: std::sync::OnceLock<String>,
+    pub(crate) spill: crate::spill::SpillCounters,
 }
 
 impl Shared {
@@ -93,6 +96,15 @@ impl Shared {
     pub(crate) fn note_revision(&self, revision: u64) {
         self.revision.fetch_max(revision, Ordering::Relaxed);
         self.applied.fetch_add(1, Ordering::Relaxed);
+        *self.last_change.lock().expect("last-change lock") = Instant::now();
+    }
+
+    pub(crate) fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn last_change(&self) -> Instant {
+        *self.last_change.lock().expect("last-change lock")
     }
 
     pub(crate) fn link(&self) -> Link {
@@ -186,9 +198,11 @@ impl Cluster {
             watching: AtomicBool::new(false),
             revision: AtomicU64::new(0),
             applied: AtomicU64::new(0),
+            last_change: Mutex::new(Instant::now()),
             error: Mutex::default(),
             members: Mutex::default(),
             address: std::sync::OnceLock::new(),
+            spill: crate::spill::SpillCounters::default(),
         });
         if shared.connected() {
             match buckets::open(&shared.client, &shared.config).await {
@@ -225,6 +239,15 @@ impl Cluster {
             self.shared.clone(),
             Arc::downgrade(node),
         ));
+        if self.shared.config.spill {
+            tokio::spawn(crate::spill::serve(
+                self.shared.clone(),
+                Arc::downgrade(node),
+            ));
+            node.set_spill(Arc::new(crate::spill::NatsSpill {
+                shared: self.shared.clone(),
+            }));
+        }
     }
 
     /// This node's name in the cluster.
@@ -253,6 +276,8 @@ impl Cluster {
             .count();
         let applied = self.shared.applied.load(Ordering::Relaxed);
         let flag = |b: bool| u8::from(b);
+        let spill = &self.shared.spill;
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
             "# HELP kindling_cluster_connected Whether the node is connected to NATS now.\n\
              # TYPE kindling_cluster_connected gauge\n\
@@ -268,10 +293,22 @@ impl Cluster {
              kindling_cluster_changes_applied_total {applied}\n\
              # HELP kindling_cluster_nodes_up Nodes whose heartbeat this node saw last.\n\
              # TYPE kindling_cluster_nodes_up gauge\n\
-             kindling_cluster_nodes_up {up}\n",
+             kindling_cluster_nodes_up {up}\n\
+             # HELP kindling_spilled_requests_total Requests this node had no room for: passed to a peer that answered, or answered 503 because no peer took them.\n\
+             # TYPE kindling_spilled_requests_total counter\n\
+             kindling_spilled_requests_total{{outcome=\"forwarded\"}} {}\n\
+             kindling_spilled_requests_total{{outcome=\"no_peer\"}} {}\n\
+             # HELP kindling_spill_received_total Peers' spilled requests: run here, or refused for want of room here too.\n\
+             # TYPE kindling_spill_received_total counter\n\
+             kindling_spill_received_total{{outcome=\"served\"}} {}\n\
+             kindling_spill_received_total{{outcome=\"refused\"}} {}\n",
             flag(link.connected),
             flag(link.synced),
             link.revision,
+            count(&spill.forwarded),
+            count(&spill.no_peer),
+            count(&spill.served),
+            count(&spill.refused),
         )
     }
 }

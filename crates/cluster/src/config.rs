@@ -23,6 +23,8 @@ pub struct ClusterConfig {
     pub replicas: usize,
     /// How often the node reports itself; it counts as gone after three missed reports.
     pub heartbeat: Duration,
+    /// Pass requests this node has no room for to a peer that has (spill-over).
+    pub spill: bool,
 }
 
 impl ClusterConfig {
@@ -121,6 +123,7 @@ mod tests {
             token: None,
             replicas: 3,
             heartbeat: Duration::from_secs(2),
+            spill: true,
         };
         config.validate().unwrap();
         for bad in ["", "a.b", "a b", "ä"] {

@@ -15,6 +15,7 @@ mod config;
 mod error;
 mod members;
 mod record;
+mod spill;
 mod sync;
 
 pub use catalog::ClusterCatalog;

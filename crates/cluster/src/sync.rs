@@ -4,6 +4,7 @@
 //! copied into SQLite in one transaction, then the node's table follows. A failure anywhere
 //! restarts the watch after a pause; revisions make copying a record twice harmless.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,7 @@ async fn follow(shared: &Shared, local: &SqliteCatalog, node: &Weak<Node>) -> Re
         .await
         .map_err(|err| format!("cannot read the function records' bucket: {err}"))?
         .values();
+    let connects = shared.client.statistics().connects.load(Ordering::Relaxed);
     let mut watch = buckets
         .functions
         .watch_with_history(">")
@@ -67,14 +69,43 @@ async fn follow(shared: &Shared, local: &SqliteCatalog, node: &Weak<Node>) -> Re
     if values == 0 {
         caught_up(shared, local, &buckets).await;
     }
-    while let Some(entry) = watch.next().await {
-        let entry = entry.map_err(|err| format!("the watch of the function records: {err}"))?;
-        take(shared, local, node, &buckets, &entry).await?;
-        if entry.delta == 0 && !shared.is_synced() {
-            caught_up(shared, local, &buckets).await;
+    let mut check = tokio::time::interval(CHECK_EVERY);
+    check.tick().await;
+    loop {
+        tokio::select! {
+            entry = watch.next() => {
+                let Some(entry) = entry else {
+                    return Err("the watch of the function records ended".into());
+                };
+                let entry =
+                    entry.map_err(|err| format!("the watch of the function records: {err}"))?;
+                take(shared, local, node, &buckets, &entry).await?;
+                if entry.delta == 0 && !shared.is_synced() {
+                    caught_up(shared, local, &buckets).await;
+                }
+            }
+            _ = check.tick() => {
+                // A watch can outlive the server it was made on without a word: follow again
+                // after a reconnection, or when the bucket is past what reached this node.
+                if shared.client.statistics().connects.load(Ordering::Relaxed) != connects {
+                    return Err("reconnected to NATS: following the records again".into());
+                }
+                if let Ok(status) = buckets.functions.status().await
+                    && status.info.state.last_sequence > shared.revision()
+                    && idle_since(shared) > CHECK_EVERY
+                {
+                    return Err("the watch fell behind the bucket: following again".into());
+                }
+            }
         }
     }
-    Err("the watch of the function records ended".into())
+}
+
+/// How often a running watch is checked.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+fn idle_since(shared: &Shared) -> Duration {
+    shared.last_change().elapsed()
 }
 
 /// Copies one record here and makes the node serve it.
@@ -88,6 +119,7 @@ async fn take(
     let name = entry.key.as_str();
     if kindling_registry::validate_name(name).is_err() {
         tracing::warn!(key = name, "ignoring a record that names no function");
+        shared.note_revision(entry.revision);
         return Ok(());
     }
     let record = match entry.operation {
@@ -95,6 +127,7 @@ async fn take(
             Ok(record) => Some(record),
             Err(err) => {
                 tracing::error!(function = name, error = %err, "ignoring an unreadable record");
+                shared.note_revision(entry.revision);
                 return Ok(());
             }
         },

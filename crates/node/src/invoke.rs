@@ -161,8 +161,15 @@ impl Node {
                 self.metrics.rejected(entry, rejection.code());
                 if let Some(spill) = self.spill.get().filter(|_| cx.may_spill) {
                     let traceparent = cx.trace_parent.map(|parent| parent.header());
-                    let spilled =
-                        crate::spill::forward(&**spill, entry, request, &request_id, traceparent);
+                    let script_name = cx.script_name.clone();
+                    let spilled = crate::spill::forward(
+                        &**spill,
+                        entry,
+                        request,
+                        &request_id,
+                        script_name,
+                        traceparent,
+                    );
                     if let Some(answer) = spilled.await {
                         return Ok((answer, Duration::ZERO));
                     }

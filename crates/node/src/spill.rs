@@ -24,6 +24,8 @@ pub struct Spilled {
     pub method: http::Method,
     /// What the function sees of the URI: the path after its mount point, and the query.
     pub uri: http::Uri,
+    /// Where the function is mounted (`/hello`), empty when routed by host.
+    pub script_name: String,
     /// The request's headers.
     pub headers: http::HeaderMap,
     /// The request's body.
@@ -53,6 +55,7 @@ pub(crate) async fn forward<B>(
     entry: &Entry,
     request: http::Request<B>,
     request_id: &Arc<str>,
+    script_name: String,
     traceparent: Option<String>,
 ) -> Option<Answer>
 where
@@ -74,6 +77,7 @@ where
         function: entry.name.to_string(),
         method: parts.method,
         uri: parts.uri,
+        script_name,
         headers: parts.headers,
         body,
         request_id: request_id.clone(),

@@ -41,6 +41,16 @@ pub(crate) struct ClusterArgs {
     /// How often this node reports itself to the others; three missed reports make it stale
     #[arg(long, env = "KINDLING_CLUSTER_HEARTBEAT", default_value = "2s", value_parser = parse_duration)]
     cluster_heartbeat: Duration,
+    /// Pass a request this node has no room for to the least loaded peer with room, instead
+    /// of answering 503 (one hop at most; bodies up to a NATS message)
+    #[arg(
+        long,
+        env = "KINDLING_CLUSTER_SPILL",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "true|false"
+    )]
+    cluster_spill: bool,
 }
 
 impl ClusterArgs {
@@ -59,6 +69,7 @@ impl ClusterArgs {
             token: self.cluster_token.clone(),
             replicas: self.cluster_replicas,
             heartbeat: self.cluster_heartbeat,
+            spill: self.cluster_spill,
         };
         config
             .validate()

@@ -248,3 +248,151 @@ async fn three_nodes_share_one_registry_and_survive_crashes() {
     );
     n3.kill();
 }
+
+fn counter(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Spill-over: a node with no room passes requests to a peer with room, bodies and all, and
+/// answers 503 only when the peer has no room either. One NATS server (the buckets fall back
+/// to one replica).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_node_passes_requests_to_a_peer_with_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = kindling_test_support::NatsServer::start(&dir.path().join("nats"));
+    let url = nats.url();
+    let args = |name: &'static str| {
+        vec![
+            "--cluster",
+            url.as_str(),
+            "--node-name",
+            name,
+            "--cluster-heartbeat",
+            "300ms",
+            "--max-in-flight",
+            "2",
+            "--normal-share",
+            "1",
+        ]
+    };
+    let n1 = Server::start(&kindling(), &dir.path().join("n1"), &args("n1"), &[]);
+    let n2 = Server::start(&kindling(), &dir.path().join("n2"), &args("n2"), &[]);
+    let slow = kindling_test_support::test_program("http-wstd");
+    n1.cli(&["deploy", "slow", path_str(&slow)]).ok();
+    serves(&n2, "slow", "").await;
+    kindling_test_support::wait_for("node 1 to see node 2", Duration::from_millis(50), || {
+        let listed = n1.cli(&["nodes", "--json"]).json();
+        let seen = listed["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "n2" && n["state"] == "up");
+        if seen {
+            Ok(())
+        } else {
+            Err(listed.to_string())
+        }
+    });
+
+    // Eight slow requests at once to node 1, which runs two: node 2 runs two more, and the
+    // rest are answered 503 because neither has room.
+    let client = reqwest::Client::new();
+    let sends = (0..8).map(|_| {
+        let client = client.clone();
+        let url = n1.url("/slow/sleep/1500");
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            let by = response
+                .headers()
+                .get("kindling-served-by")
+                .map(|v| v.to_str().unwrap().to_string());
+            (response.status().as_u16(), by)
+        }
+    });
+    let answers = futures::future::join_all(sends).await;
+    let ok_here = answers
+        .iter()
+        .filter(|(s, by)| *s == 200 && by.is_none())
+        .count();
+    let ok_there = answers
+        .iter()
+        .filter(|(s, by)| *s == 200 && by.as_deref() == Some("n2"))
+        .count();
+    let refused = answers.iter().filter(|(s, _)| *s == 503).count();
+    assert_eq!(ok_here + ok_there + refused, 8, "{answers:?}");
+    assert_eq!(ok_here, 2, "node 1 runs what it has room for: {answers:?}");
+    assert_eq!(ok_there, 2, "node 2 runs what it has room for: {answers:?}");
+
+    // A body travels both ways while node 1 is full.
+    let fill: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(client.get(n1.url("/slow/sleep/2000")).send()))
+        .collect();
+    kindling_test_support::wait_for_async(
+        "node 1 to be full",
+        Duration::from_millis(20),
+        || async {
+            let text = reqwest::get(n1.url("/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            match counter(
+                &text,
+                "kindling_in_flight_requests{function=\"slow\",version=\"1\"}",
+            ) {
+                2 => Ok(()),
+                n => Err(n.to_string()),
+            }
+        },
+    )
+    .await;
+    let echoed = client
+        .post(n1.url("/slow/echo"))
+        .body("a body that crossed to a peer")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.status(), 200);
+    assert_eq!(echoed.headers()["kindling-served-by"], "n2");
+    assert_eq!(
+        echoed.text().await.unwrap(),
+        "a body that crossed to a peer"
+    );
+    for request in fill {
+        assert_eq!(request.await.unwrap().unwrap().status(), 200);
+    }
+
+    let m1 = reqwest::get(n1.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let m2 = reqwest::get(n2.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        counter(
+            &m1,
+            "kindling_spilled_requests_total{outcome=\"forwarded\"}"
+        ),
+        3,
+        "{m1}"
+    );
+    assert!(
+        counter(&m1, "kindling_spilled_requests_total{outcome=\"no_peer\"}") >= 4,
+        "{m1}"
+    );
+    assert_eq!(
+        counter(&m2, "kindling_spill_received_total{outcome=\"served\"}"),
+        3,
+        "{m2}"
+    );
+}

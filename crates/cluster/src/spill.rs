@@ -1,0 +1,356 @@
+//! Spill-over between nodes, over NATS request-reply: a node with no room for a request sends
+//! it whole to the least loaded peer that reported room (`kindling.spill.{node}`), which runs
+//! it as its own and answers; a peer that turns it away too is skipped for the next one, and
+//! only when none takes it does the client get the 503 it would have had. The peer runs it
+//! with spilling off, so a request travels at most one hop.
+//!
+//! A message is a length-prefixed JSON head and the body: the request's method, URI, headers,
+//! request id, trace parent and deadline one way; the status and headers (or "no room") back.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{BufMut as _, Bytes, BytesMut};
+use futures::StreamExt as _;
+use http_body_util::{BodyExt as _, Full};
+use kindling_host::ResponseBody;
+use kindling_node::{CallContext, InvokeFailure, Node, Spill, Spilled};
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Shared;
+use crate::members::MemberState;
+
+/// Peers tried for one request before it is answered 503.
+const TRIES: usize = 3;
+/// Room kept in a NATS message for the head.
+const HEAD_ROOM: usize = 64 * 1024;
+
+/// Spill-over counters, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct SpillCounters {
+    /// Requests this node passed to a peer that answered.
+    pub(crate) forwarded: AtomicU64,
+    /// Requests this node had no room for and no peer took.
+    pub(crate) no_peer: AtomicU64,
+    /// Peers' requests this node ran.
+    pub(crate) served: AtomicU64,
+    /// Peers' requests this node had no room for either.
+    pub(crate) refused: AtomicU64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RequestHead {
+    function: String,
+    method: String,
+    uri: String,
+    script_name: String,
+    headers: Vec<(String, String)>,
+    request_id: String,
+    traceparent: Option<String>,
+    deadline_ms: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ResponseHead {
+    /// The peer had no room (or not the function): try another.
+    refused: bool,
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+fn subject(node: &str) -> String {
+    format!("kindling.spill.{node}")
+}
+
+fn frame(head: &impl Serialize, body: &[u8]) -> Bytes {
+    let head = serde_json::to_vec(head).expect("a head serializes");
+    let mut out = BytesMut::with_capacity(4 + head.len() + body.len());
+    out.put_u32(head.len() as u32);
+    out.put_slice(&head);
+    out.put_slice(body);
+    out.freeze()
+}
+
+fn unframe<T: for<'de> Deserialize<'de>>(message: &Bytes) -> Option<(T, Bytes)> {
+    let len = u32::from_be_bytes(message.get(..4)?.try_into().ok()?) as usize;
+    let head = serde_json::from_slice(message.get(4..4 + len)?).ok()?;
+    Some((head, message.slice(4 + len..)))
+}
+
+fn headers_of(map: &http::HeaderMap) -> Option<Vec<(String, String)>> {
+    map.iter()
+        .map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// Headers of one hop only, which the peer's connection and this one each set for themselves.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn header_map(pairs: &[(String, String)]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in pairs {
+        if HOP_BY_HOP.contains(&name.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+/// The sending half: what the node calls when it has no room.
+pub(crate) struct NatsSpill {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl NatsSpill {
+    /// Peers that are up, least loaded at their last report first. A peer that reported no
+    /// room stays a candidate, last: reports are a heartbeat old, and the peer itself says no
+    /// if it has none.
+    fn candidates(&self) -> Vec<String> {
+        let me = &self.shared.config.node_name;
+        let mut peers: Vec<(f64, String)> = self
+            .shared
+            .members
+            .lock()
+            .expect("members lock")
+            .iter()
+            .filter(|m| &m.name != me && m.state == MemberState::Up && m.connected)
+            .map(|m| {
+                let load = f64::from(m.in_flight) / f64::from(m.max_in_flight.max(1));
+                (load, m.name.clone())
+            })
+            .collect();
+        peers.sort_by(|a, b| a.0.total_cmp(&b.0));
+        peers
+            .into_iter()
+            .map(|(_, name)| name)
+            .take(TRIES)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Spill for NatsSpill {
+    fn max_body_bytes(&self) -> usize {
+        self.shared
+            .client
+            .server_info()
+            .max_payload
+            .saturating_sub(HEAD_ROOM)
+    }
+
+    async fn forward(&self, request: Spilled) -> Option<http::Response<Bytes>> {
+        let counters = &self.shared.spill;
+        let peers = self.candidates();
+        let headers = headers_of(&request.headers);
+        let (Some(headers), false) = (headers, peers.is_empty()) else {
+            counters.no_peer.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let head = RequestHead {
+            function: request.function,
+            method: request.method.to_string(),
+            uri: request.uri.to_string(),
+            script_name: request.script_name,
+            headers,
+            request_id: request.request_id.to_string(),
+            traceparent: request.traceparent,
+            deadline_ms: request.deadline.as_millis() as u64,
+        };
+        let message = frame(&head, &request.body);
+        // The peer's own deadline stops the function; this one only bounds a lost reply.
+        let patience = request.deadline + Duration::from_secs(2);
+        for peer in peers {
+            let asked = self.shared.client.send_request(
+                subject(&peer),
+                async_nats::Request::new()
+                    .payload(message.clone())
+                    .timeout(Some(patience)),
+            );
+            let Ok(reply) = asked.await else {
+                continue;
+            };
+            let Some((head, body)) = unframe::<ResponseHead>(&reply.payload) else {
+                continue;
+            };
+            if head.refused {
+                continue;
+            }
+            let mut response = http::Response::new(body);
+            *response.status_mut() =
+                http::StatusCode::from_u16(head.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+            *response.headers_mut() = header_map(&head.headers);
+            if let Ok(value) = http::HeaderValue::from_str(&peer) {
+                response.headers_mut().insert("kindling-served-by", value);
+            }
+            counters.forwarded.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(function = %head_function(&message), peer, "request spilled to a peer");
+            return Some(response);
+        }
+        counters.no_peer.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+fn head_function(message: &Bytes) -> String {
+    unframe::<RequestHead>(message).map_or_else(String::new, |(head, _)| head.function)
+}
+
+/// The receiving half: runs peers' requests on this node until the node is dropped.
+pub(crate) async fn serve(shared: Arc<Shared>, node: Weak<Node>) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match shared
+            .client
+            .subscribe(subject(&shared.config.node_name))
+            .await
+        {
+            Ok(mut requests) => {
+                while let Some(message) = requests.next().await {
+                    let Some(node) = node.upgrade() else {
+                        return;
+                    };
+                    let Some(reply) = message.reply.clone() else {
+                        continue;
+                    };
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        let answer = run(&shared, &node, &message.payload).await;
+                        let _ = shared.client.publish(reply, answer).await;
+                    });
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "cannot take spilled requests yet"),
+        }
+        if node.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn run(shared: &Shared, node: &Node, payload: &Bytes) -> Bytes {
+    let refused = || {
+        frame(
+            &ResponseHead {
+                refused: true,
+                status: 503,
+                headers: Vec::new(),
+            },
+            &[],
+        )
+    };
+    let Some((head, body)) = unframe::<RequestHead>(payload) else {
+        return refused();
+    };
+    let (Ok(method), Ok(uri)) = (
+        http::Method::from_bytes(head.method.as_bytes()),
+        head.uri.parse::<http::Uri>(),
+    ) else {
+        return refused();
+    };
+    let mut request = http::Request::new(Full::new(body));
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = header_map(&head.headers);
+    let cx = CallContext {
+        request_id: Some(head.request_id.as_str().into()),
+        script_name: head.script_name,
+        trace_parent: head
+            .traceparent
+            .as_deref()
+            .and_then(kindling_telemetry::TraceContext::parse),
+        may_spill: false,
+        ..CallContext::default()
+    };
+    let counters = &shared.spill;
+    let answer = match node.invoke(&head.function, request, cx).await {
+        Ok(answer) => answer.response,
+        Err(InvokeFailure::Rejected { .. } | InvokeFailure::NotFound(_)) => {
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            return refused();
+        }
+        Err(failure) => failure.to_response(&head.request_id),
+    };
+    counters.served.fetch_add(1, Ordering::Relaxed);
+    let (parts, body) = answer.into_parts();
+    let limit = shared
+        .client
+        .server_info()
+        .max_payload
+        .saturating_sub(HEAD_ROOM);
+    let (status, body) = match collect(body, limit).await {
+        Some(body) => (parts.status.as_u16(), body),
+        None => (
+            502,
+            Bytes::from_static(
+                b"{\"error\":{\"code\":\"response_too_large\",\"message\":\"the peer that ran this \
+                  request cannot carry its response back: it is larger than a NATS message\"}}",
+            ),
+        ),
+    };
+    let headers = if status == 502 {
+        vec![("content-type".into(), "application/json".into())]
+    } else {
+        headers_of(&parts.headers).unwrap_or_default()
+    };
+    frame(
+        &ResponseHead {
+            refused: false,
+            status,
+            headers,
+        },
+        &body,
+    )
+}
+
+/// A response body whole, or `None` past `limit` bytes or on a failure mid-stream.
+async fn collect(mut body: ResponseBody, limit: usize) -> Option<Bytes> {
+    let mut out = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.ok()?.into_data() {
+            if out.len() + data.len() > limit {
+                return None;
+            }
+            out.put_slice(&data);
+        }
+    }
+    Some(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_and_body_survive_the_frame() {
+        let head = ResponseHead {
+            refused: false,
+            status: 201,
+            headers: vec![("x-a".into(), "1".into()), ("x-a".into(), "2".into())],
+        };
+        let message = frame(&head, b"body bytes");
+        let (back, body) = unframe::<ResponseHead>(&message).unwrap();
+        assert_eq!(back.status, 201);
+        assert_eq!(body, Bytes::from_static(b"body bytes"));
+        let map = header_map(&back.headers);
+        assert_eq!(map.get_all("x-a").iter().count(), 2);
+        assert!(unframe::<ResponseHead>(&Bytes::from_static(b"\0\0\0\x09{}")).is_none());
+        assert!(unframe::<ResponseHead>(&Bytes::from_static(b"\0")).is_none());
+    }
+}
