@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     /// Where the node serves, once it has bound its port.
     pub(crate) address: std::sync::OnceLock<String>,
     pub(crate) spill: crate::spill::SpillCounters,
+    /// Until when this node holds the lease to fire the cluster's schedules.
+    pub(crate) lease_until: Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -203,6 +205,7 @@ impl Cluster {
             members: Mutex::default(),
             address: std::sync::OnceLock::new(),
             spill: crate::spill::SpillCounters::default(),
+            lease_until: Mutex::default(),
         });
         if shared.connected() {
             match buckets::open(&shared.client, &shared.config).await {
@@ -244,15 +247,23 @@ impl Cluster {
                 self.shared.clone(),
                 Arc::downgrade(node),
             ));
-            node.set_spill(Arc::new(crate::spill::NatsSpill {
-                shared: self.shared.clone(),
-            }));
+            node.set_spill(Arc::new(crate::spill::NatsSpill::new(self.shared.clone())));
         }
     }
 
     /// This node's name in the cluster.
     pub fn node_name(&self) -> &str {
         &self.shared.config.node_name
+    }
+
+    /// Whether this node fires the cluster's schedules now: one node holds a lease, renewed
+    /// every heartbeat, and another takes it over when it lapses.
+    pub fn leads_schedules(&self) -> bool {
+        self.shared
+            .lease_until
+            .lock()
+            .expect("lease lock")
+            .is_some_and(|until| Instant::now() < until)
     }
 
     /// What the node knows of its link now.

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use async_nats::jetstream::kv;
 use futures::StreamExt as _;
 use kindling_node::Node;
 use serde::{Deserialize, Serialize};
@@ -69,6 +70,7 @@ pub(crate) async fn heartbeat(shared: Arc<Shared>, node: Weak<Node>) {
         if !shared.connected() {
             continue;
         }
+        renew_lease(&shared, &buckets.nodes).await;
         let report = serde_json::to_vec(&own(&shared, &node)).expect("a member serializes");
         if let Err(err) = buckets
             .nodes
@@ -115,6 +117,10 @@ async fn read(shared: &Shared) -> Result<Vec<Member>, String> {
     let mut members = Vec::new();
     while let Some(key) = keys.next().await {
         let Ok(key) = key else { continue };
+        if key.contains('.') {
+            // A lease, not a node (node names have no dots).
+            continue;
+        }
         let Ok(Some(value)) = buckets.nodes.get(&key).await else {
             continue;
         };
@@ -130,6 +136,30 @@ async fn read(shared: &Shared) -> Result<Vec<Member>, String> {
     }
     members.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(members)
+}
+
+/// The lease of the node that fires the cluster's schedules, in the nodes' bucket.
+const SCHEDULE_LEASE: &str = "lease.schedules";
+
+/// Takes or renews the schedule lease when it is free or this node's. The bucket forgets a
+/// lease five heartbeats after its last renewal, and its holder stops counting on it after
+/// three, so two nodes never fire schedules at once.
+async fn renew_lease(shared: &Shared, nodes: &kv::Store) {
+    let me = shared.config.node_name.as_bytes();
+    let value = || bytes::Bytes::copy_from_slice(me);
+    let held = match nodes.entry(SCHEDULE_LEASE).await {
+        Ok(Some(entry)) if entry.operation != kv::Operation::Put || entry.value == me => nodes
+            .update(SCHEDULE_LEASE, value(), entry.revision)
+            .await
+            .is_ok(),
+        Ok(Some(_)) => false,
+        Ok(None) => nodes.create(SCHEDULE_LEASE, value()).await.is_ok(),
+        Err(_) => false,
+    };
+    if held {
+        *shared.lease_until.lock().expect("lease lock") =
+            Some(std::time::Instant::now() + shared.config.heartbeat * 3);
+    }
 }
 
 fn own(shared: &Shared, node: &Node) -> Member {

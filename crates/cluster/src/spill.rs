@@ -114,14 +114,53 @@ fn header_map(pairs: &[(String, String)]) -> http::HeaderMap {
 /// The sending half: what the node calls when it has no room.
 pub(crate) struct NatsSpill {
     pub(crate) shared: Arc<Shared>,
+    /// Requests this node has sent each peer and not had back: added to the peer's last
+    /// report, so that a burst does not all go to the peer that was idle a heartbeat ago.
+    pub(crate) outstanding: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+/// Counts a request sent to a peer until it is dropped.
+struct Sent<'a> {
+    spill: &'a NatsSpill,
+    peer: String,
+}
+
+impl Drop for Sent<'_> {
+    fn drop(&mut self) {
+        let mut outstanding = self.spill.outstanding.lock().expect("outstanding lock");
+        if let Some(count) = outstanding.get_mut(&self.peer) {
+            *count = count.saturating_sub(1);
+        }
+    }
 }
 
 impl NatsSpill {
-    /// Peers that are up, least loaded at their last report first. A peer that reported no
-    /// room stays a candidate, last: reports are a heartbeat old, and the peer itself says no
-    /// if it has none.
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            outstanding: std::sync::Mutex::default(),
+        }
+    }
+
+    fn send_to(&self, peer: &str) -> Sent<'_> {
+        *self
+            .outstanding
+            .lock()
+            .expect("outstanding lock")
+            .entry(peer.to_string())
+            .or_default() += 1;
+        Sent {
+            spill: self,
+            peer: peer.to_string(),
+        }
+    }
+
+    /// Peers that are up, least loaded first: their last report plus what this node has sent
+    /// them since. A peer that looks full stays a candidate, last: reports are a heartbeat
+    /// old, and the peer itself says no if it has no room.
     fn candidates(&self) -> Vec<String> {
         let me = &self.shared.config.node_name;
+        let outstanding = self.outstanding.lock().expect("outstanding lock").clone();
         let mut peers: Vec<(f64, String)> = self
             .shared
             .members
@@ -130,7 +169,8 @@ impl NatsSpill {
             .iter()
             .filter(|m| &m.name != me && m.state == MemberState::Up && m.connected)
             .map(|m| {
-                let load = f64::from(m.in_flight) / f64::from(m.max_in_flight.max(1));
+                let busy = m.in_flight + outstanding.get(&m.name).copied().unwrap_or(0);
+                let load = f64::from(busy) / f64::from(m.max_in_flight.max(1));
                 (load, m.name.clone())
             })
             .collect();
@@ -175,6 +215,7 @@ impl Spill for NatsSpill {
         // The peer's own deadline stops the function; this one only bounds a lost reply.
         let patience = request.deadline + Duration::from_secs(2);
         for peer in peers {
+            let _sent = self.send_to(&peer);
             let asked = self.shared.client.send_request(
                 subject(&peer),
                 async_nats::Request::new()

@@ -55,6 +55,19 @@ pub struct EventsConfig {
     pub node_name: String,
     /// Send callbacks to loopback and private addresses too.
     pub callback_allow_private: bool,
+    /// In a cluster, whether this node is the one that fires schedules now; `None` (a node
+    /// of its own) fires them always.
+    pub schedule_gate: Option<ScheduleGate>,
+}
+
+/// Whether this node fires schedules now (cluster mode holds a lease for one node).
+#[derive(Clone)]
+pub struct ScheduleGate(pub std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for ScheduleGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScheduleGate")
+    }
 }
 
 impl EventsConfig {
@@ -82,6 +95,7 @@ impl EventsConfig {
             redis_url: None,
             node_name: "kindling".into(),
             callback_allow_private: false,
+            schedule_gate: None,
         }
     }
 }

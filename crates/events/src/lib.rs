@@ -32,7 +32,7 @@ pub use backoff::{delay_ms, nominal_ms, parse_range};
 pub use backup::{back_up, restore, verify};
 pub use callback::{SIGNATURE_HEADER, signature};
 pub use error::EventsError;
-pub use events::{Events, EventsConfig};
+pub use events::{Events, EventsConfig, ScheduleGate};
 pub use headers::passes as header_passes;
 pub use record::{
     Accepted, Attempt, Backlog, CallbackRecord, Filter, InvocationRecord, NewInvocation,

@@ -60,9 +60,24 @@ impl Table {
 
 pub(crate) async fn run(events: Arc<Events>) {
     let mut last_cleanup = 0i64;
+    let mut leading = true;
     loop {
         if events.stopping() {
             return;
+        }
+        if let Some(gate) = &events.config.schedule_gate {
+            let now_leading = (gate.0)();
+            if now_leading && !leading {
+                // Another node fired them until now: count from here, or this node would
+                // fire again what that one already did.
+                tracing::info!("this node now fires the cluster's schedules");
+                restart_counts(&events).await;
+            }
+            leading = now_leading;
+            if !leading {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
         }
         let now = sql::now_ms();
         let mut wake_at = now + 1_000;
@@ -98,6 +113,22 @@ pub(crate) async fn run(events: Arc<Events>) {
         }
         let wait = (wake_at - sql::now_ms()).clamp(10, 1_000) as u64;
         tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+/// Makes every schedule count from now, as if new.
+async fn restart_counts(events: &Events) {
+    let now = sql::now_ms();
+    for entry in events.node.entries() {
+        let configs = &entry.version.config.schedules;
+        if configs.is_empty() {
+            continue;
+        }
+        let function = entry.name.to_string();
+        let schedules = lock(events).schedules(&function, configs);
+        for schedule in schedules {
+            let _ = record(events, &function, &schedule.key(), now, None).await;
+        }
     }
 }
 

@@ -404,6 +404,12 @@ impl ServeCommand {
         gateway_config.access = Some(access);
         let mut events_config = events_config;
         events_config.authority = local_addr.to_string();
+        if let Some(cluster) = gateway_config.cluster.clone() {
+            events_config.schedule_gate =
+                Some(kindling_events::ScheduleGate(Arc::new(move || {
+                    cluster.leads_schedules()
+                })));
+        }
         let events = Events::open(Arc::clone(&node), events_config)
             .context("cannot open the invocation queue")?;
         events.start();

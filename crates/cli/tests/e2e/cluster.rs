@@ -395,4 +395,34 @@ async fn a_full_node_passes_requests_to_a_peer_with_room() {
         3,
         "{m2}"
     );
+
+    // A schedule fires on one node of the cluster, not on each.
+    let hello = example("hello");
+    n2.cli(&[
+        "deploy",
+        "tick",
+        path_str(&hello),
+        "--schedule",
+        "* * * * * *",
+    ])
+    .ok();
+    let fired = |node: &Server| {
+        let node = node.url("/metrics");
+        async move {
+            let text = reqwest::get(node).await.unwrap().text().await.unwrap();
+            counter(
+                &text,
+                "kindling_schedule_firings_total{function=\"tick\",outcome=\"fired\"}",
+            )
+        }
+    };
+    wait_for_async("three firings", Duration::from_millis(100), || async {
+        match fired(&n1).await + fired(&n2).await {
+            n if n >= 3 => Ok(()),
+            n => Err(n.to_string()),
+        }
+    })
+    .await;
+    let (f1, f2) = (fired(&n1).await, fired(&n2).await);
+    assert!(f1 == 0 || f2 == 0, "one node fires: {f1} and {f2}");
 }
