@@ -3,6 +3,9 @@
 # Kindling nodes, all on loopback.
 #   1. deploy to serving everywhere: 50 deploys on node 1 (a new configuration of a resident
 #      module each time), and for each the time until nodes 2 and 3 serve it (p50/p99);
+#   1b. a new module each time (20 deploys): node 2 shares node 1's secret.key and maps the
+#      code node 1 compiled, node 3 has its own key, refuses it and compiles, so the two
+#      columns are shared code against compiling, in the same run;
 #   2. the cost of a spilled request: node 1's slots held by long requests, so that every
 #      request to it is passed to node 2, against the same requests sent to node 2 directly;
 #   3. cluster goodput with spill-over: an open-loop load three times one node's capacity, all
@@ -44,6 +47,11 @@ start_node() { # N
 }
 node_url() { echo "http://127.0.0.1:$((base + 30 + $1))"; }
 as_node() { KINDLING_SERVER=$(node_url "$1") KINDLING_DATA_DIR="$dir/node-$1" "$KINDLING" "${@:2}"; }
+# Nodes 1 and 2 share a secret key (and so each other's compiled code); node 3 makes its own.
+mkdir -p "$dir/node-1" "$dir/node-2"
+head -c 32 /dev/urandom >"$dir/node-1/secret.key"
+cp "$dir/node-1/secret.key" "$dir/node-2/secret.key"
+chmod 600 "$dir"/node-*/secret.key
 for n in 1 2 3; do start_node "$n"; done
 
 echo "== 1. deploy to serving on every node, 50 deploys"
@@ -81,6 +89,60 @@ print(f"deploy answered on node 1: p50 {pct(committed,50):.1f} ms, p99 {pct(comm
 print(f"then serving on nodes 2 and 3: p50 {pct(everywhere,50):.1f} ms, p99 {pct(everywhere,99):.1f} ms, max {max(everywhere):.1f} ms")
 PY
 cat "$RESULTS/cluster-deploys.txt"
+
+echo "== 1b. a new module each time: shared code (node 2) against compiling (node 3), 20 deploys"
+python3 - "$KINDLING" "$(node_url 1)" "$dir/node-1" "$(node_url 2)" "$(node_url 3)" "$dir" \
+  >"$RESULTS/cluster-new-modules.txt" <<'PY'
+import os, subprocess, sys, threading, time, urllib.request
+kindling, url1, data1, url2, url3, work = sys.argv[1:7]
+env = dict(os.environ, KINDLING_SERVER=url1, KINDLING_DATA_DIR=data1)
+hello = open("examples/hello.wasm", "rb").read()
+def leb(n):
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n: return bytes(out)
+def fresh(i):
+    # The same component with one more custom section: other bytes, so another module to compile.
+    name = f"kindling-bench-{i}-{time.time_ns()}".encode()
+    body = leb(len(name)) + name
+    return hello + b"\x00" + leb(len(body)) + body
+def serves(url, fn):
+    try:
+        return urllib.request.urlopen(f"{url}/{fn}/", timeout=5).status == 200
+    except Exception:
+        return False
+answered_ms, after = [], {url2: [], url3: []}
+for i in range(20):
+    path = os.path.join(work, f"fresh-{i}.wasm")
+    open(path, "wb").write(fresh(i))
+    sent = time.perf_counter()
+    subprocess.run([kindling, "deploy", f"fresh-{i}", path], env=env, check=True, stdout=subprocess.DEVNULL)
+    answered = time.perf_counter()
+    seen = {}
+    def watch(url):
+        while not serves(url, f"fresh-{i}"):
+            time.sleep(0.0005)
+        seen[url] = time.perf_counter()
+    threads = [threading.Thread(target=watch, args=(u,)) for u in (url2, url3)]
+    for t in threads: t.start()
+    for t in threads: t.join(60)
+    answered_ms.append((answered - sent) * 1e3)
+    for u in (url2, url3):
+        after[u].append((seen[u] - answered) * 1e3)
+def pct(xs, p):
+    xs = sorted(xs); return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+def row(xs): return f"p50 {pct(xs,50):.1f} ms, p99 {pct(xs,99):.1f} ms"
+print(f"deploy of a new module answered on node 1 (it compiles, publishes, commits): {row(answered_ms)}")
+print(f"then serving on node 2 (maps node 1's code): {row(after[url2])}")
+print(f"then serving on node 3 (compiles itself): {row(after[url3])}")
+print(f"node 3 / node 2 at p50: {pct(after[url3],50)/pct(after[url2],50):.2f}x")
+PY
+cat "$RESULTS/cluster-new-modules.txt"
+for n in 1 2 3; do
+  echo "   node $n: $(curl -s "$(node_url "$n")/metrics" | grep -E '^kindling_cluster_code_total' | tr '\n' ' ')"
+done
 
 echo "== 2. a spilled request against a local one"
 as_node 1 deploy slow test-programs/build/http-wstd.wasm >/dev/null

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::caller::{Caller, CallerToken, Denied};
 
 mod policies;
+mod replica;
 use crate::policy::{Policies, PolicyError};
 use crate::quota::TenantQuota;
 use crate::token::{Scope, hash_token, mint, parse_token, same_hash};
@@ -172,31 +173,9 @@ impl Access {
     }
 
     fn remember(&self, token: StoredToken) {
-        let Ok(hash) = <[u8; 32]>::try_from(hex::decode(&token.hash).unwrap_or_default()) else {
-            tracing::warn!(token = %token.record.id, "a stored token hash does not parse; ignored");
-            return;
-        };
-        let expires = token
-            .record
-            .expires_at
-            .as_deref()
-            .and_then(|at| humantime::parse_rfc3339(at).ok());
-        let scopes = token
-            .record
-            .scopes
-            .iter()
-            .filter_map(|s| Scope::parse(s).ok())
-            .collect();
-        let id = token.record.id.clone();
-        let known = Known {
-            caller: Arc::new(CallerToken {
-                record: token.record,
-                scopes,
-            }),
-            hash,
-            expires,
-        };
-        self.tokens.write().expect("tokens lock").insert(id, known);
+        if let Some((id, known)) = known(token) {
+            self.tokens.write().expect("tokens lock").insert(id, known);
+        }
     }
 
     fn fail(&self, reason: &str, denied: Denied) -> Denied {
@@ -612,6 +591,35 @@ impl Access {
         let _ = TextEncoder::new().encode(&self.metrics.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// A stored token as checks see it, by id; `None` (logged) when its hash does not parse.
+fn known(token: StoredToken) -> Option<(String, Known)> {
+    let Ok(hash) = <[u8; 32]>::try_from(hex::decode(&token.hash).unwrap_or_default()) else {
+        tracing::warn!(token = %token.record.id, "a stored token hash does not parse; ignored");
+        return None;
+    };
+    let expires = token
+        .record
+        .expires_at
+        .as_deref()
+        .and_then(|at| humantime::parse_rfc3339(at).ok());
+    let scopes = token
+        .record
+        .scopes
+        .iter()
+        .filter_map(|s| Scope::parse(s).ok())
+        .collect();
+    let id = token.record.id.clone();
+    let known = Known {
+        caller: Arc::new(CallerToken {
+            record: token.record,
+            scopes,
+        }),
+        hash,
+        expires,
+    };
+    Some((id, known))
 }
 
 fn check_token_name(name: &str) -> Result<(), AccessError> {

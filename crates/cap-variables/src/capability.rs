@@ -47,6 +47,12 @@ impl Variables {
         }
     }
 
+    /// A key for `purpose` derived from the node's secret key (made on first use): the nodes
+    /// of a cluster, which share `secret.key`, derive the same one. Blocking.
+    pub fn derived_key(&self, purpose: &str) -> Result<[u8; 32], String> {
+        Ok(self.key()?.derive(purpose))
+    }
+
     fn key(&self) -> Result<Arc<SealKey>, String> {
         self.key
             .get_or_init(|| SealKey::load_or_create(&self.key_path).map(Arc::new))

@@ -28,56 +28,73 @@ impl SealKey {
     /// Reads the key at `path`, or makes one there. Blocking.
     pub(crate) fn load_or_create(path: &Path) -> Result<Self, String> {
         match std::fs::read(path) {
-            Ok(bytes) => {
-                let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                    format!(
-                        "the node's secret key {} is {} bytes, not 32: restore it from where you \
-                         keep it, or move it away to make a new one (secrets sealed with the old \
-                         key must then be deployed again)",
-                        path.display(),
-                        bytes.len()
-                    )
-                })?;
-                Ok(Self {
-                    key,
-                    path: path.to_path_buf(),
-                })
-            }
+            Ok(bytes) => Self::from_bytes(path, &bytes),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Self::create(path),
             Err(err) => Err(format!("the node's secret key {}: {err}", path.display())),
         }
     }
 
-    fn create(path: &Path) -> Result<Self, String> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut key = [0u8; 32];
-        getrandom(&mut key)?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|err| format!("{}: {err}", dir.display()))?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|err| {
-                format!(
-                    "cannot create the node's secret key {}: {err}",
-                    path.display()
-                )
-            })?;
-        file.write_all(&key)
-            .and_then(|()| file.sync_all())
-            .map_err(|err| {
-                format!(
-                    "cannot write the node's secret key {}: {err}",
-                    path.display()
-                )
-            })?;
+    fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, String> {
+        let key: [u8; 32] = bytes.try_into().map_err(|_| {
+            format!(
+                "the node's secret key {} is {} bytes, not 32: restore it from where you \
+                         keep it, or move it away to make a new one (secrets sealed with the old \
+                         key must then be deployed again)",
+                path.display(),
+                bytes.len()
+            )
+        })?;
         Ok(Self {
             key,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Writes a new key beside `path` and links it into place, so that nobody ever reads a
+    /// partly written key; when another part of the node made one first, that one is used.
+    fn create(path: &Path) -> Result<Self, String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut key = [0u8; 32];
+        getrandom(&mut key)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+        let cannot = |err: std::io::Error| {
+            format!(
+                "cannot create the node's secret key {}: {err}",
+                path.display()
+            )
+        };
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", hex::encode(&key[..8])));
+        let tmp = PathBuf::from(tmp);
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut file| file.write_all(&key).and_then(|()| file.sync_all()));
+        let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(Self {
+                key,
+                path: path.to_path_buf(),
+            }),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                let bytes = std::fs::read(path).map_err(cannot)?;
+                Self::from_bytes(path, &bytes)
+            }
+            Err(err) => Err(cannot(err)),
+        }
+    }
+
+    /// A key for `purpose`, derived from this one: nodes that share the key derive equal
+    /// keys, and no derived key reveals this one or another purpose's.
+    pub(crate) fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("any key length");
+        mac.update(b"kindling-derive\0");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// The sealed text of `value` under `name`.
@@ -176,5 +193,35 @@ mod tests {
             err.contains("another node's key") && err.contains("--secret db_password="),
             "{err}"
         );
+    }
+
+    #[test]
+    fn keys_made_at_once_are_one_key_and_derive_equal_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.key");
+        let keys: Vec<[u8; 32]> = std::thread::scope(|scope| {
+            let made: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| SealKey::load_or_create(&path).unwrap().derive("code")))
+                .collect();
+            made.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(
+            keys.iter().all(|k| *k == keys[0]),
+            "one key, whoever made it"
+        );
+        let key = SealKey::load_or_create(&path).unwrap();
+        assert_eq!(key.derive("code"), keys[0]);
+        assert_ne!(
+            key.derive("code"),
+            key.derive("other"),
+            "one key per purpose"
+        );
+        assert_ne!(
+            key.derive("code"),
+            key.key,
+            "the derived key is not the key"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary files stay");
     }
 }

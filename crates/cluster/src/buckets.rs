@@ -1,6 +1,7 @@
 //! The NATS connection and the cluster's JetStream buckets: `kindling-functions` (one record
-//! per function), `kindling-modules` (module bytes by sha256) and `kindling-nodes` (heartbeats
-//! that expire). Buckets are made by the first node that needs them, with the replicas asked
+//! per function), `kindling-modules` (module bytes by sha256), `kindling-artifacts` (compiled
+//! code by module and engine), `kindling-access` (tokens, namespaces, policies) and
+//! `kindling-nodes` (heartbeats that expire). Buckets are made by the first node that needs them, with the replicas asked
 //! for (one on a single NATS server).
 
 use std::time::Duration;
@@ -16,6 +17,8 @@ use crate::error::ClusterError;
 pub(crate) const FUNCTIONS: &str = "kindling-functions";
 pub(crate) const MODULES: &str = "kindling-modules";
 pub(crate) const NODES: &str = "kindling-nodes";
+pub(crate) const ARTIFACTS: &str = "kindling-artifacts";
+pub(crate) const ACCESS: &str = "kindling-access";
 
 /// How long a JetStream request may take before the cluster counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,6 +28,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct Buckets {
     pub(crate) functions: kv::Store,
     pub(crate) modules: object_store::ObjectStore,
+    pub(crate) artifacts: object_store::ObjectStore,
+    pub(crate) access: kv::Store,
     pub(crate) nodes: kv::Store,
 }
 
@@ -83,30 +88,55 @@ pub(crate) async fn open(
         ..Default::default()
     })
     .await?;
-    let modules = match js.get_object_store(MODULES).await {
-        Ok(store) => store,
-        Err(_) => {
-            let make = |num_replicas| object_store::Config {
-                bucket: MODULES.into(),
-                description: Some("Kindling: module bytes by sha256".into()),
-                num_replicas,
-                ..Default::default()
-            };
-            match js.create_object_store(make(replicas)).await {
-                Ok(store) => store,
-                Err(err) if replicas > 1 && single_server(&err.to_string()) => js
-                    .create_object_store(make(1))
-                    .await
-                    .map_err(|err| format!("cannot make the bucket {MODULES}: {err}"))?,
-                Err(err) => return Err(format!("cannot make the bucket {MODULES}: {err}")),
-            }
-        }
-    };
+    let access = key_value(&js, replicas, |num_replicas| kv::Config {
+        bucket: ACCESS.into(),
+        description: "Kindling: API tokens (hashes only), namespaces, active policies".into(),
+        history: 1,
+        num_replicas,
+        ..Default::default()
+    })
+    .await?;
+    let modules = objects(&js, replicas, MODULES, "Kindling: module bytes by sha256").await?;
+    let artifacts = objects(
+        &js,
+        replicas,
+        ARTIFACTS,
+        "Kindling: compiled code by module sha256 and engine key, authenticated",
+    )
+    .await?;
     Ok(Buckets {
         functions,
         modules,
+        artifacts,
+        access,
         nodes,
     })
+}
+
+/// An object store, made with the replicas asked for (one on a single server) if it is new.
+async fn objects(
+    js: &jetstream::Context,
+    replicas: usize,
+    bucket: &str,
+    description: &str,
+) -> Result<object_store::ObjectStore, String> {
+    if let Ok(store) = js.get_object_store(bucket).await {
+        return Ok(store);
+    }
+    let make = |num_replicas| object_store::Config {
+        bucket: bucket.into(),
+        description: Some(description.into()),
+        num_replicas,
+        ..Default::default()
+    };
+    match js.create_object_store(make(replicas)).await {
+        Ok(store) => Ok(store),
+        Err(err) if replicas > 1 && single_server(&err.to_string()) => js
+            .create_object_store(make(1))
+            .await
+            .map_err(|err| format!("cannot make the bucket {bucket}: {err}")),
+        Err(err) => Err(format!("cannot make the bucket {bucket}: {err}")),
+    }
 }
 
 /// A key-value bucket, made as JetStream's key-value convention lays it out (stream
@@ -156,7 +186,7 @@ async fn key_value(
 
 /// JetStream's answer to replicas asked of a server that is not clustered.
 fn single_server(error: &str) -> bool {
-    error.contains("non-clustered") || error.contains("insufficient resources")
+    error.contains("non-clustered")
 }
 
 impl Buckets {

@@ -39,6 +39,7 @@ pub(crate) struct Shared {
     /// Where the node serves, once it has bound its port.
     pub(crate) address: std::sync::OnceLock<String>,
     pub(crate) spill: crate::spill::SpillCounters,
+    pub(crate) code: crate::artifacts::CodeCounters,
     /// Until when this node holds the lease to fire the cluster's schedules.
     pub(crate) lease_until: Mutex<Option<Instant>>,
 }
@@ -205,6 +206,7 @@ impl Cluster {
             members: Mutex::default(),
             address: std::sync::OnceLock::new(),
             spill: crate::spill::SpillCounters::default(),
+            code: crate::artifacts::CodeCounters::default(),
             lease_until: Mutex::default(),
         });
         if shared.connected() {
@@ -249,6 +251,35 @@ impl Cluster {
             ));
             node.set_spill(Arc::new(crate::spill::NatsSpill::new(self.shared.clone())));
         }
+    }
+
+    /// Shares compiled code with the other nodes, authenticated with `key` (which every node
+    /// derives from the cluster's one `secret.key`): a module is compiled by the node it is
+    /// deployed on, and the others map that code instead of compiling it again.
+    pub fn share_code(&self, node: &Node, key: crate::artifacts::CodeKey) {
+        node.set_code_share(Arc::new(crate::artifacts::NatsCodeShare::new(
+            self.shared.clone(),
+            key,
+        )));
+    }
+
+    /// The store of tokens, namespaces and policies the node's access layer runs on: the
+    /// cluster's, read from this node's copy.
+    pub fn access_store(&self) -> Arc<crate::access_store::ClusterAccessStore> {
+        Arc::new(crate::access_store::ClusterAccessStore {
+            local: self.local.clone(),
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Keeps `access` (opened on [`Cluster::access_store`]) current with changes made on other
+    /// nodes; stops when it is dropped.
+    pub fn follow_access(&self, access: &Arc<kindling_access::Access>) {
+        tokio::spawn(crate::access_sync::run(
+            self.shared.clone(),
+            self.local.clone(),
+            Arc::downgrade(access),
+        ));
     }
 
     /// This node's name in the cluster.
@@ -312,7 +343,13 @@ impl Cluster {
              # HELP kindling_spill_received_total Peers' spilled requests: run here, or refused for want of room here too.\n\
              # TYPE kindling_spill_received_total counter\n\
              kindling_spill_received_total{{outcome=\"served\"}} {}\n\
-             kindling_spill_received_total{{outcome=\"refused\"}} {}\n",
+             kindling_spill_received_total{{outcome=\"refused\"}} {}\n\
+             # HELP kindling_cluster_code_total Compiled code shared through the cluster: published here, fetched from a peer instead of compiling, missing (compiled here), refused (not authentic).\n\
+             # TYPE kindling_cluster_code_total counter\n\
+             kindling_cluster_code_total{{outcome=\"published\"}} {}\n\
+             kindling_cluster_code_total{{outcome=\"fetched\"}} {}\n\
+             kindling_cluster_code_total{{outcome=\"missing\"}} {}\n\
+             kindling_cluster_code_total{{outcome=\"refused\"}} {}\n",
             flag(link.connected),
             flag(link.synced),
             link.revision,
@@ -320,6 +357,10 @@ impl Cluster {
             count(&spill.no_peer),
             count(&spill.served),
             count(&spill.refused),
+            count(&self.shared.code.published),
+            count(&self.shared.code.fetched),
+            count(&self.shared.code.missing),
+            count(&self.shared.code.refused),
         )
     }
 }

@@ -6,8 +6,14 @@
 //! bytes by sha256. Every node keeps a full copy in its own SQLite catalog ([`ClusterCatalog`]
 //! reads it, [`Cluster::start`] keeps it current from a watch on the bucket), so a node that
 //! loses NATS keeps serving what it had. Nodes heartbeat into a second bucket whose entries
-//! expire: that is the membership `kindling nodes` shows.
+//! expire: that is the membership `kindling nodes` shows. Compiled code is shared through a
+//! second object store, authenticated with a key the nodes derive from their shared secret, so
+//! that a module is compiled once for the whole cluster. Tokens, namespaces and policies live
+//! in a third bucket ([`ClusterAccessStore`]), copied to every node like the functions.
 
+mod access_store;
+mod access_sync;
+mod artifacts;
 mod buckets;
 mod catalog;
 mod cluster;
@@ -18,6 +24,8 @@ mod record;
 mod spill;
 mod sync;
 
+pub use access_store::ClusterAccessStore;
+pub use artifacts::CodeKey;
 pub use catalog::ClusterCatalog;
 pub use cluster::{Cluster, Link};
 pub use config::ClusterConfig;

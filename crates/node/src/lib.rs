@@ -6,6 +6,7 @@
 //! computes autoscaling signals. A failed change leaves the previous version serving.
 
 mod clock;
+mod code_share;
 mod config;
 mod dispatch;
 mod entry;
@@ -24,6 +25,7 @@ mod settings;
 mod spill;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use code_share::CodeShare;
 pub use config::NodeConfig;
 pub use entry::{Code, Entry, Usage};
 pub use error::{Fault, NodeError};

@@ -63,6 +63,8 @@ pub struct Node {
     pub(crate) control: tokio::sync::Mutex<()>,
     /// Where requests this node has no room for go (cluster mode).
     pub(crate) spill: std::sync::OnceLock<Arc<dyn crate::spill::Spill>>,
+    /// Where compiled code is shared with other nodes (cluster mode).
+    pub(crate) code_share: std::sync::OnceLock<Arc<dyn crate::code_share::CodeShare>>,
 }
 
 impl Node {
@@ -118,6 +120,7 @@ impl Node {
             unrunnable: Mutex::default(),
             not_taken: Mutex::default(),
             spill: std::sync::OnceLock::new(),
+            code_share: std::sync::OnceLock::new(),
             control: tokio::sync::Mutex::new(()),
             config,
         });
@@ -375,6 +378,8 @@ impl Node {
         };
         let size_bytes = wasm.len() as u64;
         self.catalog.store_module(wasm).await?;
+        // Before the commit, so that the nodes the commit reaches find the code.
+        self.offer_code(&sha256, loaded.source, true).await;
 
         #[cfg(feature = "failpoints")]
         crate::failpoint::park("deploy-before-commit", name).await;
@@ -527,7 +532,7 @@ impl Node {
         let (settings, lane) = self.resolve(name, &record.config).await?;
         let loaded = match self.resident(&record.sha256, &settings) {
             Some(code) => shared(code, settings.clone()),
-            None => self.load(&record, settings.clone()).await?,
+            None => self.load_sharing(&record, settings.clone()).await?,
         };
         if let Some(gate) = gate {
             let candidate = self.candidate(

@@ -43,7 +43,7 @@ impl Node {
             let (settings, lane) = self.resolve(name, &version.config).await?;
             let loaded = match self.resident(&version.sha256, &settings) {
                 Some(code) => shared(code, settings.clone()),
-                None => self.load(&version, settings.clone()).await?,
+                None => self.load_sharing(&version, settings.clone()).await?,
             };
             Ok::<_, NodeError>((settings, lane, loaded))
         }

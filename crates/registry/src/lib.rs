@@ -15,6 +15,7 @@ mod model;
 mod schema;
 mod sqlite;
 mod sqlite_access;
+mod sqlite_access_replica;
 mod sqlite_replica;
 
 pub use access::{

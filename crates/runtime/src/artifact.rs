@@ -58,6 +58,11 @@ impl ArtifactCache {
         })
     }
 
+    /// The engine configuration's key: equal on every node of the same build and settings.
+    pub(crate) fn engine_key(&self) -> &str {
+        &self.engine_key
+    }
+
     /// Where the artifact for the given module hash lives.
     pub(crate) fn path(&self, sha256: &str) -> PathBuf {
         self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))

@@ -277,6 +277,34 @@ impl Runtime {
         self.inner.artifacts.path(sha256).exists()
     }
 
+    /// What compiled code is keyed by besides the module's hash: a digest of the Wasmtime
+    /// version, target and code-generation settings, equal on every node of the same build
+    /// and settings, so that such nodes can share code.
+    pub fn engine_key(&self) -> &str {
+        self.inner.artifacts.engine_key()
+    }
+
+    /// The compiled code of a module, when the cache holds a sound copy: what another node of
+    /// the same engine key can map instead of compiling. Blocking.
+    pub fn compiled_code(&self, sha256: &str) -> Option<Vec<u8>> {
+        match self.inner.artifacts.verify(sha256) {
+            Verified::Sound { path, .. } => std::fs::read(path).ok(),
+            Verified::Missing | Verified::Damaged { .. } => None,
+        }
+    }
+
+    /// Puts code another node compiled into the cache, for the next load of `sha256` to map.
+    /// The caller vouches for where it came from (cluster mode checks its authentication tag);
+    /// Wasmtime checks again, at load, that it was compiled by a compatible engine. Blocking.
+    pub fn install_compiled(&self, sha256: &str, code: &[u8]) -> Result<(), PrepareError> {
+        if Engine::detect_precompiled(code).is_none() {
+            return Err(PrepareError::Invalid(format!(
+                "the compiled code offered for module {sha256} is not Wasmtime's"
+            )));
+        }
+        self.inner.artifacts.store(sha256, code).map(|_| ())
+    }
+
     /// Drops the compiled artifact of a module no longer deployed.
     pub fn forget(&self, sha256: &str) {
         self.inner.artifacts.remove(sha256);

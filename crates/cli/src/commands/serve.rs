@@ -22,7 +22,7 @@ use kindling_scheduler::{AdmissionConfig, AutoscalerConfig, LaneConfig, PolicySp
 use tokio::net::TcpListener;
 
 use crate::UsageError;
-use crate::commands::serve_cluster::ClusterArgs;
+use crate::commands::serve_cluster::{self, ClusterArgs};
 use crate::units::{parse_duration, parse_size};
 
 /// What the capabilities are built from: the node's own settings.
@@ -354,7 +354,19 @@ impl ServeCommand {
             AuthFlag::Token => AuthMode::Token,
             AuthFlag::None => AuthMode::None,
         };
-        let access = Access::open(catalog.clone(), mode, node_config.namespace_limits.clone())
+        let cluster = match cluster_config {
+            Some(config) => Some(
+                kindling_cluster::Cluster::connect(config, (*catalog).clone())
+                    .await
+                    .context("cannot join the cluster")?,
+            ),
+            None => None,
+        };
+        let access_store: Arc<dyn kindling_registry::AccessStore> = match &cluster {
+            Some(cluster) => cluster.access_store(),
+            None => catalog.clone(),
+        };
+        let access = Access::open(access_store, mode, node_config.namespace_limits.clone())
             .await
             .context("cannot load tokens, namespaces and policies from the registry")?;
         if let Some(dir) = &self.policy_dir {
@@ -365,14 +377,6 @@ impl ServeCommand {
             tracing::info!(policies = stored.len(), dir = %dir.display(), "policies loaded");
         }
         node_config.quota = Some(access.quota());
-        let cluster = match cluster_config {
-            Some(config) => Some(
-                kindling_cluster::Cluster::connect(config, (*catalog).clone())
-                    .await
-                    .context("cannot join the cluster")?,
-            ),
-            None => None,
-        };
         let node_catalog: Arc<dyn Catalog> = match &cluster {
             Some(cluster) => cluster.catalog(),
             None => catalog,
@@ -388,8 +392,14 @@ impl ServeCommand {
         })?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
         gateway_config.local_addr = Some(local_addr);
+        // Before the access watch starts: a new node makes its own admin token, whatever the
+        // cluster holds.
+        let first_token = access
+            .bootstrap(&data_dir)
+            .await
+            .context("cannot create the first admin token")?;
         if let Some(cluster) = cluster {
-            cluster.start(&node, local_addr.to_string());
+            serve_cluster::start(&cluster, &node, &access, local_addr, &data_dir).await?;
             announce(format_args!(
                 "kindling: cluster node {} ({})",
                 cluster.node_name(),
@@ -397,10 +407,6 @@ impl ServeCommand {
             ));
             gateway_config.cluster = Some(cluster);
         }
-        let first_token = access
-            .bootstrap(&data_dir)
-            .await
-            .context("cannot create the first admin token")?;
         gateway_config.access = Some(access);
         let mut events_config = events_config;
         events_config.authority = local_addr.to_string();

@@ -1,10 +1,15 @@
 //! `kindling serve --cluster ...`: the flags of cluster mode, and the configuration they make.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Args;
-use kindling_cluster::ClusterConfig;
+use kindling_access::Access;
+use kindling_cap_variables::Variables;
+use kindling_cluster::{Cluster, ClusterConfig, CodeKey};
+use kindling_node::Node;
 
 use crate::UsageError;
 use crate::units::parse_duration;
@@ -76,4 +81,27 @@ impl ClusterArgs {
             .map_err(|err| UsageError(err.to_string()))?;
         Ok(Some(config))
     }
+}
+
+/// Starts cluster mode for the open node serving at `address`: the watches of functions and
+/// of access records, the heartbeat, spill-over, and compiled code shared under a key derived
+/// from the node's `secret.key` (which the nodes of a cluster share), so that a peer's code is
+/// taken only when it is authentic.
+pub(crate) async fn start(
+    cluster: &Arc<Cluster>,
+    node: &Arc<Node>,
+    access: &Arc<Access>,
+    address: std::net::SocketAddr,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    let variables = Variables::new(data_dir.to_path_buf());
+    let key = tokio::task::spawn_blocking(move || variables.derived_key("cluster-code"))
+        .await
+        .context("deriving the key for shared code")?
+        .map_err(anyhow::Error::msg)
+        .context("cannot derive the key that authenticates shared compiled code")?;
+    cluster.share_code(node, CodeKey::new(key));
+    cluster.start(node, address.to_string());
+    cluster.follow_access(access);
+    Ok(())
 }

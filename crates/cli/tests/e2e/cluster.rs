@@ -426,3 +426,174 @@ async fn a_full_node_passes_requests_to_a_peer_with_room() {
     let (f1, f2) = (fired(&n1).await, fired(&n2).await);
     assert!(f1 == 0 || f2 == 0, "one node fires: {f1} and {f2}");
 }
+
+async fn metrics(node: &Server) -> String {
+    reqwest::get(node.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Tokens, namespaces and policies are the cluster's, and a module is compiled once: two
+/// nodes sharing one `secret.key` take each other's compiled code; a third with its own key
+/// refuses it (it cannot check its tag) and compiles the module itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_quotas_policies_and_compiled_code_are_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = kindling_test_support::NatsServer::start(&dir.path().join("nats"));
+    let url = nats.url();
+    let args = |name: &'static str| vec!["--cluster", url.as_str(), "--node-name", name];
+    let key = [7u8; 32];
+    for name in ["n1", "n2"] {
+        std::fs::create_dir_all(dir.path().join(name)).unwrap();
+        std::fs::write(dir.path().join(name).join("secret.key"), key).unwrap();
+    }
+    let n1 = Server::start(&kindling(), &dir.path().join("n1"), &args("n1"), &[]);
+    let n2 = Server::start(&kindling(), &dir.path().join("n2"), &args("n2"), &[]);
+    let n3 = Server::start(&kindling(), &dir.path().join("n3"), &args("n3"), &[]);
+    let hello = example("hello");
+
+    // Compiled on node 1, published before the commit; node 2 maps it, node 3 compiles.
+    let out = n1.cli(&["deploy", "f", path_str(&hello)]);
+    assert!(out.ok().contains("compiled in"), "{out:?}");
+    serves(&n2, "f", "path:").await;
+    serves(&n3, "f", "path:").await;
+    let code = |m: &str, outcome: &str| {
+        counter(
+            m,
+            &format!("kindling_cluster_code_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    let (m1, m2, m3) = (metrics(&n1).await, metrics(&n2).await, metrics(&n3).await);
+    assert_eq!(code(&m1, "published"), 1, "{m1}");
+    assert_eq!(code(&m2, "fetched"), 1, "{m2}");
+    assert_eq!(code(&m2, "published"), 0, "node 2 compiled nothing: {m2}");
+    assert_eq!(code(&m3, "refused"), 1, "{m3}");
+    assert_eq!(code(&m3, "fetched"), 0, "{m3}");
+
+    // A token made on node 1 works on node 2; revoked on node 3, it stops on node 1.
+    let made = n1.cli(&[
+        "token", "create", "ci", "--scope", "deploy", "--scope", "read",
+    ]);
+    let token = made.ok().trim().to_string();
+    let as_ci = [("KINDLING_TOKEN", token.as_str())];
+    kindling_test_support::wait_for(
+        "node 2 to know the token",
+        Duration::from_millis(25),
+        || {
+            let out = n2.cli_with(&["ls"], &as_ci);
+            if out.code == 0 {
+                Ok(())
+            } else {
+                Err(out.stderr)
+            }
+        },
+    );
+    n3.cli(&["token", "revoke", "ci"]).ok();
+    kindling_test_support::wait_for(
+        "node 1 to refuse the token",
+        Duration::from_millis(25),
+        || {
+            let out = n1.cli_with(&["ls"], &as_ci);
+            if out.code != 0 && out.stderr.contains("was revoked") {
+                Ok(())
+            } else {
+                Err(format!("{out:?}"))
+            }
+        },
+    );
+    let listed = n2.cli(&["token", "ls", "--json"]).json();
+    let admins = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"] == "admin")
+        .count();
+    assert_eq!(
+        admins, 3,
+        "each node's first admin token is the cluster's: {listed}"
+    );
+    let n3_admin = [("KINDLING_TOKEN", n3.token().unwrap())];
+    let n3_admin: Vec<(&str, &str)> = n3_admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    n1.cli_with(&["ls"], &n3_admin).ok();
+
+    // The dashboard lists the nodes (with a read token in the address).
+    let viewer = n1.cli(&["token", "create", "viewer", "--scope", "read"]);
+    let viewer = viewer.ok().trim().to_string();
+    let dom = crate::dashboard::dump_dom(&format!("{}#token={viewer}", n1.url("/dashboard")), 3000);
+    for name in ["n1", "n2", "n3"] {
+        assert!(
+            dom.contains(&format!(r#"data-node="{name}" data-state="up""#)),
+            "{name} listed as up: {dom}"
+        );
+    }
+
+    // A quota set on node 1 holds on node 2.
+    n1.cli(&["ns", "create", "team", "--functions", "1"]).ok();
+    kindling_test_support::wait_for(
+        "node 2 to know the quota",
+        Duration::from_millis(25),
+        || {
+            let listed = n2.cli(&["ns", "ls", "--json"]).json();
+            if listed.to_string().contains("\"team\"") {
+                Ok(())
+            } else {
+                Err(listed.to_string())
+            }
+        },
+    );
+    n2.cli(&["deploy", "--namespace", "team", "a", path_str(&hello)])
+        .ok();
+    let over = n2.cli(&["deploy", "--namespace", "team", "b", path_str(&hello)]);
+    assert!(
+        over.code != 0 && over.stderr.contains("functions = 1"),
+        "{over:?}"
+    );
+
+    // A policy added on node 2 refuses deploys on node 1; removed on node 1, it is gone on 2.
+    let rego = dir.path().join("no-forbidden.rego");
+    std::fs::write(
+        &rego,
+        "package kindling.admission\nimport rego.v1\ndeny contains msg if {\n  \
+         input.function.name == \"forbidden\"\n  msg := \"no function may be named forbidden\"\n}\n",
+    )
+    .unwrap();
+    n2.cli(&["policy", "add", path_str(&rego)]).ok();
+    let policies = |node: &Server| node.cli(&["policy", "ls", "--json"]).json().to_string();
+    kindling_test_support::wait_for(
+        "node 1 to have the policy",
+        Duration::from_millis(25),
+        || {
+            let listed = policies(&n1);
+            if listed.contains("no-forbidden") {
+                Ok(())
+            } else {
+                Err(listed)
+            }
+        },
+    );
+    let refused = n1.cli(&["deploy", "forbidden", path_str(&hello)]);
+    assert!(
+        refused.code != 0
+            && refused
+                .stderr
+                .contains("no function may be named forbidden"),
+        "{refused:?}"
+    );
+    n1.cli(&["policy", "rm", "no-forbidden"]).ok();
+    kindling_test_support::wait_for(
+        "node 2 to drop the policy",
+        Duration::from_millis(25),
+        || {
+            let listed = policies(&n2);
+            if listed.contains("no-forbidden") {
+                Err(listed)
+            } else {
+                Ok(())
+            }
+        },
+    );
+    n2.cli(&["deploy", "forbidden", path_str(&hello)]).ok();
+}

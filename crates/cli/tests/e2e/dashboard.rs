@@ -11,7 +11,7 @@ use crate::{curl, fresh_server, kindling, path_str};
 
 /// The page's DOM after Chromium has run it for `budget_ms` of virtual time. Virtual time
 /// stands still while requests are in flight, so every timer tick really fetched `/metrics`.
-fn dump_dom(url: &str, budget_ms: u64) -> String {
+pub(crate) fn dump_dom(url: &str, budget_ms: u64) -> String {
     let profile = tempfile::tempdir().unwrap();
     let output = Command::new("chromium")
         .args([

@@ -273,6 +273,42 @@ function renderStores(now) {
   }
 }
 
+// In cluster mode (the node exports kindling_cluster_connected), the nodes from /v1/nodes,
+// every NODES_EVERY samples. It needs a token with read scope; without one the section says
+// so instead of raising the token prompt over the overview.
+const NODES_EVERY = 2;
+let nodesDue = 0;
+async function refreshNodes(series) {
+  const section = document.getElementById("cluster");
+  if (!series.some((s) => s.name === "kindling_cluster_connected")) { section.hidden = true; return; }
+  section.hidden = false;
+  if (nodesDue-- > 0) return;
+  nodesDue = NODES_EVERY - 1;
+  const why = document.getElementById("nodes-why");
+  const r = await fetch("/v1/nodes", token ? { headers: { Authorization: `Bearer ${token}` } } : {});
+  const body = document.querySelector("#nodes tbody");
+  if (!r.ok) {
+    body.replaceChildren();
+    why.hidden = false;
+    why.textContent = `The node list needs a token with read scope (${r.status}); open the page with #token=kdl_...`;
+    return;
+  }
+  why.hidden = true;
+  const list = await r.json();
+  const link = list.cluster && list.cluster.link;
+  document.getElementById("cluster-link").textContent = !link ? "" :
+    link.connected ? `connected, revision ${link.revision}` : "NATS unreachable: serving the local copy";
+  body.replaceChildren();
+  for (const n of list.nodes) {
+    const row = el("tr", { "data-node": n.name, "data-state": n.state });
+    const state = el("td"); state.append(el("span", { class: `state ${n.state === "up" ? "warm" : "cold"}` }, n.state));
+    row.append(el("td", {}, n.name), state, el("td", {}, n.zone || "–"), el("td", {}, n.address),
+      el("td", {}, `${n.functions} (${n.warm})`), el("td", {}, `${n.in_flight}/${n.max_in_flight}`),
+      el("td", {}, String(n.revision)), el("td", {}, n.version));
+    body.append(row);
+  }
+}
+
 // A trigger's consumer name when the deploy gave none (TriggerConfig::group_for).
 function defaultGroup(info) {
   const ns = info.config.namespace || "default";
@@ -371,7 +407,9 @@ function route() {
 async function tick() {
   try {
     const text = await fetch("/metrics").then((r) => r.text());
-    const s = snapshot(parseMetrics(text));
+    const series = parseMetrics(text);
+    const s = snapshot(series);
+    refreshNodes(series).catch(() => {});
     if (samples.length && s.t < samples[samples.length - 1].t) samples.length = 0; // node restarted
     samples.push(s);
     if (samples.length > WINDOW + 1) samples.shift();

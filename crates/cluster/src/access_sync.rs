@@ -1,0 +1,195 @@
+//! Keeping the local copy of the shared access records current: a watch on `kindling-access`
+//! from the last value of each key, then live. Each record is copied into SQLite, and once the
+//! watch has delivered everything pending, the node's [`Access`] reloads, so a revocation on
+//! any node stops the token here as soon as it arrives. When the copy first catches up, what
+//! only this node has (tokens made while NATS was down, the records of a node that ran alone
+//! before it joined, a revocation the bucket missed) is published.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv;
+use futures::StreamExt as _;
+use kindling_access::Access;
+use kindling_registry::{AccessStore as _, NamespaceRecord, PolicyRecord, SqliteCatalog};
+
+use crate::access_store::{TokenEntry, namespace_key, policy_key, token_key};
+use crate::cluster::Shared;
+
+/// How often a running watch is checked for a reconnection or a stall.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// The longest pause between two attempts to follow.
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+pub(crate) async fn run(shared: Arc<Shared>, local: SqliteCatalog, access: Weak<Access>) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        if access.strong_count() == 0 {
+            return;
+        }
+        let began = Instant::now();
+        if let Err(err) = follow(&shared, &local, &access).await
+            && shared.connected()
+        {
+            tracing::warn!(error = %err, "cannot follow the cluster's tokens, namespaces and policies; retrying");
+        }
+        if began.elapsed() > Duration::from_secs(30) {
+            pause = Duration::from_millis(100);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+async fn follow(
+    shared: &Shared,
+    local: &SqliteCatalog,
+    access: &Weak<Access>,
+) -> Result<(), String> {
+    if !shared.connected() {
+        return Err("NATS cannot be reached".into());
+    }
+    let Some(buckets) = shared.buckets() else {
+        return Err("the cluster's buckets are not open yet".into());
+    };
+    let bucket = buckets.access;
+    let values = bucket
+        .status()
+        .await
+        .map_err(|err| format!("cannot read the access bucket: {err}"))?
+        .values();
+    let connects = shared.client.statistics().connects.load(Ordering::Relaxed);
+    let mut watch = bucket
+        .watch_with_history(">")
+        .await
+        .map_err(|err| format!("cannot watch the access records: {err}"))?;
+    let mut caught_up = false;
+    let mut seen = 0;
+    let mut last_change = Instant::now();
+    if values == 0 {
+        publish_local(&bucket, local).await?;
+        reload(access).await;
+        caught_up = true;
+    }
+    let mut check = tokio::time::interval(CHECK_EVERY);
+    check.tick().await;
+    loop {
+        tokio::select! {
+            entry = watch.next() => {
+                let Some(entry) = entry else {
+                    return Err("the watch of the access records ended".into());
+                };
+                let entry = entry.map_err(|err| format!("the watch of the access records: {err}"))?;
+                take(local, &entry).await?;
+                seen = entry.revision;
+                last_change = Instant::now();
+                if entry.delta == 0 {
+                    if !caught_up {
+                        publish_local(&bucket, local).await?;
+                        caught_up = true;
+                    }
+                    reload(access).await;
+                }
+            }
+            _ = check.tick() => {
+                if shared.client.statistics().connects.load(Ordering::Relaxed) != connects {
+                    return Err("reconnected to NATS: following the access records again".into());
+                }
+                if let Ok(status) = bucket.status().await
+                    && status.info.state.last_sequence > seen
+                    && last_change.elapsed() > CHECK_EVERY
+                {
+                    return Err("the access watch fell behind its bucket: following again".into());
+                }
+            }
+        }
+    }
+}
+
+async fn reload(access: &Weak<Access>) {
+    if let Some(access) = access.upgrade()
+        && let Err(err) = access.reload().await
+    {
+        tracing::error!(error = %err, "cannot reload tokens, namespaces and policies");
+    }
+}
+
+/// Copies one record here.
+async fn take(local: &SqliteCatalog, entry: &kv::Entry) -> Result<(), String> {
+    let key = entry.key.as_str();
+    let put = entry.operation == kv::Operation::Put;
+    let unreadable = |err: serde_json::Error| {
+        tracing::error!(key, error = %err, "ignoring an unreadable access record");
+    };
+    let copied = if let Some(_id) = key.strip_prefix("token.") {
+        match serde_json::from_slice::<TokenEntry>(&entry.value) {
+            Ok(token) if put => local.copy_token(token.stored()).await,
+            Ok(_) => Ok(()),
+            Err(err) if put => return Ok(unreadable(err)),
+            Err(_) => Ok(()),
+        }
+    } else if key.starts_with("namespace.") {
+        match serde_json::from_slice::<NamespaceRecord>(&entry.value) {
+            Ok(record) if put => local.copy_namespace(record).await,
+            Ok(_) => Ok(()),
+            Err(err) if put => return Ok(unreadable(err)),
+            Err(_) => Ok(()),
+        }
+    } else if let Some(name) = key.strip_prefix("policy.") {
+        if put {
+            match serde_json::from_slice::<PolicyRecord>(&entry.value) {
+                Ok(record) => local.copy_policy(name, Some(record)).await,
+                Err(err) => return Ok(unreadable(err)),
+            }
+        } else {
+            local.copy_policy(name, None).await
+        }
+    } else {
+        tracing::warn!(key, "ignoring an access record of no known kind");
+        Ok(())
+    };
+    copied.map_err(|err| format!("cannot copy {key:?} here: {err}"))
+}
+
+/// Publishes what this node has and the bucket lacks; what the bucket has wins, except that
+/// a revocation made here is never lost.
+async fn publish_local(bucket: &kv::Store, local: &SqliteCatalog) -> Result<(), String> {
+    let failed =
+        |err: &dyn std::fmt::Display| format!("cannot publish this node's access records: {err}");
+    for token in local.tokens().await.map_err(|e| failed(&e))? {
+        let key = token_key(&token.record.id);
+        let current = bucket.entry(&key).await.map_err(|e| failed(&e))?;
+        let live_there = current
+            .as_ref()
+            .filter(|e| e.operation == kv::Operation::Put)
+            .and_then(|e| serde_json::from_slice::<TokenEntry>(&e.value).ok())
+            .map(|e| e.record.revoked_at.is_none());
+        let revoked_here = token.record.revoked_at.is_some();
+        let entry = TokenEntry {
+            record: token.record,
+            hash: token.hash,
+        };
+        let bytes = serde_json::to_vec(&entry).expect("a token serializes");
+        match (live_there, current) {
+            (None, _) => {
+                let _ = bucket.create(&key, bytes.into()).await;
+            }
+            (Some(true), Some(current)) if revoked_here => {
+                let _ = bucket.update(&key, bytes.into(), current.revision).await;
+            }
+            _ => {}
+        }
+    }
+    for namespace in local.namespaces().await.map_err(|e| failed(&e))? {
+        let bytes = serde_json::to_vec(&namespace).expect("a namespace serializes");
+        let _ = bucket
+            .create(&namespace_key(&namespace.name), bytes.into())
+            .await;
+    }
+    for policy in local.policies().await.map_err(|e| failed(&e))? {
+        let bytes = serde_json::to_vec(&policy).expect("a policy serializes");
+        let _ = bucket.create(&policy_key(&policy.name), bytes.into()).await;
+    }
+    Ok(())
+}
