@@ -65,7 +65,9 @@ impl SealKey {
             )
         };
         let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".{}.tmp", hex::encode(&key[..8])));
+        let mut suffix = [0u8; 8];
+        getrandom(&mut suffix)?;
+        tmp.push(format!(".{}.tmp", hex::encode(suffix)));
         let tmp = PathBuf::from(tmp);
         let written = std::fs::OpenOptions::new()
             .write(true)

@@ -6,9 +6,10 @@
 //! node: each node records the admin actions it answered.
 //!
 //! Keys: `token.{id}` (the record and the token's hash, never the token), `namespace.{name}`,
-//! `policy.{name}` (its active version; deleted when the policy is removed).
+//! and `policies` (every active policy, so that a set is checked whole when it changes).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use async_nats::jetstream::kv;
 use async_trait::async_trait;
@@ -48,8 +49,27 @@ pub(crate) fn namespace_key(name: &str) -> String {
     format!("namespace.{name}")
 }
 
-pub(crate) fn policy_key(name: &str) -> String {
-    format!("policy.{name}")
+/// The key of the active policies, all under one key: a policy is checked with the others in
+/// the same compare-and-set, so two nodes adding policies at once cannot leave the cluster a
+/// set that does not compile.
+pub(crate) const POLICIES_KEY: &str = "policies";
+
+/// The active policies by name, as the bucket holds them.
+pub(crate) type PolicySet = std::collections::BTreeMap<String, PolicyRecord>;
+
+/// Refuses a set of policies that does not compile together.
+fn compiles(set: &PolicySet) -> Result<(), RegistryError> {
+    let sources: Vec<(String, String)> = set
+        .values()
+        .map(|p| (p.name.clone(), p.rego.clone()))
+        .collect();
+    kindling_access::Policies::check(&sources).map_err(|err| {
+        RegistryError::Conflict(format!(
+            "with the policies the cluster has now (changed on another node meanwhile), the set \
+             does not compile: {err}; nothing was recorded: look at `kindling policy ls` and try \
+             again"
+        ))
+    })
 }
 
 /// The shared access records with this node's SQLite as their local copy.
@@ -152,6 +172,31 @@ impl ClusterAccessStore {
     }
 }
 
+impl ClusterAccessStore {
+    async fn publish_revocation(&self, revoked: &TokenRecord) -> Result<(), RegistryError> {
+        let hash = self
+            .local
+            .tokens()
+            .await?
+            .into_iter()
+            .find(|t| t.record.id == revoked.id)
+            .map(|t| t.hash)
+            .ok_or_else(|| RegistryError::TokenNotFound(revoked.id.clone()))?;
+        self.swap::<TokenEntry, _>(&token_key(&revoked.id), |current| {
+            let mut entry = current.unwrap_or(TokenEntry {
+                record: revoked.clone(),
+                hash: hash.clone(),
+            });
+            if entry.record.revoked_at.is_none() {
+                entry.record.revoked_at = revoked.revoked_at.clone();
+            }
+            Ok(Some(entry))
+        })
+        .await
+        .map(drop)
+    }
+}
+
 fn check_name(what: &str, name: &str) -> Result<(), RegistryError> {
     kindling_registry::validate_name(name).map_err(|_| {
         RegistryError::InvalidConfig(format!(
@@ -186,31 +231,19 @@ impl AccessStore for ClusterAccessStore {
         Ok(record)
     }
 
-    /// Needs the cluster: a revocation that only this node knew of would leave the token
-    /// working everywhere else.
+    /// Holds here at once, whatever the link: a leaked token must stop at least where it is
+    /// revoked. Then it is published; when that fails (NATS down, or not answering), the access
+    /// watch publishes it as soon as it can (a revocation made here is never lost to a copy).
     async fn revoke_token(&self, id_or_name: &str) -> Result<TokenRecord, RegistryError> {
-        self.bucket()?;
         let revoked = self.local.revoke_token(id_or_name).await?;
-        let hash = self
-            .local
-            .tokens()
-            .await?
-            .into_iter()
-            .find(|t| t.record.id == revoked.id)
-            .map(|t| t.hash)
-            .ok_or_else(|| RegistryError::TokenNotFound(revoked.id.clone()))?;
-        let record = revoked.clone();
-        self.swap::<TokenEntry, _>(&token_key(&revoked.id), move |current| {
-            let mut entry = current.unwrap_or(TokenEntry {
-                record: record.clone(),
-                hash: hash.clone(),
-            });
-            if entry.record.revoked_at.is_none() {
-                entry.record.revoked_at = record.revoked_at.clone();
-            }
-            Ok(Some(entry))
-        })
-        .await?;
+        if let Err(err) = self.publish_revocation(&revoked).await {
+            tracing::warn!(
+                token = %revoked.id,
+                error = %err,
+                "the revocation holds on this node; it reaches the others when the cluster answers"
+            );
+            self.shared.access_behind.store(true, Ordering::Relaxed);
+        }
         Ok(revoked)
     }
 
@@ -252,33 +285,45 @@ impl AccessStore for ClusterAccessStore {
         check_name("policy name", name)?;
         let sha256 = sha256_hex(rego.as_bytes());
         let last_here = self.local.last_policy_version(name).await?;
-        let record = self
-            .swap::<PolicyRecord, _>(&policy_key(name), |current| {
-                if let Some(active) = current.as_ref().filter(|p| p.sha256 == sha256) {
-                    return Ok(Some(active.clone()));
+        let set = self
+            .swap::<PolicySet, _>(POLICIES_KEY, |current| {
+                let mut set = current.unwrap_or_default();
+                if set.get(name).is_some_and(|p| p.sha256 == sha256) {
+                    return Ok(Some(set));
                 }
-                let version = current.map_or(0, |p| p.version).max(last_here) + 1;
-                Ok(Some(PolicyRecord {
-                    name: name.to_string(),
-                    version,
-                    rego: rego.to_string(),
-                    sha256: sha256.clone(),
-                    created_at: now(),
-                }))
+                let version = set.get(name).map_or(0, |p| p.version).max(last_here) + 1;
+                set.insert(
+                    name.to_string(),
+                    PolicyRecord {
+                        name: name.to_string(),
+                        version,
+                        rego: rego.to_string(),
+                        sha256: sha256.clone(),
+                        created_at: now(),
+                    },
+                );
+                compiles(&set)?;
+                Ok(Some(set))
             })
             .await?
-            .expect("a policy was written");
-        self.local.copy_policy(name, Some(record.clone())).await?;
-        Ok(record)
+            .unwrap_or_default();
+        self.local.copy_policies(&set).await?;
+        Ok(set.get(name).cloned().expect("the policy was written"))
     }
 
     async fn remove_policy(&self, name: &str) -> Result<(), RegistryError> {
-        self.swap::<PolicyRecord, _>(&policy_key(name), |current| match current {
-            Some(_) => Ok(None),
-            None => Err(RegistryError::PolicyNotFound(name.to_string())),
-        })
-        .await?;
-        self.local.copy_policy(name, None).await
+        let set = self
+            .swap::<PolicySet, _>(POLICIES_KEY, |current| {
+                let mut set = current.unwrap_or_default();
+                if set.remove(name).is_none() {
+                    return Err(RegistryError::PolicyNotFound(name.to_string()));
+                }
+                compiles(&set)?;
+                Ok(Some(set))
+            })
+            .await?
+            .unwrap_or_default();
+        self.local.copy_policies(&set).await
     }
 
     async fn append_audit(&self, record: AuditRecord) -> Result<u64, RegistryError> {

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::kv;
 use futures::StreamExt as _;
 use kindling_access::Access;
-use kindling_registry::{AccessStore as _, NamespaceRecord, PolicyRecord, SqliteCatalog};
+use kindling_registry::{AccessStore as _, NamespaceRecord, SqliteCatalog};
 
-use crate::access_store::{TokenEntry, namespace_key, policy_key, token_key};
+use crate::access_store::{POLICIES_KEY, PolicySet, TokenEntry, namespace_key, token_key};
 use crate::cluster::Shared;
 
 /// How often a running watch is checked for a reconnection or a stall.
@@ -93,6 +93,9 @@ async fn follow(
                 }
             }
             _ = check.tick() => {
+                if shared.access_behind.swap(false, Ordering::Relaxed) {
+                    return Err("a change made here is not published yet: following again".into());
+                }
                 if shared.client.statistics().connects.load(Ordering::Relaxed) != connects {
                     return Err("reconnected to NATS: following the access records again".into());
                 }
@@ -115,39 +118,47 @@ async fn reload(access: &Weak<Access>) {
     }
 }
 
-/// Copies one record here.
+/// Copies one record here. A record that does not match its key (a token under another id,
+/// a namespace under another name) is not Kindling's and is ignored, as is one that does not
+/// parse; tokens and namespaces are never deleted, so their delete markers change nothing.
 async fn take(local: &SqliteCatalog, entry: &kv::Entry) -> Result<(), String> {
     let key = entry.key.as_str();
     let put = entry.operation == kv::Operation::Put;
-    let unreadable = |err: serde_json::Error| {
-        tracing::error!(key, error = %err, "ignoring an unreadable access record");
+    let ignore = |why: &str| {
+        tracing::error!(key, why, "ignoring an access record");
+        Ok(())
     };
-    let copied = if let Some(_id) = key.strip_prefix("token.") {
+    let copied = if let Some(id) = key.strip_prefix("token.") {
+        if !put {
+            return Ok(());
+        }
         match serde_json::from_slice::<TokenEntry>(&entry.value) {
-            Ok(token) if put => local.copy_token(token.stored()).await,
-            Ok(_) => Ok(()),
-            Err(err) if put => return Ok(unreadable(err)),
-            Err(_) => Ok(()),
+            Ok(token) if token.record.id == id => local.copy_token(token.stored()).await,
+            Ok(_) => return ignore("its token id is not its key's"),
+            Err(err) => return ignore(&err.to_string()),
         }
-    } else if key.starts_with("namespace.") {
+    } else if let Some(name) = key.strip_prefix("namespace.") {
+        if !put {
+            return Ok(());
+        }
         match serde_json::from_slice::<NamespaceRecord>(&entry.value) {
-            Ok(record) if put => local.copy_namespace(record).await,
-            Ok(_) => Ok(()),
-            Err(err) if put => return Ok(unreadable(err)),
-            Err(_) => Ok(()),
+            Ok(record) if record.name == name => local.copy_namespace(record).await,
+            Ok(_) => return ignore("its namespace is not its key's"),
+            Err(err) => return ignore(&err.to_string()),
         }
-    } else if let Some(name) = key.strip_prefix("policy.") {
-        if put {
-            match serde_json::from_slice::<PolicyRecord>(&entry.value) {
-                Ok(record) => local.copy_policy(name, Some(record)).await,
-                Err(err) => return Ok(unreadable(err)),
+    } else if key == POLICIES_KEY {
+        let set = if put {
+            match serde_json::from_slice::<PolicySet>(&entry.value) {
+                Ok(set) if set.iter().all(|(name, p)| *name == p.name) => set,
+                Ok(_) => return ignore("a policy is filed under another name"),
+                Err(err) => return ignore(&err.to_string()),
             }
         } else {
-            local.copy_policy(name, None).await
-        }
+            PolicySet::new()
+        };
+        local.copy_policies(&set).await
     } else {
-        tracing::warn!(key, "ignoring an access record of no known kind");
-        Ok(())
+        return ignore("no known kind of record");
     };
     copied.map_err(|err| format!("cannot copy {key:?} here: {err}"))
 }
@@ -187,9 +198,18 @@ async fn publish_local(bucket: &kv::Store, local: &SqliteCatalog) -> Result<(), 
             .create(&namespace_key(&namespace.name), bytes.into())
             .await;
     }
-    for policy in local.policies().await.map_err(|e| failed(&e))? {
-        let bytes = serde_json::to_vec(&policy).expect("a policy serializes");
-        let _ = bucket.create(&policy_key(&policy.name), bytes.into()).await;
+    // The cluster's policies win whole: this node's are published only to a cluster that has
+    // never had any, so that no merge can make a set that does not compile.
+    let set: PolicySet = local
+        .policies()
+        .await
+        .map_err(|e| failed(&e))?
+        .into_iter()
+        .map(|p| (p.name.clone(), p))
+        .collect();
+    if !set.is_empty() {
+        let bytes = serde_json::to_vec(&set).expect("policies serialize");
+        let _ = bucket.create(POLICIES_KEY, bytes.into()).await;
     }
     Ok(())
 }

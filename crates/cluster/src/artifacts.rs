@@ -27,8 +27,8 @@ const MAGIC: &[u8; 16] = b"kindling-code/1\n";
 /// The largest object a node reads: beyond it, compiling is the better bet.
 const MAX_OBJECT_BYTES: usize = 512 * 1024 * 1024;
 /// How long a fetch or a publish may take before the node compiles instead (or gives up
-/// offering).
-const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
+/// offering); both run under the node's control lock, so a slow link must not hold changes.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The key compiled code is authenticated with, derived from the nodes' shared secret key.
 #[derive(Clone)]
@@ -109,7 +109,7 @@ impl NatsCodeShare {
     }
 
     async fn read(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
-        let Some(buckets) = self.shared.buckets() else {
+        let Some(buckets) = self.shared.buckets().filter(|_| self.shared.connected()) else {
             return Ok(None);
         };
         let info = match buckets.artifacts.info(name).await {
@@ -127,11 +127,18 @@ impl NatsCodeShare {
             .get(name)
             .await
             .map_err(|err| format!("it cannot be read: {err}"))?;
-        let mut bytes = Vec::with_capacity(info.size);
-        object
+        // The size in the object's info is the writer's word: read no more than the limit.
+        let mut bytes = Vec::new();
+        (&mut object)
+            .take(MAX_OBJECT_BYTES as u64 + 1)
             .read_to_end(&mut bytes)
             .await
             .map_err(|err| format!("it cannot be read: {err}"))?;
+        if bytes.len() > MAX_OBJECT_BYTES {
+            return Err(format!(
+                "it is more than the {MAX_OBJECT_BYTES} bytes a node reads"
+            ));
+        }
         Ok(Some(bytes))
     }
 }
@@ -164,6 +171,7 @@ impl CodeShare for NatsCodeShare {
                 Err(problem) => refused(problem),
             },
             Ok(Ok(None)) | Err(_) => {
+                // Nothing published (or not in time): compiling is the answer, not an error.
                 self.count(|c| &c.missing);
                 None
             }
@@ -172,7 +180,7 @@ impl CodeShare for NatsCodeShare {
     }
 
     async fn publish(&self, sha256: &str, engine: &str, code: Vec<u8>) {
-        let Some(buckets) = self.shared.buckets() else {
+        let Some(buckets) = self.shared.buckets().filter(|_| self.shared.connected()) else {
             return;
         };
         let name = object_name(sha256, engine);

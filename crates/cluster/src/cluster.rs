@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     pub(crate) address: std::sync::OnceLock<String>,
     pub(crate) spill: crate::spill::SpillCounters,
     pub(crate) code: crate::artifacts::CodeCounters,
+    /// A change to access records was made here but not published: the access watch follows
+    /// again, which publishes it.
+    pub(crate) access_behind: AtomicBool,
     /// Until when this node holds the lease to fire the cluster's schedules.
     pub(crate) lease_until: Mutex<Option<Instant>>,
 }
@@ -60,9 +63,9 @@ impl Shared {
     /// The error for a change asked while the cluster cannot be reached.
     pub(crate) fn unreachable(&self) -> RegistryError {
         RegistryError::Unavailable(format!(
-            "the cluster's NATS servers ({}) cannot be reached now, and deploys, rollbacks and \
-             deletes need them: nothing was changed, and this node keeps serving its local copy; \
-             retry once NATS is reachable",
+            "the cluster's NATS servers ({}) cannot be reached now, and changes to functions, \
+             namespaces and policies need them: nothing was changed, and this node keeps \
+             serving its local copy; retry once NATS is reachable",
             self.config.servers.join(",")
         ))
     }
@@ -207,6 +210,7 @@ impl Cluster {
             address: std::sync::OnceLock::new(),
             spill: crate::spill::SpillCounters::default(),
             code: crate::artifacts::CodeCounters::default(),
+            access_behind: AtomicBool::new(false),
             lease_until: Mutex::default(),
         });
         if shared.connected() {

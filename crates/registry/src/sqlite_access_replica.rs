@@ -1,7 +1,8 @@
 //! The local copy of shared access records (cluster mode): tokens, namespaces and the active
 //! policies as the shared registry says, written over what is here. A token's revocation is
-//! never undone by a copy (a record that says "live" cannot bring a revoked token back), and a
-//! policy version keeps the number the shared registry gave it, so versions agree everywhere.
+//! never undone by a copy (a record that says "live" cannot bring a revoked token back), nor
+//! is its hash replaced (a record cannot turn a known token into one somebody else holds), and
+//! a policy version keeps the number the shared registry gave it, so versions agree everywhere.
 
 use rusqlite::params;
 
@@ -10,7 +11,7 @@ use crate::error::RegistryError;
 use crate::sqlite::SqliteCatalog;
 
 impl SqliteCatalog {
-    /// Records a token as the shared registry has it.
+    /// Records a token as the shared registry has it (its hash only when it is new here).
     pub async fn copy_token(&self, token: StoredToken) -> Result<(), RegistryError> {
         self.change(move |conn| {
             let r = &token.record;
@@ -20,7 +21,7 @@ impl SqliteCatalog {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (id) DO UPDATE SET
                      name = excluded.name, namespace = excluded.namespace,
-                     scopes = excluded.scopes, hash = excluded.hash,
+                     scopes = excluded.scopes,
                      created_at = excluded.created_at, expires_at = excluded.expires_at,
                      revoked_at = COALESCE(tokens.revoked_at, excluded.revoked_at),
                      created_by = excluded.created_by",
@@ -57,20 +58,16 @@ impl SqliteCatalog {
         .await
     }
 
-    /// Makes `record` its policy's active version (`None`: the policy named `name` is off).
-    pub async fn copy_policy(
+    /// Makes `set` the active policies: each at its version, every other policy off.
+    pub async fn copy_policies(
         &self,
-        name: &str,
-        record: Option<PolicyRecord>,
+        set: &std::collections::BTreeMap<String, PolicyRecord>,
     ) -> Result<(), RegistryError> {
-        let name = name.to_string();
+        let set: Vec<PolicyRecord> = set.values().cloned().collect();
         self.change(move |conn| {
             let tx = conn.transaction()?;
-            tx.execute(
-                "UPDATE policies SET active = 0 WHERE name = ?1",
-                params![name],
-            )?;
-            if let Some(p) = record {
+            tx.execute("UPDATE policies SET active = 0", [])?;
+            for p in &set {
                 tx.execute(
                     "INSERT INTO policies (name, version, rego, sha256, created_at, active)
                      VALUES (?1, ?2, ?3, ?4, ?5, 1)
@@ -130,8 +127,11 @@ mod tests {
             .copy_token(token("a1", Some("2026-12-02T11:00:00Z")))
             .await
             .unwrap();
-        catalog.copy_token(token("a1", None)).await.unwrap();
+        let mut other_hash = token("a1", None);
+        other_hash.hash = "f".repeat(64);
+        catalog.copy_token(other_hash).await.unwrap();
         let tokens = catalog.tokens().await.unwrap();
+        assert_eq!(tokens[0].hash, format!("{:0>64}", "a1"), "the hash stays");
         assert_eq!(tokens.len(), 1);
         assert_eq!(
             tokens[0].record.revoked_at.as_deref(),
@@ -159,12 +159,18 @@ mod tests {
             sha256: crate::sha256_hex(rego.as_bytes()),
             created_at: "2026-12-02T10:00:00Z".into(),
         };
+        let set = |policies: &[PolicyRecord]| {
+            policies
+                .iter()
+                .map(|p| (p.name.clone(), p.clone()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
         catalog
-            .copy_policy("size", Some(policy(4, "package a")))
+            .copy_policies(&set(&[policy(4, "package a")]))
             .await
             .unwrap();
         catalog
-            .copy_policy("size", Some(policy(5, "package b")))
+            .copy_policies(&set(&[policy(5, "package b")]))
             .await
             .unwrap();
         assert_eq!(
@@ -174,7 +180,7 @@ mod tests {
         assert_eq!(catalog.last_policy_version("size").await.unwrap(), 5);
         let mine = catalog.put_policy("size", "package c").await.unwrap();
         assert_eq!(mine.version, 6, "numbers continue from the copies");
-        catalog.copy_policy("size", None).await.unwrap();
+        catalog.copy_policies(&set(&[])).await.unwrap();
         assert!(catalog.policies().await.unwrap().is_empty());
     }
 }

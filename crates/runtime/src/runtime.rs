@@ -321,9 +321,12 @@ impl Runtime {
         let invalid = |err: wasmtime::Error| PrepareError::Invalid(chain(&err));
         match Engine::detect_precompiled_file(path).map_err(invalid)? {
             // SAFETY: the artifact cache directory is written only by this runtime, from
-            // `serialize` of modules it compiled itself, and the file's digest was checked
-            // against the one recorded when it was written; Wasmtime additionally checks that
-            // the file was produced by a compatible engine before using it.
+            // `serialize` of modules it compiled itself or through `install_compiled`, whose
+            // caller vouches for the code (cluster mode takes only code tagged with the key
+            // the nodes share); the file's digest was checked against the one recorded when it
+            // was written; Wasmtime additionally checks that the file was produced by a
+            // compatible engine before using it. The directory must be writable by this
+            // node's user only, like the rest of the data directory.
             Some(Precompiled::Component) => {
                 let component =
                     unsafe { Component::deserialize_file(engine, path) }.map_err(invalid)?;

@@ -74,13 +74,22 @@ impl Access {
         }
         files.sort();
         let _change = self.changes.lock().await;
-        let mut set = sources(&self.store.policies().await?);
+        let active = self.store.policies().await?;
+        let mut set = sources(&active);
         set.retain(|(n, _)| !files.iter().any(|(f, _)| f == n));
         set.extend(files.iter().cloned());
         Policies::check(&set)?;
         let mut stored = Vec::new();
         for (name, rego) in &files {
-            stored.push(self.store.put_policy(name, rego).await?);
+            // An unchanged file is not stored again: a restart with the same directory changes
+            // nothing (and, in cluster mode, needs no NATS).
+            let same = active.iter().find(|p| {
+                p.name == *name && p.sha256 == kindling_registry::sha256_hex(rego.as_bytes())
+            });
+            match same {
+                Some(policy) => stored.push(policy.clone()),
+                None => stored.push(self.store.put_policy(name, rego).await?),
+            }
         }
         self.policies.install(&set)?;
         Ok(stored)

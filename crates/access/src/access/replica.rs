@@ -20,7 +20,12 @@ impl Access {
         {
             let mut known_namespaces = self.namespaces.write().expect("namespaces lock");
             for namespace in namespaces {
-                self.quota.set(&namespace.name, &namespace.quotas);
+                // Only a change of quotas touches the limiter: setting them anew would refill
+                // the namespace's rate bucket at every change anywhere in the cluster.
+                let known = known_namespaces.get(&namespace.name);
+                if known.is_none_or(|k| k.quotas != namespace.quotas) {
+                    self.quota.set(&namespace.name, &namespace.quotas);
+                }
                 known_namespaces.insert(namespace.name.clone(), namespace);
             }
         }
