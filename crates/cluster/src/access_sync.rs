@@ -16,29 +16,20 @@ use kindling_registry::{AccessStore as _, NamespaceRecord, SqliteCatalog};
 
 use crate::access_store::{POLICIES_KEY, PolicySet, TokenEntry, namespace_key, token_key};
 use crate::cluster::Shared;
+use crate::sync::Backoff;
 
 /// How often a running watch is checked for a reconnection or a stall.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
-/// The longest pause between two attempts to follow.
-const MAX_PAUSE: Duration = Duration::from_secs(5);
-
 pub(crate) async fn run(shared: Arc<Shared>, local: SqliteCatalog, access: Weak<Access>) {
-    let mut pause = Duration::from_millis(100);
-    loop {
-        if access.strong_count() == 0 {
-            return;
-        }
+    let mut backoff = Backoff::new();
+    while access.strong_count() > 0 {
         let began = Instant::now();
         if let Err(err) = follow(&shared, &local, &access).await
             && shared.connected()
         {
             tracing::warn!(error = %err, "cannot follow the cluster's tokens, namespaces and policies; retrying");
         }
-        if began.elapsed() > Duration::from_secs(30) {
-            pause = Duration::from_millis(100);
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(MAX_PAUSE);
+        backoff.wait(began).await;
     }
 }
 

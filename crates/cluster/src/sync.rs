@@ -17,15 +17,33 @@ use crate::buckets::{self, Buckets};
 use crate::cluster::Shared;
 use crate::record::Record;
 
-/// The longest pause between two attempts to follow the cluster.
-const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// The pause between two attempts to follow a bucket: doubling from 100 ms up to 5 s, and
+/// back to 100 ms after a watch that ran for half a minute.
+pub(crate) struct Backoff {
+    pause: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    pub(crate) fn new() -> Self {
+        Self { pause: Self::FIRST }
+    }
+
+    /// Waits before the next attempt; `began` is when the last one began.
+    pub(crate) async fn wait(&mut self, began: Instant) {
+        if began.elapsed() > Duration::from_secs(30) {
+            self.pause = Self::FIRST;
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Self::MAX);
+    }
+}
 
 pub(crate) async fn run(shared: Arc<Shared>, local: SqliteCatalog, node: Weak<Node>) {
-    let mut pause = Duration::from_millis(100);
-    loop {
-        if node.strong_count() == 0 {
-            return;
-        }
+    let mut backoff = Backoff::new();
+    while node.strong_count() > 0 {
         let began = Instant::now();
         if let Err(err) = follow(&shared, &local, &node).await {
             if shared.connected() {
@@ -33,11 +51,7 @@ pub(crate) async fn run(shared: Arc<Shared>, local: SqliteCatalog, node: Weak<No
             }
             shared.note_error(err);
         }
-        if began.elapsed() > Duration::from_secs(30) {
-            pause = Duration::from_millis(100);
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(MAX_PAUSE);
+        backoff.wait(began).await;
     }
 }
 

@@ -1,9 +1,10 @@
 //! A real `nats-server` with JetStream (Debian's, installed by `scripts/setup.sh --test`) on a
-//! free port, for tests of the NATS triggers; stopped when dropped.
+//! free port, for tests of the NATS triggers and of a cluster node cut off from NATS; stopped
+//! when dropped.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use crate::wait::wait_for;
 pub struct NatsServer {
     child: Child,
     addr: SocketAddr,
+    dir: PathBuf,
 }
 
 impl NatsServer {
@@ -22,21 +24,35 @@ impl NatsServer {
             let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
             listener.local_addr().unwrap().port()
         };
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server (scripts/setup.sh --test installs it)");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let server = Self { child, addr };
+        let server = Self {
+            child: spawn(addr, dir),
+            addr,
+            dir: dir.to_path_buf(),
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// Kills the server (SIGKILL), keeping its port and store for [`NatsServer::restart`].
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on its port and store, and waits until it answers `PING`.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(self.addr, &self.dir);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
         wait_for(
             "nats-server answers PING",
             Duration::from_millis(20),
-            || server.ping().map_err(|err| err.to_string()),
+            || self.ping().map_err(|err| err.to_string()),
         );
-        server
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -59,6 +75,23 @@ impl NatsServer {
             Err(std::io::Error::other(line))
         }
     }
+}
+
+fn spawn(addr: SocketAddr, dir: &Path) -> Child {
+    Command::new("nats-server")
+        .args([
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &addr.port().to_string(),
+            "-sd",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nats-server (scripts/setup.sh --test installs it)")
 }
 
 impl Drop for NatsServer {

@@ -438,11 +438,12 @@ async fn metrics(node: &Server) -> String {
 
 /// Tokens, namespaces and policies are the cluster's, and a module is compiled once: two
 /// nodes sharing one `secret.key` take each other's compiled code; a third with its own key
-/// refuses it (it cannot check its tag) and compiles the module itself.
+/// refuses it (it cannot check its tag) and compiles the module itself. A revocation made
+/// while NATS is down holds on its node and reaches the others when NATS returns.
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_quotas_policies_and_compiled_code_are_shared() {
     let dir = tempfile::tempdir().unwrap();
-    let nats = kindling_test_support::NatsServer::start(&dir.path().join("nats"));
+    let mut nats = kindling_test_support::NatsServer::start(&dir.path().join("nats"));
     let url = nats.url();
     let args = |name: &'static str| vec!["--cluster", url.as_str(), "--node-name", name];
     let key = [7u8; 32];
@@ -596,4 +597,35 @@ async fn tokens_quotas_policies_and_compiled_code_are_shared() {
         },
     );
     n2.cli(&["deploy", "forbidden", path_str(&hello)]).ok();
+
+    // Cut off from NATS, a revocation holds on its node at once; the others, which cannot hear
+    // of it, learn it when NATS returns.
+    let made = n1.cli(&["token", "create", "ops", "--scope", "read"]);
+    let ops = made.ok().trim().to_string();
+    let as_ops = [("KINDLING_TOKEN", ops.as_str())];
+    kindling_test_support::wait_for("node 2 to know ops", Duration::from_millis(25), || {
+        let out = n2.cli_with(&["ls"], &as_ops);
+        if out.code == 0 {
+            Ok(())
+        } else {
+            Err(out.stderr)
+        }
+    });
+    nats.kill();
+    n1.cli(&["token", "revoke", "ops"]).ok();
+    let refused = n1.cli_with(&["ls"], &as_ops);
+    assert!(
+        refused.code != 0 && refused.stderr.contains("was revoked"),
+        "{refused:?}"
+    );
+    n2.cli_with(&["ls"], &as_ops).ok();
+    nats.restart();
+    kindling_test_support::wait_for("node 2 to refuse ops", Duration::from_millis(50), || {
+        let out = n2.cli_with(&["ls"], &as_ops);
+        if out.code != 0 && out.stderr.contains("was revoked") {
+            Ok(())
+        } else {
+            Err(format!("{out:?}"))
+        }
+    });
 }
