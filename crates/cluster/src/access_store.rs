@@ -3,7 +3,8 @@
 //! and quotas and policies are the cluster's. Reads never leave the node (its SQLite holds a
 //! copy the access watch keeps current); a change is written to the bucket first, by
 //! compare-and-set where two nodes could race, and then copied here. The audit log stays per
-//! node: each node records the admin actions it answered.
+//! node: each node records the admin actions it answered. Every record is tagged with the
+//! cluster's key, so NATS alone cannot mint a token or change a quota or a policy.
 //!
 //! Keys: `token.{id}` (the record and the token's hash, never the token), `namespace.{name}`,
 //! and `policies` (every active policy, so that a set is checked whole when it changes).
@@ -13,6 +14,7 @@ use std::sync::atomic::Ordering;
 
 use async_nats::jetstream::kv;
 use async_trait::async_trait;
+use hmac::Mac as _;
 use kindling_registry::{
     AccessStore, AuditRecord, NamespaceRecord, PolicyRecord, Quotas, RegistryError, SqliteCatalog,
     StoredToken, TokenRecord, sha256_hex,
@@ -20,10 +22,51 @@ use kindling_registry::{
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Shared;
+use crate::key::ClusterKey;
 use crate::record::now;
 
 /// How often a compare-and-set that lost a race is tried again before the change is refused.
 const SWAPS: usize = 5;
+
+/// What the bucket holds under a key: the record's JSON text and its tag, so that a record
+/// written by whoever can write to NATS but lacks `secret.key` is refused, not obeyed.
+#[derive(Debug, Serialize, Deserialize)]
+struct Tagged {
+    value: String,
+    tag: String,
+}
+
+/// What tags of access records are made for.
+const DOMAIN: &[u8] = b"kindling-access/1\n";
+
+/// The bucket's bytes for `value` under `name`.
+pub(crate) fn seal<T: Serialize>(key: &ClusterKey, name: &str, value: &T) -> Vec<u8> {
+    let value = serde_json::to_string(value).expect("a record serializes");
+    let tag = hex::encode(
+        key.mac(DOMAIN, name, value.as_bytes())
+            .finalize()
+            .into_bytes(),
+    );
+    serde_json::to_vec(&Tagged { value, tag }).expect("a record serializes")
+}
+
+/// The record in `bytes`, when `key` tagged it under `name`.
+pub(crate) fn open<T: for<'de> Deserialize<'de>>(
+    key: &ClusterKey,
+    name: &str,
+    bytes: &[u8],
+) -> Result<T, String> {
+    let tagged: Tagged = serde_json::from_slice(bytes)
+        .map_err(|err| format!("it is not a record a Kindling node wrote: {err}"))?;
+    let tag = hex::decode(&tagged.tag).map_err(|_| "its tag is malformed".to_string())?;
+    key.mac(DOMAIN, name, tagged.value.as_bytes())
+        .verify_slice(&tag)
+        .map_err(|_| {
+            "its tag does not check: a node with another secret.key wrote it, or it was altered"
+                .to_string()
+        })?;
+    serde_json::from_str(&tagged.value).map_err(|err| format!("it cannot be read: {err}"))
+}
 
 /// A token as the bucket holds it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -77,6 +120,7 @@ fn compiles(set: &PolicySet) -> Result<(), RegistryError> {
 pub struct ClusterAccessStore {
     pub(crate) local: SqliteCatalog,
     pub(crate) shared: Arc<Shared>,
+    pub(crate) key: ClusterKey,
 }
 
 impl ClusterAccessStore {
@@ -99,10 +143,18 @@ impl ClusterAccessStore {
             .map_err(|err| self.shared.failed(&err.to_string()))?;
         Ok(match entry {
             Some(entry) if entry.operation == kv::Operation::Put => {
-                let value = serde_json::from_slice(&entry.value).map_err(|err| {
-                    RegistryError::Corrupt(format!("the cluster's {key:?} is unreadable: {err}"))
-                })?;
-                (Some(value), entry.revision)
+                match open(&self.key, key, &entry.value) {
+                    Ok(value) => (Some(value), entry.revision),
+                    Err(why) => {
+                        // Not Kindling's: the change writes over it.
+                        tracing::warn!(
+                            key,
+                            why,
+                            "replacing an access record that is not Kindling's"
+                        );
+                        (None, entry.revision)
+                    }
+                }
             }
             Some(entry) => (None, entry.revision),
             None => (None, 0),
@@ -123,7 +175,7 @@ impl ClusterAccessStore {
             let next = change(current)?;
             let written = match &next {
                 Some(value) => {
-                    let bytes = serde_json::to_vec(value).expect("a record serializes");
+                    let bytes = seal(&self.key, key, value);
                     if revision == 0 {
                         bucket
                             .create(key, bytes.into())
@@ -220,9 +272,10 @@ impl AccessStore for ClusterAccessStore {
                 record: token.record.clone(),
                 hash: token.hash.clone(),
             };
-            let bytes = serde_json::to_vec(&entry).expect("a token serializes");
+            let name = token_key(&token.record.id);
+            let bytes = seal(&self.key, &name, &entry);
             bucket
-                .create(token_key(&token.record.id), bytes.into())
+                .create(name, bytes.into())
                 .await
                 .map_err(|err| self.shared.failed(&err.to_string()))?;
         }

@@ -14,17 +14,25 @@ use futures::StreamExt as _;
 use kindling_access::Access;
 use kindling_registry::{AccessStore as _, NamespaceRecord, SqliteCatalog};
 
-use crate::access_store::{POLICIES_KEY, PolicySet, TokenEntry, namespace_key, token_key};
+use crate::access_store::{
+    POLICIES_KEY, PolicySet, TokenEntry, namespace_key, open, seal, token_key,
+};
 use crate::cluster::Shared;
+use crate::key::ClusterKey;
 use crate::sync::Backoff;
 
 /// How often a running watch is checked for a reconnection or a stall.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
-pub(crate) async fn run(shared: Arc<Shared>, local: SqliteCatalog, access: Weak<Access>) {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    local: SqliteCatalog,
+    access: Weak<Access>,
+    key: ClusterKey,
+) {
     let mut backoff = Backoff::new();
     while access.strong_count() > 0 {
         let began = Instant::now();
-        if let Err(err) = follow(&shared, &local, &access).await
+        if let Err(err) = follow(&shared, &local, &access, &key).await
             && shared.connected()
         {
             tracing::warn!(error = %err, "cannot follow the cluster's tokens, namespaces and policies; retrying");
@@ -37,6 +45,7 @@ async fn follow(
     shared: &Shared,
     local: &SqliteCatalog,
     access: &Weak<Access>,
+    key: &ClusterKey,
 ) -> Result<(), String> {
     if !shared.connected() {
         return Err("NATS cannot be reached".into());
@@ -59,7 +68,7 @@ async fn follow(
     let mut seen = 0;
     let mut last_change = Instant::now();
     if values == 0 {
-        publish_local(&bucket, local).await?;
+        publish_local(&bucket, local, key).await?;
         reload(access).await;
         caught_up = true;
     }
@@ -72,12 +81,12 @@ async fn follow(
                     return Err("the watch of the access records ended".into());
                 };
                 let entry = entry.map_err(|err| format!("the watch of the access records: {err}"))?;
-                take(local, &entry).await?;
+                take(local, key, &entry).await?;
                 seen = entry.revision;
                 last_change = Instant::now();
                 if entry.delta == 0 {
                     if !caught_up {
-                        publish_local(&bucket, local).await?;
+                        publish_local(&bucket, local, key).await?;
                         caught_up = true;
                     }
                     reload(access).await;
@@ -109,45 +118,39 @@ async fn reload(access: &Weak<Access>) {
     }
 }
 
-/// Copies one record here. A record that does not match its key (a token under another id,
-/// a namespace under another name) is not Kindling's and is ignored, as is one that does not
-/// parse; tokens and namespaces are never deleted, so their delete markers change nothing.
-async fn take(local: &SqliteCatalog, entry: &kv::Entry) -> Result<(), String> {
+/// Copies one record here. A record without the cluster key's tag, or that does not match its
+/// key (a token under another id, a namespace under another name), is not Kindling's and is
+/// ignored; nothing here is ever deleted (a policy's removal writes the smaller set), so delete
+/// markers change nothing either.
+async fn take(local: &SqliteCatalog, tags: &ClusterKey, entry: &kv::Entry) -> Result<(), String> {
     let key = entry.key.as_str();
-    let put = entry.operation == kv::Operation::Put;
+    if entry.operation != kv::Operation::Put {
+        return Ok(());
+    }
     let ignore = |why: &str| {
         tracing::error!(key, why, "ignoring an access record");
         Ok(())
     };
     let copied = if let Some(id) = key.strip_prefix("token.") {
-        if !put {
-            return Ok(());
-        }
-        match serde_json::from_slice::<TokenEntry>(&entry.value) {
+        match open::<TokenEntry>(tags, key, &entry.value) {
             Ok(token) if token.record.id == id => local.copy_token(token.stored()).await,
             Ok(_) => return ignore("its token id is not its key's"),
-            Err(err) => return ignore(&err.to_string()),
+            Err(why) => return ignore(&why),
         }
     } else if let Some(name) = key.strip_prefix("namespace.") {
-        if !put {
-            return Ok(());
-        }
-        match serde_json::from_slice::<NamespaceRecord>(&entry.value) {
+        match open::<NamespaceRecord>(tags, key, &entry.value) {
             Ok(record) if record.name == name => local.copy_namespace(record).await,
             Ok(_) => return ignore("its namespace is not its key's"),
-            Err(err) => return ignore(&err.to_string()),
+            Err(why) => return ignore(&why),
         }
     } else if key == POLICIES_KEY {
-        let set = if put {
-            match serde_json::from_slice::<PolicySet>(&entry.value) {
-                Ok(set) if set.iter().all(|(name, p)| *name == p.name) => set,
-                Ok(_) => return ignore("a policy is filed under another name"),
-                Err(err) => return ignore(&err.to_string()),
+        match open::<PolicySet>(tags, key, &entry.value) {
+            Ok(set) if set.iter().all(|(name, p)| *name == p.name) => {
+                local.copy_policies(&set).await
             }
-        } else {
-            PolicySet::new()
-        };
-        local.copy_policies(&set).await
+            Ok(_) => return ignore("a policy is filed under another name"),
+            Err(why) => return ignore(&why),
+        }
     } else {
         return ignore("no known kind of record");
     };
@@ -156,38 +159,44 @@ async fn take(local: &SqliteCatalog, entry: &kv::Entry) -> Result<(), String> {
 
 /// Publishes what this node has and the bucket lacks; what the bucket has wins, except that
 /// a revocation made here is never lost.
-async fn publish_local(bucket: &kv::Store, local: &SqliteCatalog) -> Result<(), String> {
+async fn publish_local(
+    bucket: &kv::Store,
+    local: &SqliteCatalog,
+    tags: &ClusterKey,
+) -> Result<(), String> {
     let failed =
         |err: &dyn std::fmt::Display| format!("cannot publish this node's access records: {err}");
     for token in local.tokens().await.map_err(|e| failed(&e))? {
         let key = token_key(&token.record.id);
-        let current = bucket.entry(&key).await.map_err(|e| failed(&e))?;
-        let live_there = current
-            .as_ref()
-            .filter(|e| e.operation == kv::Operation::Put)
-            .and_then(|e| serde_json::from_slice::<TokenEntry>(&e.value).ok())
-            .map(|e| e.record.revoked_at.is_none());
         let revoked_here = token.record.revoked_at.is_some();
         let entry = TokenEntry {
             record: token.record,
             hash: token.hash,
         };
-        let bytes = serde_json::to_vec(&entry).expect("a token serializes");
-        match (live_there, current) {
-            (None, _) => {
+        let bytes = seal(tags, &key, &entry);
+        let there = bucket.entry(&key).await.map_err(|e| failed(&e))?;
+        let theirs = there
+            .as_ref()
+            .filter(|e| e.operation == kv::Operation::Put)
+            .and_then(|e| open::<TokenEntry>(tags, &key, &e.value).ok());
+        match (theirs, there) {
+            // Live there, revoked here: the revocation wins.
+            (Some(theirs), Some(there)) if revoked_here && theirs.record.revoked_at.is_none() => {
+                let _ = bucket.update(&key, bytes.into(), there.revision).await;
+            }
+            (Some(_), _) => {}
+            // Not Kindling's, or a delete marker: written over.
+            (None, Some(there)) => {
+                let _ = bucket.update(&key, bytes.into(), there.revision).await;
+            }
+            (None, None) => {
                 let _ = bucket.create(&key, bytes.into()).await;
             }
-            (Some(true), Some(current)) if revoked_here => {
-                let _ = bucket.update(&key, bytes.into(), current.revision).await;
-            }
-            _ => {}
         }
     }
     for namespace in local.namespaces().await.map_err(|e| failed(&e))? {
-        let bytes = serde_json::to_vec(&namespace).expect("a namespace serializes");
-        let _ = bucket
-            .create(&namespace_key(&namespace.name), bytes.into())
-            .await;
+        let key = namespace_key(&namespace.name);
+        offer::<NamespaceRecord>(bucket, tags, &key, seal(tags, &key, &namespace)).await?;
     }
     // The cluster's policies win whole: this node's are published only to a cluster that has
     // never had any, so that no merge can make a set that does not compile.
@@ -199,8 +208,34 @@ async fn publish_local(bucket: &kv::Store, local: &SqliteCatalog) -> Result<(), 
         .map(|p| (p.name.clone(), p))
         .collect();
     if !set.is_empty() {
-        let bytes = serde_json::to_vec(&set).expect("policies serialize");
-        let _ = bucket.create(POLICIES_KEY, bytes.into()).await;
+        let bytes = seal(tags, POLICIES_KEY, &set);
+        offer::<PolicySet>(bucket, tags, POLICIES_KEY, bytes).await?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` at `key` unless a record of Kindling's is there already (what the cluster
+/// has wins); one that is not Kindling's, or a delete marker, is written over.
+async fn offer<T: for<'de> serde::Deserialize<'de>>(
+    bucket: &kv::Store,
+    tags: &ClusterKey,
+    key: &str,
+    bytes: Vec<u8>,
+) -> Result<(), String> {
+    let current = bucket
+        .entry(key)
+        .await
+        .map_err(|err| format!("cannot publish this node's {key:?}: {err}"))?;
+    match current {
+        Some(entry)
+            if entry.operation == kv::Operation::Put
+                && open::<T>(tags, key, &entry.value).is_ok() => {}
+        Some(entry) => {
+            let _ = bucket.update(key, bytes.into(), entry.revision).await;
+        }
+        None => {
+            let _ = bucket.create(key, bytes.into()).await;
+        }
     }
     Ok(())
 }

@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hmac::{Hmac, Mac};
+use hmac::Mac as _;
 use kindling_node::CodeShare;
-use sha2::Sha256;
 use tokio::io::AsyncReadExt as _;
 
 use crate::cluster::Shared;
+use crate::key::ClusterKey;
 
 /// What an object starts with: the format, then the 32-byte tag, then the code.
 const MAGIC: &[u8; 16] = b"kindling-code/1\n";
@@ -30,54 +30,28 @@ const MAX_OBJECT_BYTES: usize = 512 * 1024 * 1024;
 /// offering); both run under the node's control lock, so a slow link must not hold changes.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The key compiled code is authenticated with, derived from the nodes' shared secret key.
-#[derive(Clone)]
-pub struct CodeKey([u8; 32]);
-
-impl CodeKey {
-    /// The key from its 32 bytes.
-    pub fn new(key: [u8; 32]) -> Self {
-        Self(key)
-    }
-
-    fn tag(&self, name: &str, code: &[u8]) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("any key length");
-        mac.update(MAGIC);
-        mac.update(name.as_bytes());
-        mac.update(b"\0");
-        mac.update(code);
-        mac
-    }
-
-    /// The object for `code` under `name`.
-    fn seal(&self, name: &str, code: &[u8]) -> Vec<u8> {
-        let tag = self.tag(name, code).finalize().into_bytes();
-        let mut object = Vec::with_capacity(MAGIC.len() + tag.len() + code.len());
-        object.extend_from_slice(MAGIC);
-        object.extend_from_slice(&tag);
-        object.extend_from_slice(code);
-        object
-    }
-
-    /// The code in `object`, when it is an object this key made under `name`.
-    fn open(&self, name: &str, mut object: Vec<u8>) -> Result<Vec<u8>, &'static str> {
-        let start = MAGIC.len() + 32;
-        if object.len() < start || &object[..MAGIC.len()] != MAGIC {
-            return Err("it is not compiled code a Kindling node published");
-        }
-        let tag = object[MAGIC.len()..start].to_vec();
-        self.tag(name, &object[start..])
-            .verify_slice(&tag)
-            .map_err(|_| "its tag does not check: another secret key made it, or it was altered")?;
-        object.drain(..start);
-        Ok(object)
-    }
+/// The object for `code` under `name`: the format, the tag, the code.
+fn seal(key: &ClusterKey, name: &str, code: &[u8]) -> Vec<u8> {
+    let tag = key.mac(MAGIC, name, code).finalize().into_bytes();
+    let mut object = Vec::with_capacity(MAGIC.len() + tag.len() + code.len());
+    object.extend_from_slice(MAGIC);
+    object.extend_from_slice(&tag);
+    object.extend_from_slice(code);
+    object
 }
 
-impl std::fmt::Debug for CodeKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CodeKey(..)")
+/// The code in `object`, when it is an object `key` made under `name`.
+fn open(key: &ClusterKey, name: &str, mut object: Vec<u8>) -> Result<Vec<u8>, &'static str> {
+    let start = MAGIC.len() + 32;
+    if object.len() < start || &object[..MAGIC.len()] != MAGIC {
+        return Err("it is not compiled code a Kindling node published");
     }
+    let tag = object[MAGIC.len()..start].to_vec();
+    key.mac(MAGIC, name, &object[start..])
+        .verify_slice(&tag)
+        .map_err(|_| "its tag does not check: another secret key made it, or it was altered")?;
+    object.drain(..start);
+    Ok(object)
 }
 
 /// Code-sharing counters, for `/metrics`.
@@ -96,11 +70,11 @@ pub(crate) struct CodeCounters {
 /// The cluster's [`CodeShare`].
 pub(crate) struct NatsCodeShare {
     shared: Arc<Shared>,
-    key: CodeKey,
+    key: ClusterKey,
 }
 
 impl NatsCodeShare {
-    pub(crate) fn new(shared: Arc<Shared>, key: CodeKey) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, key: ClusterKey) -> Self {
         Self { shared, key }
     }
 
@@ -162,7 +136,7 @@ impl CodeShare for NatsCodeShare {
             None
         };
         match read {
-            Ok(Ok(Some(object))) => match self.key.open(&name, object) {
+            Ok(Ok(Some(object))) => match open(&self.key, &name, object) {
                 Ok(code) => {
                     self.count(|c| &c.fetched);
                     tracing::debug!(object = %name, bytes = code.len(), "took a peer's compiled code");
@@ -184,7 +158,7 @@ impl CodeShare for NatsCodeShare {
             return;
         };
         let name = object_name(sha256, engine);
-        let object = self.key.seal(&name, &code);
+        let object = seal(&self.key, &name, &code);
         let put = async {
             if let Ok(info) = buckets.artifacts.info(&name).await
                 && !info.deleted
@@ -222,23 +196,24 @@ mod tests {
 
     #[test]
     fn only_code_sealed_by_the_same_key_under_the_same_name_opens() {
-        let key = CodeKey::new([7; 32]);
-        let object = key.seal("abc-e1", b"machine code");
-        assert_eq!(key.open("abc-e1", object.clone()).unwrap(), b"machine code");
+        let key = ClusterKey::new([7; 32]);
+        let object = seal(&key, "abc-e1", b"machine code");
+        assert_eq!(
+            open(&key, "abc-e1", object.clone()).unwrap(),
+            b"machine code"
+        );
         assert!(
-            key.open("def-e1", object.clone()).is_err(),
+            open(&key, "def-e1", object.clone()).is_err(),
             "bound to its module"
         );
         assert!(
-            CodeKey::new([8; 32])
-                .open("abc-e1", object.clone())
-                .is_err(),
+            open(&ClusterKey::new([8; 32]), "abc-e1", object.clone()).is_err(),
             "bound to its key"
         );
         let mut altered = object.clone();
         *altered.last_mut().unwrap() ^= 1;
-        assert!(key.open("abc-e1", altered).is_err(), "bound to its bytes");
-        assert!(key.open("abc-e1", b"\0asm".to_vec()).is_err());
-        assert!(key.open("abc-e1", object[..40].to_vec()).is_err());
+        assert!(open(&key, "abc-e1", altered).is_err(), "bound to its bytes");
+        assert!(open(&key, "abc-e1", b"\0asm".to_vec()).is_err());
+        assert!(open(&key, "abc-e1", object[..40].to_vec()).is_err());
     }
 }

@@ -13,6 +13,7 @@ use crate::buckets::{self, Buckets};
 use crate::catalog::ClusterCatalog;
 use crate::config::ClusterConfig;
 use crate::error::ClusterError;
+use crate::key::ClusterKey;
 use crate::members::Member;
 
 /// How long a starting node waits for its first connection before it serves its local copy.
@@ -260,7 +261,7 @@ impl Cluster {
     /// Shares compiled code with the other nodes, authenticated with `key` (which every node
     /// derives from the cluster's one `secret.key`): a module is compiled by the node it is
     /// deployed on, and the others map that code instead of compiling it again.
-    pub fn share_code(&self, node: &Node, key: crate::artifacts::CodeKey) {
+    pub fn share_code(&self, node: &Node, key: ClusterKey) {
         node.set_code_share(Arc::new(crate::artifacts::NatsCodeShare::new(
             self.shared.clone(),
             key,
@@ -269,20 +270,24 @@ impl Cluster {
 
     /// The store of tokens, namespaces and policies the node's access layer runs on: the
     /// cluster's, read from this node's copy.
-    pub fn access_store(&self) -> Arc<crate::access_store::ClusterAccessStore> {
+    /// Every record it writes is tagged with `key`, and records without its tag are not
+    /// taken.
+    pub fn access_store(&self, key: ClusterKey) -> Arc<crate::access_store::ClusterAccessStore> {
         Arc::new(crate::access_store::ClusterAccessStore {
             local: self.local.clone(),
             shared: self.shared.clone(),
+            key,
         })
     }
 
-    /// Keeps `access` (opened on [`Cluster::access_store`]) current with changes made on other
-    /// nodes; stops when it is dropped.
-    pub fn follow_access(&self, access: &Arc<kindling_access::Access>) {
+    /// Keeps `access` (opened on [`Cluster::access_store`] with the same `key`) current with
+    /// changes made on other nodes; stops when it is dropped.
+    pub fn follow_access(&self, access: &Arc<kindling_access::Access>, key: ClusterKey) {
         tokio::spawn(crate::access_sync::run(
             self.shared.clone(),
             self.local.clone(),
             Arc::downgrade(access),
+            key,
         ));
     }
 

@@ -19,15 +19,16 @@ mod catalog;
 mod cluster;
 mod config;
 mod error;
+mod key;
 mod members;
 mod record;
 mod spill;
 mod sync;
 
 pub use access_store::ClusterAccessStore;
-pub use artifacts::CodeKey;
 pub use catalog::ClusterCatalog;
 pub use cluster::{Cluster, Link};
 pub use config::ClusterConfig;
 pub use error::ClusterError;
+pub use key::ClusterKey;
 pub use members::{Member, MemberState};

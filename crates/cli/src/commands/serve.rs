@@ -363,7 +363,7 @@ impl ServeCommand {
             None => None,
         };
         let access_store: Arc<dyn kindling_registry::AccessStore> = match &cluster {
-            Some(cluster) => cluster.access_store(),
+            Some(cluster) => cluster.access_store(serve_cluster::cluster_key(&data_dir).await?),
             None => catalog.clone(),
         };
         let access = Access::open(access_store, mode, node_config.namespace_limits.clone())

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Args;
 use kindling_access::Access;
 use kindling_cap_variables::Variables;
-use kindling_cluster::{Cluster, ClusterConfig, CodeKey};
+use kindling_cluster::{Cluster, ClusterConfig, ClusterKey};
 use kindling_node::Node;
 
 use crate::UsageError;
@@ -83,10 +83,22 @@ impl ClusterArgs {
     }
 }
 
+/// The key the nodes of a cluster share, derived from the node's `secret.key` (made on first
+/// use; the nodes of a cluster must hold the same one): it tags compiled code and access
+/// records, so that a peer's are taken only when they are authentic.
+pub(crate) async fn cluster_key(data_dir: &Path) -> anyhow::Result<ClusterKey> {
+    let variables = Variables::new(data_dir.to_path_buf());
+    let key = tokio::task::spawn_blocking(move || variables.derived_key("cluster"))
+        .await
+        .context("deriving the cluster's key")?
+        .map_err(anyhow::Error::msg)
+        .context("cannot derive the key that authenticates shared code and access records")?;
+    Ok(ClusterKey::new(key))
+}
+
 /// Starts cluster mode for the open node serving at `address`: the watches of functions and
-/// of access records, the heartbeat, spill-over, and compiled code shared under a key derived
-/// from the node's `secret.key` (which the nodes of a cluster share), so that a peer's code is
-/// taken only when it is authentic.
+/// of access records, the heartbeat, spill-over, and compiled code shared under the cluster's
+/// key.
 pub(crate) async fn start(
     cluster: &Arc<Cluster>,
     node: &Arc<Node>,
@@ -94,14 +106,9 @@ pub(crate) async fn start(
     address: std::net::SocketAddr,
     data_dir: &Path,
 ) -> anyhow::Result<()> {
-    let variables = Variables::new(data_dir.to_path_buf());
-    let key = tokio::task::spawn_blocking(move || variables.derived_key("cluster-code"))
-        .await
-        .context("deriving the key for shared code")?
-        .map_err(anyhow::Error::msg)
-        .context("cannot derive the key that authenticates shared compiled code")?;
-    cluster.share_code(node, CodeKey::new(key));
+    let key = cluster_key(data_dir).await?;
+    cluster.share_code(node, key.clone());
     cluster.start(node, address.to_string());
-    cluster.follow_access(access);
+    cluster.follow_access(access, key);
     Ok(())
 }

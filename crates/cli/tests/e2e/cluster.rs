@@ -52,6 +52,9 @@ fn start_node(
 ) -> Server {
     let args = node_args(nats, name);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // The nodes of a cluster share one secret.key (for secrets, shared code, access records).
+    std::fs::create_dir_all(dir.join(name)).unwrap();
+    std::fs::write(dir.join(name).join("secret.key"), [3u8; 32]).unwrap();
     Server::start(&kindling(), &dir.join(name), &args, envs)
 }
 
@@ -474,7 +477,7 @@ async fn tokens_quotas_policies_and_compiled_code_are_shared() {
     assert_eq!(code(&m3, "refused"), 1, "{m3}");
     assert_eq!(code(&m3, "fetched"), 0, "{m3}");
 
-    // A token made on node 1 works on node 2; revoked on node 3, it stops on node 1.
+    // A token made on node 1 works on node 2; revoked on node 2, it stops on node 1.
     let made = n1.cli(&[
         "token", "create", "ci", "--scope", "deploy", "--scope", "read",
     ]);
@@ -492,7 +495,7 @@ async fn tokens_quotas_policies_and_compiled_code_are_shared() {
             }
         },
     );
-    n3.cli(&["token", "revoke", "ci"]).ok();
+    n2.cli(&["token", "revoke", "ci"]).ok();
     kindling_test_support::wait_for(
         "node 1 to refuse the token",
         Duration::from_millis(25),
@@ -513,12 +516,63 @@ async fn tokens_quotas_policies_and_compiled_code_are_shared() {
         .filter(|t| t["name"] == "admin")
         .count();
     assert_eq!(
-        admins, 3,
-        "each node's first admin token is the cluster's: {listed}"
+        admins, 2,
+        "the first admin tokens of the nodes that share the key are the cluster's: {listed}"
     );
-    let n3_admin = [("KINDLING_TOKEN", n3.token().unwrap())];
-    let n3_admin: Vec<(&str, &str)> = n3_admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    n1.cli_with(&["ls"], &n3_admin).ok();
+    let admin_of = |node: &Server| node.token().unwrap();
+    let (n2_admin, n3_admin) = (admin_of(&n2), admin_of(&n3));
+    n1.cli_with(&["ls"], &[("KINDLING_TOKEN", n2_admin.as_str())])
+        .ok();
+    let other_key = n1.cli_with(&["ls"], &[("KINDLING_TOKEN", n3_admin.as_str())]);
+    assert!(
+        other_key.code != 0 && other_key.stderr.contains("401"),
+        "a node with another secret.key is outside the cluster's access: {other_key:?}"
+    );
+
+    // A token written straight into the bucket by someone who can write to NATS but has no
+    // secret.key is not taken: it has no tag.
+    let forged = format!("kdl_{}_{}", "ab".repeat(8), "cd".repeat(32));
+    let record = serde_json::json!({
+        "record": {"id": "ab".repeat(8), "name": "forged", "scopes": ["admin"],
+                   "created_at": "2026-12-02T00:00:00Z"},
+        "hash": hex::encode(kindling_access::hash_token(&forged)),
+    });
+    let client = async_nats::connect(url.as_str()).await.unwrap();
+    let access = async_nats::jetstream::new(client)
+        .get_key_value("kindling-access")
+        .await
+        .unwrap();
+    access
+        .put(
+            format!("token.{}", "ab".repeat(8)),
+            serde_json::to_vec(&record).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    // A real change after it: once node 2 has that, it has seen the forged one too.
+    let after = n1.cli(&["token", "create", "after", "--scope", "read"]);
+    let after = after.ok().trim().to_string();
+    kindling_test_support::wait_for(
+        "node 2 to know the token made after",
+        Duration::from_millis(25),
+        || {
+            let out = n2.cli_with(&["ls"], &[("KINDLING_TOKEN", after.as_str())]);
+            if out.code == 0 {
+                Ok(())
+            } else {
+                Err(out.stderr)
+            }
+        },
+    );
+    let refused = n2.cli_with(&["ls"], &[("KINDLING_TOKEN", forged.as_str())]);
+    assert!(
+        refused.code != 0 && refused.stderr.contains("401"),
+        "{refused:?}"
+    );
+    assert!(
+        n2.log().contains("ignoring an access record"),
+        "the forgery is logged"
+    );
 
     // The dashboard lists the nodes (with a read token in the address).
     let viewer = n1.cli(&["token", "create", "viewer", "--scope", "read"]);
