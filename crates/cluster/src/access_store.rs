@@ -249,14 +249,6 @@ impl ClusterAccessStore {
     }
 }
 
-fn check_name(what: &str, name: &str) -> Result<(), RegistryError> {
-    kindling_registry::validate_name(name).map_err(|_| {
-        RegistryError::InvalidConfig(format!(
-            "{what} {name:?} must be 1-63 lowercase letters, digits and `-`"
-        ))
-    })
-}
-
 #[async_trait]
 impl AccessStore for ClusterAccessStore {
     async fn tokens(&self) -> Result<Vec<StoredToken>, RegistryError> {
@@ -310,7 +302,7 @@ impl AccessStore for ClusterAccessStore {
         quotas: Quotas,
         create: bool,
     ) -> Result<NamespaceRecord, RegistryError> {
-        check_name("namespace", name)?;
+        kindling_registry::validate_label("namespace", name)?;
         let record = self
             .swap::<NamespaceRecord, _>(&namespace_key(name), |current| {
                 if current.is_some() && create {
@@ -335,7 +327,7 @@ impl AccessStore for ClusterAccessStore {
     }
 
     async fn put_policy(&self, name: &str, rego: &str) -> Result<PolicyRecord, RegistryError> {
-        check_name("policy name", name)?;
+        kindling_registry::validate_label("policy name", name)?;
         let sha256 = sha256_hex(rego.as_bytes());
         let last_here = self.local.last_policy_version(name).await?;
         let set = self

@@ -27,7 +27,7 @@ pub use delivery::{Missed, RetryConfig, ScheduleConfig, TriggerConfig, TriggerKi
 pub use error::RegistryError;
 pub use model::{
     FunctionConfig, FunctionRecord, InvokeAuth, LimitsConfig, NewVersion, Priority, VersionRecord,
-    validate_name,
+    validate_label, validate_name,
 };
 pub use sqlite::{SqliteCatalog, sha256_hex};
 pub use sqlite_replica::{Replica, ReplicaChange};

@@ -224,6 +224,15 @@ impl FunctionConfig {
     }
 }
 
+/// Checks the name of a namespace or a policy (`what`), which follows function names' rules.
+pub fn validate_label(what: &str, name: &str) -> Result<(), RegistryError> {
+    validate_name(name).map_err(|_| {
+        RegistryError::InvalidConfig(format!(
+            "{what} {name:?} must be 1-63 lowercase letters, digits and `-`"
+        ))
+    })
+}
+
 /// Function names are DNS labels, so that a function can also be reached as
 /// `{name}.{domain}`: 1–63 characters of lowercase letters, digits and `-`, starting and
 /// ending with a letter or digit.

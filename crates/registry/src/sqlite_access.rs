@@ -173,11 +173,7 @@ impl AccessStore for SqliteCatalog {
         quotas: Quotas,
         create: bool,
     ) -> Result<NamespaceRecord, RegistryError> {
-        crate::model::validate_name(name).map_err(|_| {
-            RegistryError::InvalidConfig(format!(
-                "namespace {name:?} must be 1-63 lowercase letters, digits and `-`"
-            ))
-        })?;
+        crate::model::validate_label("namespace", name)?;
         let name = name.to_string();
         self.change(move |conn| {
             let json = serde_json::to_string(&quotas)
@@ -225,11 +221,7 @@ impl AccessStore for SqliteCatalog {
     }
 
     async fn put_policy(&self, name: &str, rego: &str) -> Result<PolicyRecord, RegistryError> {
-        crate::model::validate_name(name).map_err(|_| {
-            RegistryError::InvalidConfig(format!(
-                "policy name {name:?} must be 1-63 lowercase letters, digits and `-`"
-            ))
-        })?;
+        crate::model::validate_label("policy name", name)?;
         let (name, rego) = (name.to_string(), rego.to_string());
         self.change(move |conn| {
             let sha256 = sha256_hex(rego.as_bytes());

@@ -354,18 +354,8 @@ impl ServeCommand {
             AuthFlag::Token => AuthMode::Token,
             AuthFlag::None => AuthMode::None,
         };
-        let cluster = match cluster_config {
-            Some(config) => Some(
-                kindling_cluster::Cluster::connect(config, (*catalog).clone())
-                    .await
-                    .context("cannot join the cluster")?,
-            ),
-            None => None,
-        };
-        let access_store: Arc<dyn kindling_registry::AccessStore> = match &cluster {
-            Some(cluster) => cluster.access_store(serve_cluster::cluster_key(&data_dir).await?),
-            None => catalog.clone(),
-        };
+        let (cluster, access_store) =
+            serve_cluster::connect(cluster_config, &catalog, &data_dir).await?;
         let access = Access::open(access_store, mode, node_config.namespace_limits.clone())
             .await
             .context("cannot load tokens, namespaces and policies from the registry")?;

@@ -10,6 +10,7 @@ use kindling_access::Access;
 use kindling_cap_variables::Variables;
 use kindling_cluster::{Cluster, ClusterConfig, ClusterKey};
 use kindling_node::Node;
+use kindling_registry::{AccessStore, SqliteCatalog};
 
 use crate::UsageError;
 use crate::units::parse_duration;
@@ -94,6 +95,23 @@ pub(crate) async fn cluster_key(data_dir: &Path) -> anyhow::Result<ClusterKey> {
         .map_err(anyhow::Error::msg)
         .context("cannot derive the key that authenticates shared code and access records")?;
     Ok(ClusterKey::new(key))
+}
+
+/// Joins the cluster when `config` says so, and returns it with the store the access layer
+/// runs on: the cluster's, or else the local registry.
+pub(crate) async fn connect(
+    config: Option<ClusterConfig>,
+    catalog: &Arc<SqliteCatalog>,
+    data_dir: &Path,
+) -> anyhow::Result<(Option<Arc<Cluster>>, Arc<dyn AccessStore>)> {
+    let Some(config) = config else {
+        return Ok((None, catalog.clone()));
+    };
+    let cluster = Cluster::connect(config, (**catalog).clone())
+        .await
+        .context("cannot join the cluster")?;
+    let store = cluster.access_store(cluster_key(data_dir).await?);
+    Ok((Some(cluster), store))
 }
 
 /// Starts cluster mode for the open node serving at `address`: the watches of functions and
