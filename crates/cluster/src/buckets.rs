@@ -143,7 +143,7 @@ async fn objects(
 /// `KV_{bucket}` on `$KV.{bucket}.>`, one message kept per key and revision). The client's own
 /// `create_key_value` first reads the account's limits, whose answer from nats-server 2.9
 /// (Debian's) it cannot parse, so the stream is made directly.
-async fn key_value(
+pub(crate) async fn key_value(
     js: &jetstream::Context,
     replicas: usize,
     config: impl Fn(usize) -> kv::Config,

@@ -291,6 +291,12 @@ impl Cluster {
         ));
     }
 
+    /// The cluster's invocation queue, for [`kindling_events::Events::share`]: accepted
+    /// invocations wait in JetStream, and every node takes its share of them.
+    pub fn queue(&self, settings: crate::QueueSettings) -> Arc<dyn kindling_events::SharedQueue> {
+        crate::queue::NatsQueue::new(self.shared.clone(), settings)
+    }
+
     /// This node's name in the cluster.
     pub fn node_name(&self) -> &str {
         &self.shared.config.node_name

@@ -10,6 +10,8 @@
 //! second object store, authenticated with a key the nodes derive from their shared secret, so
 //! that a module is compiled once for the whole cluster. Tokens, namespaces and policies live
 //! in a third bucket ([`ClusterAccessStore`]), copied to every node like the functions.
+//! Asynchronous invocations go through one JetStream stream that every node takes work from
+//! ([`Cluster::queue`]).
 
 mod access_store;
 mod access_sync;
@@ -21,6 +23,7 @@ mod config;
 mod error;
 mod key;
 mod members;
+mod queue;
 mod record;
 mod spill;
 mod sync;
@@ -32,3 +35,4 @@ pub use config::ClusterConfig;
 pub use error::ClusterError;
 pub use key::ClusterKey;
 pub use members::{Member, MemberState};
+pub use queue::QueueSettings;

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::error::EventsError;
 use crate::record::{Accepted, Backlog, Filter, InvocationRecord, NewInvocation};
 use crate::schedule::{Schedule, ScheduleStatus};
+use crate::shared::SharedQueue;
 use crate::sql::{self, EnqueueLimits};
 use crate::store::Store;
 
@@ -172,6 +173,8 @@ pub struct Events {
     pub(crate) stopping: std::sync::atomic::AtomicBool,
     /// Signs callbacks (`<data-dir>/callback.key`).
     pub(crate) callback_key: Vec<u8>,
+    /// The cluster's queue, in cluster mode.
+    pub(crate) shared: std::sync::OnceLock<Arc<dyn SharedQueue>>,
 }
 
 impl std::fmt::Debug for Events {
@@ -203,6 +206,7 @@ impl Events {
             stopping: Default::default(),
             callback_key,
             config,
+            shared: std::sync::OnceLock::new(),
         }))
     }
 
@@ -211,9 +215,21 @@ impl Events {
         &self.config
     }
 
+    /// Queues through the cluster's `queue` from now on (call before [`Events::start`]): an
+    /// accepted invocation is held by the cluster until one node finishes it, and this node
+    /// takes its share of them.
+    pub fn share(&self, queue: Arc<dyn SharedQueue>) {
+        if self.shared.set(queue).is_err() {
+            tracing::warn!("queue: a shared queue was set twice; the first one stays");
+        }
+    }
+
     /// Starts the workers, the callback sender, the schedules and the housekeeping; they run
     /// until the runtime shuts down.
     pub fn start(self: &Arc<Self>) {
+        if let Some(queue) = self.shared.get() {
+            tokio::spawn(crate::shared::pump(self.clone(), queue.clone()));
+        }
         tokio::spawn(crate::worker::run(self.clone()));
         tokio::spawn(crate::callback::run(self.clone()));
         tokio::spawn(crate::scheduler::run(self.clone()));
@@ -289,10 +305,18 @@ impl Events {
         }
         let limits = self.limits();
         let function = new.function.clone();
-        let (id, duplicate) = self
-            .store
-            .call(move |conn| sql::enqueue(conn, &new, sql::now_ms(), limits))
-            .await?;
+        let shared = match self.shared.get() {
+            Some(queue) => crate::shared::enqueue(&**queue, &new).await?,
+            None => None,
+        };
+        let (id, duplicate) = match shared {
+            Some(accepted) => (accepted.id, accepted.duplicate),
+            None => {
+                self.store
+                    .call(move |conn| sql::enqueue(conn, &new, sql::now_ms(), limits))
+                    .await?
+            }
+        };
         self.counters
             .accepted
             .with_label_values(&[function.as_str(), if duplicate { "true" } else { "false" }])
@@ -311,8 +335,23 @@ impl Events {
         }
     }
 
-    /// One invocation, with its attempts.
+    /// One invocation, with its attempts; in a cluster, one another node holds is shown as
+    /// that node last reported it.
     pub async fn get(&self, id: &str) -> Result<InvocationRecord, EventsError> {
+        match self.local(id).await {
+            Err(EventsError::NotFound(_)) if self.shared.get().is_some() => {
+                let queue = self.shared.get().expect("checked");
+                queue
+                    .find(id)
+                    .await
+                    .ok_or_else(|| EventsError::NotFound(id.to_string()))
+            }
+            other => other,
+        }
+    }
+
+    /// One invocation this node has.
+    pub(crate) async fn local(&self, id: &str) -> Result<InvocationRecord, EventsError> {
         let owned = id.to_string();
         self.store
             .call(move |conn| sql::get(conn, &owned))
@@ -340,10 +379,43 @@ impl Events {
         self.store.call(move |conn| sql::purge(conn, &filter)).await
     }
 
-    /// Deletes one finished invocation, or cancels a queued one.
+    /// Deletes one finished invocation, or cancels a queued one (in a cluster, wherever it
+    /// waits unless another node has taken it).
     pub async fn delete(&self, id: &str) -> Result<(), EventsError> {
         let owned = id.to_string();
-        self.store.call(move |conn| sql::delete(conn, &owned)).await
+        let deleted = self
+            .store
+            .call(move |conn| {
+                let shared = crate::sql_shared::is_shared(conn, &owned)?;
+                sql::delete(conn, &owned).map(|()| shared == Some(true))
+            })
+            .await;
+        match (deleted, self.shared.get()) {
+            (Ok(true), Some(queue)) => {
+                queue.finish(id, None).await;
+                Ok(())
+            }
+            (Ok(_), _) => Ok(()),
+            (Err(EventsError::NotFound(_)), Some(queue)) => match queue.cancel(id).await? {
+                true => Ok(()),
+                false => Err(EventsError::NotFound(id.to_string())),
+            },
+            (Err(err), _) => Err(err),
+        }
+    }
+
+    /// An attempt of a shared invocation was recorded: the other nodes learn where it
+    /// stands, and a final one leaves the cluster's queue.
+    pub(crate) async fn shared_attempt_recorded(&self, id: &str, finished: bool) {
+        let Some(queue) = self.shared.get() else {
+            return;
+        };
+        let record = self.local(id).await.ok();
+        if finished {
+            queue.finish(id, record).await;
+        } else if let Some(record) = record {
+            queue.report(record).await;
+        }
     }
 
     /// What is waiting, per function.
@@ -421,7 +493,18 @@ impl Events {
             Err(err) => tracing::error!(error = %err, "metrics: cannot read the queue's backlog"),
         }
         let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        let mut text = String::from_utf8(out).unwrap_or_default();
+        if let Some(queue) = self.shared.get()
+            && let Ok(Some(pending)) =
+                tokio::time::timeout(Duration::from_millis(500), queue.pending()).await
+        {
+            text.push_str(&format!(
+                "# HELP kindling_async_cluster_queue_pending Asynchronous invocations in the cluster's queue: waiting for a node, or held by one and not finished.\n\
+                 # TYPE kindling_async_cluster_queue_pending gauge\n\
+                 kindling_async_cluster_queue_pending {pending}\n"
+            ));
+        }
+        text
     }
 }
 

@@ -9,6 +9,8 @@
 //!   exactly once per firing across restarts.
 //! - **Triggers** consume NATS subjects, JetStream streams and Redis streams behind one seam
 //!   (`trigger.rs`); a message is acknowledged only after the function answered 2xx.
+//! - In a cluster the queue is shared ([`SharedQueue`], on JetStream in `kindling-cluster`):
+//!   an accepted invocation is held by the cluster until one node finishes it.
 
 mod backoff;
 mod backup;
@@ -21,9 +23,11 @@ mod record;
 mod redis_stream;
 mod schedule;
 mod scheduler;
+mod shared;
 mod sql;
 mod sql_callbacks;
 mod sql_schedules;
+mod sql_shared;
 mod store;
 mod trigger;
 mod worker;
@@ -40,6 +44,7 @@ pub use record::{
 };
 pub use schedule::{Due, Firing, GRACE_MS, Schedule, ScheduleStatus};
 pub use scheduler::{MISSED_HEADER, SCHEDULE_HEADER, SCHEDULED_TIME_HEADER};
+pub use shared::{Envelope, SharedQueue, Taken};
 pub use trigger::{
     DELIVERY_HEADER, MESSAGE_ID_HEADER, STREAM_HEADER, SUBJECT_HEADER, TRIGGER_HEADER,
 };

@@ -220,6 +220,9 @@ pub struct InvocationRecord {
     /// Every attempt, first to last (filled by `show`, empty in lists).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Attempt>,
+    /// In a cluster, the node that holds it (takes its attempts); absent on a node of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Which invocations a list or a purge selects.

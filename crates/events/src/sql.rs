@@ -96,6 +96,7 @@ pub(crate) fn open(path: &Path) -> Result<Connection, EventsError> {
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS invocations_namespace ON invocations (namespace, state)",
     )?;
+    crate::sql_shared::migrate(&conn)?;
     let now = now_ms();
     conn.execute(
         "UPDATE attempts SET finished_at = ?1, error = 'the node stopped during the attempt'
@@ -212,12 +213,12 @@ pub(crate) fn enqueue(
 /// Header values are bytes; JSON keeps them as arrays of numbers only when they are not text.
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
-enum HeaderValue {
+pub(crate) enum HeaderValue {
     Text(String),
     Bytes(Vec<u8>),
 }
 
-fn encode_headers(headers: &[(String, Vec<u8>)]) -> Vec<(String, HeaderValue)> {
+pub(crate) fn encode_headers(headers: &[(String, Vec<u8>)]) -> Vec<(String, HeaderValue)> {
     headers
         .iter()
         .map(|(name, value)| {
@@ -232,6 +233,10 @@ fn encode_headers(headers: &[(String, Vec<u8>)]) -> Vec<(String, HeaderValue)> {
 
 pub(crate) fn decode_headers(blob: &[u8]) -> Vec<(String, Vec<u8>)> {
     let decoded: Vec<(String, HeaderValue)> = serde_json::from_slice(blob).unwrap_or_default();
+    from_header_values(decoded)
+}
+
+pub(crate) fn from_header_values(decoded: Vec<(String, HeaderValue)>) -> Vec<(String, Vec<u8>)> {
     decoded
         .into_iter()
         .map(|(name, value)| {
@@ -259,12 +264,15 @@ pub(crate) struct Claimed {
     pub(crate) attempt: u32,
     /// Attempts made before the last manual retry: the retry budget counts from there.
     pub(crate) base: u32,
+    /// Taken from the cluster's queue: its message is settled when it finishes.
+    pub(crate) shared: bool,
 }
 
 /// Takes up to `limit` due invocations, oldest due first, and starts an attempt of each.
 pub(crate) fn claim(conn: &Connection, now: i64, limit: u32) -> Result<Vec<Claimed>, EventsError> {
     let mut select = conn.prepare_cached(
-        "SELECT id, function, method, path, headers, body, attempts, attempt_base, namespace
+        "SELECT id, function, method, path, headers, body, attempts, attempt_base, namespace,
+            shared
          FROM invocations
          WHERE state = 'queued' AND next_at <= ?1 ORDER BY next_at LIMIT ?2",
     )?;
@@ -281,6 +289,7 @@ pub(crate) fn claim(conn: &Connection, now: i64, limit: u32) -> Result<Vec<Claim
                 attempt: row.get::<_, u32>(6)? + 1,
                 base: row.get(7)?,
                 namespace: row.get(8)?,
+                shared: row.get(9)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -487,6 +496,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
         response,
         callback,
         history: Vec::new(),
+        node: None,
     })
 }
 
@@ -590,9 +600,10 @@ pub(crate) fn retry(conn: &Connection, id: &str, now: i64) -> Result<(), EventsE
                 |row| row.get(0),
             )?;
             // Attempt numbers keep counting so that the history reads in order; the retry
-            // budget starts again from the attempts made before this retry.
+            // budget starts again from the attempts made before this retry. The cluster's
+            // queue settled it when it finished, so a retry is this node's own.
             conn.execute(
-                "UPDATE invocations SET state = 'queued', attempts = ?2, next_at = ?3,
+                "UPDATE invocations SET state = 'queued', attempts = ?2, next_at = ?3, shared = 0,
                     attempt_base = ?2, updated_at = ?3, finished_at = NULL, reason = NULL,
                     callback_state = CASE WHEN callback_url IS NULL THEN NULL ELSE 'waiting' END,
                     callback_attempts = 0, callback_error = NULL

@@ -98,6 +98,8 @@ async fn attempt(events: &Events, claim: Claimed) {
         .attempts
         .with_label_values(&[function.as_str(), label])
         .inc();
+    let deferred = matches!(outcome, Judged::Deferred);
+    let final_state = matches!(&outcome, Judged::Done(done) if done.state.is_final());
     let result = match outcome {
         Judged::Deferred => {
             // Admission had no room: try again shortly, spread out.
@@ -135,9 +137,15 @@ async fn attempt(events: &Events, claim: Claimed) {
                 .await
         }
     };
-    if let Err(err) = result {
+    match result {
+        Ok(()) if claim.shared && !deferred => {
+            events.shared_attempt_recorded(&claim.id, final_state).await;
+        }
+        Ok(()) => {}
         // The attempt stays `running` in the database; the next start queues it again.
-        tracing::error!(invocation = %claim.id, error = %err, "queue: cannot record an attempt");
+        Err(err) => {
+            tracing::error!(invocation = %claim.id, error = %err, "queue: cannot record an attempt")
+        }
     }
 }
 

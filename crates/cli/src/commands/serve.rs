@@ -12,7 +12,7 @@ use kindling_access::{Access, AuthMode};
 use kindling_cap_keyvalue::KeyValue;
 use kindling_cap_sqlite::Sqlite;
 use kindling_cap_variables::Variables;
-use kindling_events::{Events, EventsConfig};
+use kindling_events::EventsConfig;
 use kindling_gateway::GatewayConfig;
 use kindling_host::Capabilities;
 use kindling_node::{Node, NodeConfig};
@@ -400,14 +400,12 @@ impl ServeCommand {
         gateway_config.access = Some(access);
         let mut events_config = events_config;
         events_config.authority = local_addr.to_string();
-        if let Some(cluster) = gateway_config.cluster.clone() {
-            events_config.schedule_gate =
-                Some(kindling_events::ScheduleGate(Arc::new(move || {
-                    cluster.leads_schedules()
-                })));
-        }
-        let events = Events::open(Arc::clone(&node), events_config)
-            .context("cannot open the invocation queue")?;
+        let events = serve_cluster::open_events(
+            &node,
+            events_config,
+            gateway_config.cluster.as_ref(),
+            &self.cluster,
+        )?;
         events.start();
         gateway_config.events = Some(events);
 

@@ -8,7 +8,8 @@ use anyhow::Context as _;
 use clap::Args;
 use kindling_access::Access;
 use kindling_cap_variables::Variables;
-use kindling_cluster::{Cluster, ClusterConfig, ClusterKey};
+use kindling_cluster::{Cluster, ClusterConfig, ClusterKey, QueueSettings};
+use kindling_events::{Events, EventsConfig};
 use kindling_node::Node;
 use kindling_registry::{AccessStore, SqliteCatalog};
 
@@ -57,6 +58,20 @@ pub(crate) struct ClusterArgs {
         value_name = "true|false"
     )]
     cluster_spill: bool,
+    /// Queue asynchronous invocations in the cluster (a JetStream stream every node takes work
+    /// from) instead of on the node that accepted them
+    #[arg(
+        long,
+        env = "KINDLING_CLUSTER_QUEUE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "true|false"
+    )]
+    cluster_queue: bool,
+    /// How long the cluster waits for word from a node holding an invocation before another
+    /// node runs it (a node that holds one tells the cluster every third of this)
+    #[arg(long, env = "KINDLING_CLUSTER_QUEUE_ACK_WAIT", default_value = "30s", value_parser = parse_duration)]
+    cluster_queue_ack_wait: Duration,
 }
 
 impl ClusterArgs {
@@ -80,6 +95,13 @@ impl ClusterArgs {
         config
             .validate()
             .map_err(|err| UsageError(err.to_string()))?;
+        if self.cluster_queue_ack_wait < Duration::from_secs(1) {
+            return Err(UsageError(format!(
+                "--cluster-queue-ack-wait {:?} is too short for a node to hold an invocation; \
+                 give it at least 1s",
+                self.cluster_queue_ack_wait
+            )));
+        }
         Ok(Some(config))
     }
 }
@@ -129,4 +151,33 @@ pub(crate) async fn start(
     cluster.start(node, address.to_string());
     cluster.follow_access(access, key);
     Ok(())
+}
+
+/// Opens the invocation queue; in a cluster, schedules fire on the node that holds their
+/// lease, and (unless `--cluster-queue false`) invocations are queued in the cluster.
+pub(crate) fn open_events(
+    node: &Arc<Node>,
+    mut config: EventsConfig,
+    cluster: Option<&Arc<Cluster>>,
+    args: &ClusterArgs,
+) -> anyhow::Result<Arc<Events>> {
+    if let Some(cluster) = cluster.cloned() {
+        config.schedule_gate = Some(kindling_events::ScheduleGate(Arc::new(move || {
+            cluster.leads_schedules()
+        })));
+    }
+    let settings = QueueSettings {
+        ack_wait: args.cluster_queue_ack_wait,
+        max_waiting: config.max_waiting,
+        idempotency_window: config.idempotency_window,
+        retain: config.retain_succeeded,
+    };
+    let events =
+        Events::open(Arc::clone(node), config).context("cannot open the invocation queue")?;
+    if let Some(cluster) = cluster
+        && args.cluster_queue
+    {
+        events.share(cluster.queue(settings));
+    }
+    Ok(events)
 }

@@ -6,6 +6,7 @@ mod api_contract;
 mod async_invocations;
 mod bad_input;
 mod cluster;
+mod cluster_queue;
 mod crash;
 mod dashboard;
 mod durability;

@@ -1,0 +1,343 @@
+//! The seam for a queue that a cluster shares ([`SharedQueue`]; JetStream's is in
+//! `kindling-cluster`). With one, an accepted invocation is durable in the cluster before the
+//! client hears 202, and any node with room takes it: [`pump`] moves what this node takes into
+//! its own queue database as a row marked `shared`, where the workers run it as any other,
+//! and holds the message (the cluster's queue sends it to another node if this one stops
+//! holding it) until the row is final. A node that cannot reach the cluster queues in its own
+//! database and runs what it queued, as a node of its own does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{BufMut as _, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use crate::error::EventsError;
+use crate::events::Events;
+use crate::record::{InvocationRecord, NewInvocation, Source, State};
+use crate::sql;
+use crate::sql_shared::{self, Adopted};
+
+/// A queue shared by the nodes of a cluster. Invocations are named by their id; what is
+/// queued is an opaque payload ([`Envelope::encode`]).
+#[async_trait]
+pub trait SharedQueue: Send + Sync + 'static {
+    /// Queues `envelope`; answers once the cluster holds it durably. An envelope whose
+    /// [`Envelope::key_hash`] the cluster saw within the idempotency window is the earlier
+    /// invocation: its id is answered, as a duplicate. Fails with [`EventsError::Full`] when
+    /// the cluster's queue is full, and with [`EventsError::Storage`] when it cannot be
+    /// reached.
+    async fn publish(&self, envelope: Envelope) -> Result<crate::record::Accepted, EventsError>;
+
+    /// Takes up to `max` invocations for this node, waiting a moment for one when none is
+    /// there. Each stays held by this node until [`SharedQueue::finish`] or
+    /// [`SharedQueue::abandon`].
+    async fn take(&self, max: usize) -> Result<Vec<Taken>, String>;
+
+    /// How many invocations this node holds now.
+    fn held(&self) -> usize;
+
+    /// The invocation is final here: it leaves the cluster's queue, and `record` (when given)
+    /// is what the other nodes show of it.
+    async fn finish(&self, id: &str, record: Option<InvocationRecord>);
+
+    /// This node will not run it: another node may take it now.
+    async fn abandon(&self, id: &str);
+
+    /// Tells the other nodes where an invocation this node holds stands.
+    async fn report(&self, record: InvocationRecord);
+
+    /// An invocation this node does not have: as its holder last reported it, or as it waits
+    /// in the cluster's queue.
+    async fn find(&self, id: &str) -> Option<InvocationRecord>;
+
+    /// Cancels an invocation this node does not hold: `Ok(true)` when it was waiting and is
+    /// gone, or finished and its record is gone; `Ok(false)` when the cluster has no such id.
+    async fn cancel(&self, id: &str) -> Result<bool, EventsError>;
+
+    /// Invocations in the cluster's queue, waiting or held by some node (`None` when the
+    /// cluster does not answer).
+    async fn pending(&self) -> Option<u64>;
+}
+
+/// One invocation taken from a shared queue.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    /// Its id.
+    pub id: String,
+    /// What was published.
+    pub payload: Bytes,
+    /// How often the queue has sent it, this time included.
+    pub delivered: u32,
+}
+
+/// An accepted invocation as it travels through a shared queue: a length-prefixed JSON head
+/// and the body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Its id.
+    pub id: String,
+    /// The function.
+    pub function: String,
+    /// Its namespace when it was accepted.
+    pub namespace: String,
+    /// What started it.
+    pub source: Source,
+    /// The request method.
+    pub method: String,
+    /// The path and query the function sees.
+    pub path: String,
+    /// The request headers, in order (values as text where they are).
+    #[serde(serialize_with = "headers_out", deserialize_with = "headers_in")]
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Deduplicates within the idempotency window.
+    pub idempotency_key: Option<String>,
+    /// Receives the result.
+    pub callback_url: Option<String>,
+    /// When it was accepted (milliseconds since the epoch).
+    pub created_at: i64,
+    /// The request body (travels after the head).
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
+fn headers_out<S: serde::Serializer>(
+    headers: &[(String, Vec<u8>)],
+    out: S,
+) -> Result<S::Ok, S::Error> {
+    sql::encode_headers(headers).serialize(out)
+}
+
+fn headers_in<'de, D: serde::Deserializer<'de>>(
+    input: D,
+) -> Result<Vec<(String, Vec<u8>)>, D::Error> {
+    Vec::<(String, sql::HeaderValue)>::deserialize(input).map(sql::from_header_values)
+}
+
+impl Envelope {
+    pub(crate) fn new(id: String, new: NewInvocation, now: i64) -> Self {
+        Self {
+            id,
+            function: new.function,
+            namespace: new.namespace,
+            source: new.source,
+            method: new.method,
+            path: new.path,
+            headers: new.headers,
+            idempotency_key: new.idempotency_key,
+            callback_url: new.callback_url,
+            created_at: now,
+            body: new.body,
+        }
+    }
+
+    /// What names its idempotency key in the cluster: a hash of the function and the key, so
+    /// that the key of one function is one invocation on whichever node it arrives.
+    pub fn key_hash(&self) -> Option<String> {
+        use sha2::Digest as _;
+        let key = self.idempotency_key.as_ref()?;
+        let digest = sha2::Sha256::new()
+            .chain_update(self.function.as_bytes())
+            .chain_update([0])
+            .chain_update(key.as_bytes())
+            .finalize();
+        Some(hex::encode(&digest[..16]))
+    }
+
+    /// Its bytes in the queue.
+    pub fn encode(&self) -> Bytes {
+        let head = serde_json::to_vec(self).expect("an envelope serializes");
+        let mut out = BytesMut::with_capacity(4 + head.len() + self.body.len());
+        out.put_u32(head.len() as u32);
+        out.put_slice(&head);
+        out.put_slice(&self.body);
+        out.freeze()
+    }
+
+    /// Reads what [`Envelope::encode`] wrote.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let bad = || "not an invocation Kindling queued".to_string();
+        let len = u32::from_be_bytes(
+            bytes
+                .get(..4)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        ) as usize;
+        let head = bytes.get(4..4 + len).ok_or_else(bad)?;
+        let mut envelope: Self =
+            serde_json::from_slice(head).map_err(|err| format!("{}: {err}", bad()))?;
+        envelope.body = bytes[4 + len..].to_vec();
+        Ok(envelope)
+    }
+
+    /// The record of it while it waits for a node to take it.
+    pub fn queued_record(&self) -> InvocationRecord {
+        let created = sql::rfc3339(self.created_at);
+        InvocationRecord {
+            id: self.id.clone(),
+            function: self.function.clone(),
+            namespace: self.namespace.clone(),
+            source: self.source,
+            state: State::Queued,
+            attempts: 0,
+            method: self.method.clone(),
+            path: self.path.clone(),
+            body_bytes: self.body.len() as u64,
+            idempotency_key: self.idempotency_key.clone(),
+            created_at: created.clone(),
+            updated_at: created.clone(),
+            next_attempt_at: Some(created),
+            finished_at: None,
+            reason: None,
+            response: None,
+            callback: self
+                .callback_url
+                .as_ref()
+                .map(|url| crate::record::CallbackRecord {
+                    url: url.clone(),
+                    state: "waiting".into(),
+                    attempts: 0,
+                    error: None,
+                }),
+            history: Vec::new(),
+            node: None,
+        }
+    }
+}
+
+/// Queues `new` in the cluster: `Ok(None)` when the cluster cannot be reached, and the caller
+/// queues it here instead.
+pub(crate) async fn enqueue(
+    queue: &dyn SharedQueue,
+    new: &NewInvocation,
+) -> Result<Option<crate::record::Accepted>, EventsError> {
+    let envelope = Envelope::new(sql::new_id(), new.clone(), sql::now_ms());
+    match queue.publish(envelope).await {
+        Ok(accepted) => Ok(Some(accepted)),
+        Err(EventsError::Storage(why)) => {
+            tracing::warn!(
+                function = %new.function, error = %why,
+                "the cluster's queue cannot be reached: the invocation is queued on this node"
+            );
+            Ok(None)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// Takes work from the cluster's queue while this node has room for it: at most four
+/// invocations per worker are held at once, the rest wait in the cluster for any node.
+pub(crate) async fn pump(events: Arc<Events>, queue: Arc<dyn SharedQueue>) {
+    match events.store.call(sql_shared::forget_unfinished).await {
+        Ok(0) => {}
+        Ok(forgotten) => tracing::info!(
+            forgotten,
+            "queue: invocations taken from the cluster before the node stopped went back to it"
+        ),
+        Err(err) => tracing::error!(error = %err, "queue: cannot forget stale shared rows"),
+    }
+    let capacity = events.config.workers.max(1) * 4;
+    loop {
+        if events.stopping() {
+            return;
+        }
+        let room = capacity.saturating_sub(queue.held());
+        if room == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        match queue.take(room).await {
+            Ok(taken) => {
+                for one in taken {
+                    adopt(&events, &*queue, one).await;
+                }
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "queue: cannot take from the cluster's queue now");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn adopt(events: &Events, queue: &dyn SharedQueue, taken: Taken) {
+    let envelope = match Envelope::decode(&taken.payload) {
+        Ok(envelope) if envelope.id == taken.id => envelope,
+        Ok(_) | Err(_) => {
+            tracing::error!(id = %taken.id, "queue: a message in the cluster's queue is not a Kindling invocation; dropped");
+            queue.finish(&taken.id, None).await;
+            return;
+        }
+    };
+    let delivered = taken.delivered;
+    let id = taken.id.clone();
+    let adopted = events
+        .store
+        .call(move |conn| sql_shared::adopt(conn, &envelope, delivered, sql::now_ms()))
+        .await;
+    match adopted {
+        Ok(Adopted::New) => {
+            events.wake.notify_one();
+            if let Ok(record) = events.local(&id).await {
+                queue.report(record).await;
+            }
+        }
+        Ok(Adopted::Live) => {}
+        Ok(Adopted::Finished) => {
+            let record = events.local(&id).await.ok();
+            queue.finish(&id, record).await;
+        }
+        Err(err) => {
+            tracing::error!(invocation = %id, error = %err, "queue: cannot take an invocation from the cluster; another node may");
+            queue.abandon(&id).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invocation() -> NewInvocation {
+        NewInvocation {
+            function: "f".into(),
+            namespace: "default".into(),
+            source: Source::Http,
+            method: "POST".into(),
+            path: "/a?b=1".into(),
+            headers: vec![("x".into(), vec![0xff, 0]), ("y".into(), b"text".to_vec())],
+            body: vec![1, 2, 3, 0, 255],
+            idempotency_key: Some("k".into()),
+            callback_url: None,
+        }
+    }
+
+    #[test]
+    fn an_envelope_survives_the_queue() {
+        let envelope = Envelope::new("inv_1".into(), invocation(), 42);
+        let back = Envelope::decode(&envelope.encode()).unwrap();
+        assert_eq!(back.body, vec![1, 2, 3, 0, 255]);
+        assert_eq!(back.headers, envelope.headers);
+        assert_eq!(back.path, "/a?b=1");
+        assert_eq!(back.queued_record().body_bytes, 5);
+        assert!(Envelope::decode(b"\0\0\0\x09{}").is_err());
+        assert!(Envelope::decode(b"").is_err());
+    }
+
+    #[test]
+    fn one_key_of_one_function_is_one_hash() {
+        let hash = |function: &str, key: Option<&str>| {
+            let mut envelope = Envelope::new("inv_1".into(), invocation(), 0);
+            envelope.function = function.into();
+            envelope.idempotency_key = key.map(Into::into);
+            envelope.key_hash()
+        };
+        assert_eq!(hash("f", Some("k")), hash("f", Some("k")));
+        assert_ne!(hash("f", Some("k")), hash("g", Some("k")));
+        assert_ne!(hash("f", Some("k1")), hash("f1", Some("k")));
+        assert_eq!(hash("f", Some("k")).unwrap().len(), 32);
+        assert_eq!(hash("f", None), None);
+    }
+}
