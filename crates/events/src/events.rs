@@ -346,8 +346,16 @@ impl Events {
                     .await
                     .ok_or_else(|| EventsError::NotFound(id.to_string()))
             }
-            other => other,
+            other => other.map(|record| self.held_here(record)),
         }
+    }
+
+    /// In a cluster, a record this node has names it.
+    fn held_here(&self, mut record: InvocationRecord) -> InvocationRecord {
+        if self.shared.get().is_some() {
+            record.node = Some(self.config.node_name.clone());
+        }
+        record
     }
 
     /// One invocation this node has.
@@ -361,7 +369,8 @@ impl Events {
 
     /// Invocations the filter selects, newest first.
     pub async fn list(&self, filter: Filter) -> Result<Vec<InvocationRecord>, EventsError> {
-        self.store.call(move |conn| sql::list(conn, &filter)).await
+        let records = self.store.call(move |conn| sql::list(conn, &filter)).await?;
+        Ok(records.into_iter().map(|r| self.held_here(r)).collect())
     }
 
     /// Queues a dead (or succeeded) invocation again, with a fresh retry budget.

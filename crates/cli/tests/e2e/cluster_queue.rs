@@ -74,6 +74,15 @@ async fn all_succeed(http: &reqwest::Client, node: &Server, ids: &[String]) -> B
     ran
 }
 
+/// What a node logged about its queue, for a failure's message.
+fn queue_lines(node: &Server) -> String {
+    node.log()
+        .lines()
+        .filter(|line| line.contains("queue"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cluster_queue_shares_work_and_outlives_a_node() {
     let dir = tempfile::tempdir().unwrap();
@@ -109,7 +118,8 @@ async fn the_cluster_queue_shares_work_and_outlives_a_node() {
     assert_eq!(
         ran,
         BTreeSet::from(["n1".to_string(), "n2".to_string()]),
-        "both nodes took their share"
+        "both nodes took their share; node 2 said:\n{}",
+        queue_lines(&n2)
     );
 
     // One idempotency key is one invocation on whichever node it arrives.
