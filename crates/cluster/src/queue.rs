@@ -375,7 +375,17 @@ impl SharedQueue for NatsQueue {
 
     async fn abandon(&self, id: &str) {
         if let Some(reply) = self.release(id) {
-            let _ = self.shared.client.publish(reply, "-NAK".into()).await;
+            // Flushed: a stopping node gives back what it had not started, and exits next.
+            if self
+                .shared
+                .client
+                .publish(reply, "-NAK".into())
+                .await
+                .is_ok()
+            {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), self.shared.client.flush()).await;
+            }
         }
     }
 

@@ -284,6 +284,21 @@ impl Events {
                 "queue: attempts still running after the shutdown grace; they run again at the next start"
             ),
         }
+        // What this node took from the cluster and has not started goes back to it now, not
+        // after the ack wait; the next start forgets the rows.
+        if let Some(queue) = self.shared.get()
+            && let Ok(waiting) = self.store.call(crate::sql_shared::waiting).await
+        {
+            for id in &waiting {
+                queue.abandon(id).await;
+            }
+            if !waiting.is_empty() {
+                tracing::info!(
+                    given_back = waiting.len(),
+                    "queue: invocations not started went back to the cluster"
+                );
+            }
+        }
     }
 
     pub(crate) fn stopping(&self) -> bool {
@@ -369,7 +384,10 @@ impl Events {
 
     /// Invocations the filter selects, newest first.
     pub async fn list(&self, filter: Filter) -> Result<Vec<InvocationRecord>, EventsError> {
-        let records = self.store.call(move |conn| sql::list(conn, &filter)).await?;
+        let records = self
+            .store
+            .call(move |conn| sql::list(conn, &filter))
+            .await?;
         Ok(records.into_iter().map(|r| self.held_here(r)).collect())
     }
 

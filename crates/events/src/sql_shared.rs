@@ -96,6 +96,16 @@ pub(crate) fn forget_unfinished(conn: &Connection) -> Result<u64, EventsError> {
     )? as u64)
 }
 
+/// The shared rows here that wait for an attempt: what a stopping node gives back.
+pub(crate) fn waiting(conn: &Connection) -> Result<Vec<String>, EventsError> {
+    let mut statement =
+        conn.prepare("SELECT id FROM invocations WHERE shared = 1 AND state = 'queued'")?;
+    let ids = statement
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(ids)
+}
+
 /// Whether the invocation is a shared row here (`None`: not here at all).
 pub(crate) fn is_shared(conn: &Connection, id: &str) -> Result<Option<bool>, EventsError> {
     Ok(conn

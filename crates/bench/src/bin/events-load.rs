@@ -237,7 +237,11 @@ async fn queued(args: &Args) -> Result<Tally, String> {
             .map_err(|e| e.to_string())?;
         let depth: f64 = text
             .lines()
-            .filter(|l| l.starts_with("kindling_async_queue_depth{"))
+            // In a cluster, what waits in the cluster's queue too.
+            .filter(|l| {
+                l.starts_with("kindling_async_queue_depth{")
+                    || l.starts_with("kindling_async_cluster_queue_pending ")
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum();
         if depth == 0.0 {
