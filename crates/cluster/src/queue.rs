@@ -3,15 +3,20 @@
 //!
 //! - The stream `KINDLING_QUEUE` (work-queue retention, the cluster's replicas) holds every
 //!   accepted invocation on `kindling.queue.{id}` until a node acknowledges it. Its
-//!   `Nats-Msg-Id` is the invocation id, so an idempotency key (which makes the id) is a
-//!   duplicate within the stream's window on whatever node it arrives.
+//!   `Nats-Msg-Id` is the invocation id, so a publish sent again after an unanswered one is
+//!   kept once. An idempotency key is claimed in the records bucket (`key_{hash}`, compare
+//!   and set) before its invocation is published, so that it is one invocation on whatever
+//!   node it arrives.
 //! - One durable pull consumer, `kindling-workers`, is shared by all nodes: a node fetches
 //!   what it has room for and holds each message (telling JetStream it is still working
 //!   every third of the ack wait) until the invocation is final there. A node that stops
 //!   holding, killed or cut off, lets the ack wait lapse, and JetStream sends the message to
 //!   another node.
 //! - The bucket `kindling-invocations` keeps each invocation as its holder last reported it,
-//!   so any node can show any invocation.
+//!   so any node can show any invocation. A holder reports when it takes an invocation, when
+//!   each attempt starts and after it: a node that takes an invocation over counts the
+//!   attempts started before (not the deliveries), and one sent an invocation whose record
+//!   is final settles it without running it again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -21,7 +26,9 @@ use async_nats::jetstream::{self, consumer::PullConsumer, kv};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt as _;
-use kindling_events::{Accepted, Envelope, EventsError, InvocationRecord, SharedQueue, Taken};
+use kindling_events::{
+    Accepted, Earlier, Envelope, EventsError, InvocationRecord, SharedQueue, Taken,
+};
 
 use crate::cluster::Shared;
 
@@ -31,8 +38,16 @@ const SUBJECTS: &str = "kindling.queue.>";
 /// Core NATS subject rung after each publish, so that idle nodes look at once.
 const BELL: &str = "kindling.queue-bell";
 pub(crate) const RECORDS: &str = "kindling-invocations";
-/// Most of a record's response body kept in the bucket (a value must fit a NATS message).
-const RECORD_BODY: usize = 256 * 1024;
+/// Most bytes a record takes in the bucket (a value must fit a NATS message): past it, the
+/// response body goes, then the oldest attempts of its history.
+const RECORD_MAX: usize = 256 * 1024;
+/// Longest duplicate window of the stream: it only dedupes a publish sent again after an
+/// unanswered one; idempotency keys are kept longer in the records bucket (`key_{hash}`).
+const PUBLISH_DEDUP: Duration = Duration::from_secs(120);
+/// Room left in a message for its headers and subject.
+const HEADROOM: usize = 1024;
+/// How often a publish, report or settle is tried before the node gives up on it.
+const TRIES: u32 = 3;
 
 /// How the cluster's queue is made.
 #[derive(Debug, Clone)]
@@ -159,7 +174,7 @@ impl NatsQueue {
             retention: jetstream::stream::RetentionPolicy::WorkQueue,
             max_messages: i64::try_from(self.settings.max_waiting).unwrap_or(i64::MAX),
             discard: jetstream::stream::DiscardPolicy::New,
-            duplicate_window: self.settings.idempotency_window,
+            duplicate_window: self.settings.idempotency_window.min(PUBLISH_DEDUP),
             allow_direct: true,
             num_replicas,
             ..Default::default()
@@ -229,6 +244,15 @@ impl NatsQueue {
         Ok(taken)
     }
 
+    /// Most bytes an invocation may take in the queue.
+    fn max_payload(&self) -> usize {
+        self.shared
+            .client
+            .server_info()
+            .max_payload
+            .saturating_sub(HEADROOM)
+    }
+
     fn release(&self, id: &str) -> Option<async_nats::Subject> {
         self.held.lock().expect("held lock").remove(id)
     }
@@ -265,7 +289,8 @@ impl NatsQueue {
             let (earlier, at) = (parts.next().unwrap_or_default(), parts.next());
             let at: i64 = at.and_then(|at| at.parse().ok()).unwrap_or(0);
             let window = self.settings.idempotency_window.as_millis() as i64;
-            if valid_id(earlier) && now - at < window {
+            // A timestamp from the future (a clock far ahead, or a forged value) holds no key.
+            if valid_id(earlier) && now - at < window && at <= now + 60_000 {
                 return Ok(Some(earlier.to_string()));
             }
             // Past the window the key is free again: take it, unless another node just did.
@@ -277,18 +302,101 @@ impl NatsQueue {
         Err(unavailable("contended; retry".into()))
     }
 
-    /// `record` as the bucket keeps it: by this node, with a response body that fits.
+    /// `record` as the bucket keeps it: by this node, within [`RECORD_MAX`] bytes.
     fn fit(&self, mut record: InvocationRecord) -> Vec<u8> {
         record.node = Some(self.shared.config.node_name.clone());
-        if let Some(response) = &mut record.response {
-            let long = |body: &Option<String>| body.as_ref().is_some_and(|b| b.len() > RECORD_BODY);
-            if long(&response.body) || long(&response.body_base64) {
-                response.body = None;
-                response.body_base64 = None;
-                response.truncated = true;
+        let mut bytes = serde_json::to_vec(&record).expect("a record serializes");
+        if bytes.len() > RECORD_MAX
+            && let Some(response) = &mut record.response
+        {
+            response.body = None;
+            response.body_base64 = None;
+            response.truncated = true;
+            bytes = serde_json::to_vec(&record).expect("a record serializes");
+        }
+        while bytes.len() > RECORD_MAX && !record.history.is_empty() {
+            let keep = record.history.len() / 2;
+            record.history.drain(..record.history.len() - keep);
+            bytes = serde_json::to_vec(&record).expect("a record serializes");
+        }
+        bytes
+    }
+
+    /// The record the bucket has of `id`, with its revision.
+    async fn recorded(
+        &self,
+        opened: &Opened,
+        id: &str,
+    ) -> Result<Option<(InvocationRecord, u64)>, String> {
+        let entry = opened
+            .records
+            .entry(id)
+            .await
+            .map_err(|err| format!("cannot read the record of {id:?}: {err}"))?;
+        Ok(entry
+            .filter(|entry| entry.operation == kv::Operation::Put)
+            .and_then(|entry| {
+                serde_json::from_slice::<InvocationRecord>(&entry.value)
+                    .ok()
+                    .map(|record| (record, entry.revision))
+            }))
+    }
+
+    /// Whether the cluster knows invocation `id`: a record of it, or its message waiting.
+    async fn known(&self, opened: &Opened, id: &str) -> Result<bool, EventsError> {
+        match self.recorded(opened, id).await {
+            Ok(Some(_)) => return Ok(true),
+            Ok(None) => {}
+            Err(err) => return Err(EventsError::Storage(err)),
+        }
+        match opened.stream.direct_get_last_for_subject(subject(id)).await {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == jetstream::stream::DirectGetErrorKind::NotFound => Ok(false),
+            Err(err) => Err(EventsError::Storage(format!(
+                "cannot look up {id:?}: {err}"
+            ))),
+        }
+    }
+
+    /// Publishes the invocation, sent again (same `Nats-Msg-Id`) when JetStream's answer
+    /// does not come: a publish that landed unanswered is kept once.
+    async fn publish_once(
+        &self,
+        opened: &Opened,
+        id: &str,
+        payload: Bytes,
+    ) -> Result<jetstream::publish::PublishAck, EventsError> {
+        let mut last = String::new();
+        for attempt in 0..TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id);
+            let acked = match opened
+                .js
+                .publish_with_headers(subject(id), headers, payload.clone())
+                .await
+            {
+                Ok(ack) => ack.await,
+                Err(err) => {
+                    last = err.to_string();
+                    continue;
+                }
+            };
+            match acked {
+                Ok(ack) => return Ok(ack),
+                Err(err) if err.to_string().contains("maximum messages") => {
+                    return Err(EventsError::Full {
+                        limit: self.settings.max_waiting,
+                    });
+                }
+                Err(err) => last = err.to_string(),
             }
         }
-        serde_json::to_vec(&record).expect("a record serializes")
+        Err(EventsError::Storage(format!(
+            "the cluster did not confirm invocation {id:?} ({last}); it may still run"
+        )))
     }
 }
 
@@ -296,42 +404,40 @@ impl NatsQueue {
 impl SharedQueue for NatsQueue {
     async fn publish(&self, mut envelope: Envelope) -> Result<Accepted, EventsError> {
         let opened = self.open().await.map_err(EventsError::Storage)?;
+        let mut payload = envelope.encode();
+        let most = self.max_payload();
+        if payload.len() > most {
+            return Err(EventsError::Storage(format!(
+                "the invocation takes {} bytes, more than a message of the cluster's NATS \
+                 servers carries ({most} bytes; their max_payload)",
+                payload.len()
+            )));
+        }
         let mut duplicate = false;
         if let Some(hash) = envelope.key_hash()
             && let Some(earlier) = self.claim_key(&opened, &hash, &envelope.id).await?
         {
-            // Published again under the earlier id: JetStream drops it as a duplicate if the
-            // first publish landed, and keeps it if the node that claimed the key stopped
-            // before publishing.
-            envelope.id = earlier;
             duplicate = true;
+            if self.known(&opened, &earlier).await? {
+                return Ok(Accepted {
+                    id: earlier,
+                    duplicate,
+                });
+            }
+            // The node that claimed the key stopped before its invocation was published:
+            // publish it under the id the key names.
+            envelope.id = earlier;
+            payload = envelope.encode();
         }
         let id = envelope.id.clone();
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", id.as_str());
-        let acked = match opened
-            .js
-            .publish_with_headers(subject(&id), headers, envelope.encode())
-            .await
-        {
-            Ok(ack) => ack.await,
-            Err(err) => return Err(EventsError::Storage(err.to_string())),
-        };
-        match acked {
-            Ok(ack) => {
-                if !ack.duplicate {
-                    let _ = self.shared.client.publish(BELL, Bytes::new()).await;
-                }
-                Ok(Accepted {
-                    id,
-                    duplicate: duplicate || ack.duplicate,
-                })
-            }
-            Err(err) if err.to_string().contains("maximum messages") => Err(EventsError::Full {
-                limit: self.settings.max_waiting,
-            }),
-            Err(err) => Err(EventsError::Storage(err.to_string())),
+        let ack = self.publish_once(&opened, &id, payload).await?;
+        if !ack.duplicate {
+            let _ = self.shared.client.publish(BELL, Bytes::new()).await;
         }
+        Ok(Accepted {
+            id,
+            duplicate: duplicate || ack.duplicate,
+        })
     }
 
     async fn take(&self, max: usize) -> Result<Vec<Taken>, String> {
@@ -356,49 +462,125 @@ impl SharedQueue for NatsQueue {
         self.held.lock().expect("held lock").len()
     }
 
-    async fn finish(&self, id: &str, record: Option<InvocationRecord>) {
-        if let Some(reply) = self.release(id) {
-            // Asked for an answer: JetStream confirms the message is gone.
-            let acked = tokio::time::timeout(
-                Duration::from_secs(5),
-                self.shared.client.request(reply, "+ACK".into()),
-            )
-            .await;
-            if !matches!(acked, Ok(Ok(_))) {
-                tracing::warn!(invocation = %id, "queue: the cluster did not confirm a finished invocation; it may run again elsewhere");
+    async fn hold(&self, record: InvocationRecord) -> Result<Earlier, String> {
+        let opened = self.open().await?;
+        let id = record.id.clone();
+        if !valid_id(&id) {
+            return Err(format!("{id:?} is not an invocation id"));
+        }
+        for _ in 0..TRIES {
+            match opened
+                .records
+                .create(&id, self.fit(record.clone()).into())
+                .await
+            {
+                Ok(_) => return Ok(Earlier::Attempts(0)),
+                Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(err) => return Err(format!("cannot record {id:?}: {err}")),
+            }
+            let Some((earlier, revision)) = self.recorded(&opened, &id).await? else {
+                continue;
+            };
+            if earlier.state.is_final() {
+                return Ok(Earlier::Final);
+            }
+            let mut mine = record.clone();
+            mine.attempts = earlier.attempts;
+            mine.history = earlier.history;
+            match opened
+                .records
+                .update(&id, self.fit(mine).into(), revision)
+                .await
+            {
+                Ok(_) => return Ok(Earlier::Attempts(earlier.attempts)),
+                Err(_) => continue,
             }
         }
-        if let Some(record) = record {
-            self.report(record).await;
-        }
+        Err(format!(
+            "the record of {id:?} changes under this node; retry"
+        ))
     }
 
-    async fn abandon(&self, id: &str) {
+    async fn report(&self, record: InvocationRecord) {
+        let id = record.id.clone();
+        if !valid_id(&id) {
+            return;
+        }
+        let value: Bytes = self.fit(record).into();
+        let mut last = String::new();
+        for attempt in 0..TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            match self.open().await {
+                Ok(opened) => match opened.records.put(&id, value.clone()).await {
+                    Ok(_) => return,
+                    Err(err) => last = err.to_string(),
+                },
+                Err(err) => last = err,
+            }
+        }
+        tracing::warn!(
+            invocation = %id, error = %last,
+            "queue: cannot report an invocation to the cluster; other nodes show it as it was"
+        );
+    }
+
+    async fn settle(&self, id: &str) {
+        let Some(reply) = self.release(id) else {
+            return;
+        };
+        // Asked for an answer: JetStream confirms the message is gone. One that never
+        // confirms is sent again after the ack wait, to a node that finds its record final.
+        for attempt in 0..TRIES {
+            let acked = tokio::time::timeout(
+                Duration::from_secs(2),
+                self.shared.client.request(reply.clone(), "+ACK".into()),
+            )
+            .await;
+            if matches!(acked, Ok(Ok(_))) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        }
+        tracing::warn!(
+            invocation = %id,
+            "queue: the cluster did not confirm a settled invocation; the node it goes to next settles it"
+        );
+    }
+
+    async fn abandon(&self, id: &str, delay: Duration) {
         if let Some(reply) = self.release(id) {
+            let nak = if delay.is_zero() {
+                Bytes::from_static(b"-NAK")
+            } else {
+                Bytes::from(format!("-NAK {{\"delay\": {}}}", delay.as_nanos()))
+            };
             // Flushed: a stopping node gives back what it had not started, and exits next.
-            if self
-                .shared
-                .client
-                .publish(reply, "-NAK".into())
-                .await
-                .is_ok()
-            {
+            if self.shared.client.publish(reply, nak).await.is_ok() {
                 let _ =
                     tokio::time::timeout(Duration::from_secs(1), self.shared.client.flush()).await;
             }
         }
     }
 
-    async fn report(&self, record: InvocationRecord) {
-        let Ok(opened) = self.open().await else {
-            return;
-        };
-        let id = record.id.clone();
-        if !valid_id(&id) {
+    async fn forget(&self, id: &str) {
+        if !valid_id(id) {
             return;
         }
-        if let Err(err) = opened.records.put(&id, self.fit(record).into()).await {
-            tracing::debug!(invocation = %id, error = %err, "queue: cannot report an invocation to the cluster");
+        let forgotten = match self.open().await {
+            Ok(opened) => opened
+                .records
+                .delete(id)
+                .await
+                .map_err(|err| err.to_string()),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = forgotten {
+            tracing::warn!(
+                invocation = %id, error = %err,
+                "queue: cannot delete the cluster's record of an invocation; other nodes show it until it expires"
+            );
         }
     }
 
@@ -407,9 +589,7 @@ impl SharedQueue for NatsQueue {
             return None;
         }
         let opened = self.open().await.ok()?;
-        if let Ok(Some(bytes)) = opened.records.get(id).await
-            && let Ok(record) = serde_json::from_slice::<InvocationRecord>(&bytes)
-        {
+        if let Ok(Some((record, _))) = self.recorded(&opened, id).await {
             return Some(record);
         }
         let message = opened
@@ -429,10 +609,11 @@ impl SharedQueue for NatsQueue {
         let opened = self.open().await.map_err(|err| {
             EventsError::Storage(format!("{err}; retry once the cluster is reachable"))
         })?;
-        let record = match opened.records.get(id).await {
-            Ok(Some(bytes)) => serde_json::from_slice::<InvocationRecord>(&bytes).ok(),
-            _ => None,
-        };
+        let record = self
+            .recorded(&opened, id)
+            .await
+            .map_err(EventsError::Storage)?
+            .map(|(record, _)| record);
         if let Some(record) = &record
             && !record.state.is_final()
         {
@@ -441,12 +622,13 @@ impl SharedQueue for NatsQueue {
                 record.node.as_deref().unwrap_or("?")
             )));
         }
+        let mut gone = false;
         if let Ok(message) = opened.stream.direct_get_last_for_subject(subject(id)).await {
-            return opened
+            gone = opened
                 .stream
                 .delete_message(message.sequence)
                 .await
-                .map_err(|err| EventsError::Storage(format!("cannot cancel {id:?}: {err}")));
+                .map_err(|err| EventsError::Storage(format!("cannot cancel {id:?}: {err}")))?;
         }
         if record.is_some() {
             opened
@@ -454,9 +636,9 @@ impl SharedQueue for NatsQueue {
                 .delete(id)
                 .await
                 .map_err(|err| EventsError::Storage(format!("cannot delete {id:?}: {err}")))?;
-            return Ok(true);
+            gone = true;
         }
-        Ok(false)
+        Ok(gone)
     }
 
     async fn pending(&self) -> Option<u64> {

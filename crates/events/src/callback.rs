@@ -176,6 +176,42 @@ pub(crate) async fn run(events: Arc<Events>) {
 /// The header carrying a callback's signature.
 pub const SIGNATURE_HEADER: &str = "kindling-signature";
 
+/// Signs with `key` from now on, and writes it to `path` (mode 0600) unless the file holds it
+/// already.
+pub(crate) fn keep_key(path: &std::path::Path, key: &[u8; 32]) -> Result<Vec<u8>, String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let text = hex::encode(key);
+    let before = match std::fs::read_to_string(path) {
+        Ok(before) => Some(before),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => return Err(format!("cannot read the callback key {path:?}: {err}")),
+    };
+    if before.as_deref().map(str::trim) == Some(text.as_str()) {
+        return Ok(key.to_vec());
+    }
+    let fresh = path.with_extension("key.new");
+    let _ = std::fs::remove_file(&fresh);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&fresh)
+        .map_err(|err| format!("cannot create the callback key {fresh:?}: {err}"))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&fresh, path))
+        .map_err(|err| format!("cannot write the callback key {path:?}: {err}"))?;
+    if before.is_some() {
+        tracing::warn!(
+            path = %path.display(),
+            "callbacks are signed with the cluster's key from now on, written to this file; \
+             give it to receivers that checked the node's own key"
+        );
+    }
+    Ok(key.to_vec())
+}
+
 /// The node's callback key: read from `path`, or made there (mode 0600) the first time.
 pub(crate) fn signing_key(path: &std::path::Path) -> Result<Vec<u8>, String> {
     use std::io::Write as _;

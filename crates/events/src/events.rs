@@ -17,6 +17,7 @@ use crate::record::{Accepted, Backlog, Filter, InvocationRecord, NewInvocation};
 use crate::schedule::{Schedule, ScheduleStatus};
 use crate::shared::SharedQueue;
 use crate::sql::{self, EnqueueLimits};
+use crate::sql_shared::Share;
 use crate::store::Store;
 
 /// How the queue behaves.
@@ -59,6 +60,10 @@ pub struct EventsConfig {
     /// In a cluster, whether this node is the one that fires schedules now; `None` (a node
     /// of its own) fires them always.
     pub schedule_gate: Option<ScheduleGate>,
+    /// The key callbacks are signed with when it is not the node's own: the nodes of a
+    /// cluster that share a queue share one, so that a receiver checks any node's callback
+    /// with it. It is written to `callback.key`, where receivers' keys are read from.
+    pub callback_key: Option<[u8; 32]>,
 }
 
 /// Whether this node fires schedules now (cluster mode holds a lease for one node).
@@ -97,6 +102,7 @@ impl EventsConfig {
             node_name: "kindling".into(),
             callback_allow_private: false,
             schedule_gate: None,
+            callback_key: None,
         }
     }
 }
@@ -195,7 +201,11 @@ impl Events {
             .parent()
             .unwrap_or_else(|| std::path::Path::new("."))
             .join("callback.key");
-        let callback_key = crate::callback::signing_key(&key_path).map_err(EventsError::Storage)?;
+        let callback_key = match &config.callback_key {
+            Some(key) => crate::callback::keep_key(&key_path, key),
+            None => crate::callback::signing_key(&key_path),
+        }
+        .map_err(EventsError::Storage)?;
         Ok(Arc::new(Self {
             store,
             node,
@@ -227,10 +237,15 @@ impl Events {
     /// Starts the workers, the callback sender, the schedules and the housekeeping; they run
     /// until the runtime shuts down.
     pub fn start(self: &Arc<Self>) {
-        if let Some(queue) = self.shared.get() {
-            tokio::spawn(crate::shared::pump(self.clone(), queue.clone()));
-        }
-        tokio::spawn(crate::worker::run(self.clone()));
+        let events = self.clone();
+        tokio::spawn(async move {
+            // Stale shared rows go before a worker could run one.
+            if let Some(queue) = events.shared.get().cloned() {
+                crate::shared::forget_unfinished(&events).await;
+                tokio::spawn(crate::shared::pump(events.clone(), queue));
+            }
+            crate::worker::run(events).await;
+        });
         tokio::spawn(crate::callback::run(self.clone()));
         tokio::spawn(crate::scheduler::run(self.clone()));
         tokio::spawn(crate::trigger::run(self.clone()));
@@ -290,7 +305,7 @@ impl Events {
             && let Ok(waiting) = self.store.call(crate::sql_shared::waiting).await
         {
             for id in &waiting {
-                queue.abandon(id).await;
+                queue.abandon(id, Duration::ZERO).await;
             }
             if !waiting.is_empty() {
                 tracing::info!(
@@ -394,9 +409,19 @@ impl Events {
     /// Queues a dead (or succeeded) invocation again, with a fresh retry budget.
     pub async fn retry(&self, id: &str) -> Result<InvocationRecord, EventsError> {
         let owned = id.to_string();
-        self.store
-            .call(move |conn| sql::retry(conn, &owned, sql::now_ms()))
+        let share = self
+            .store
+            .call(move |conn| {
+                sql::retry(conn, &owned, sql::now_ms())?;
+                crate::sql_shared::share(conn, &owned)
+            })
             .await?;
+        // The other nodes see it queued again here, not finished.
+        if let (Some(Share::Reported), Some(queue)) = (share, self.shared.get())
+            && let Ok(record) = self.local(id).await
+        {
+            queue.report(record).await;
+        }
         self.wake.notify_one();
         self.get(id).await
     }
@@ -413,13 +438,16 @@ impl Events {
         let deleted = self
             .store
             .call(move |conn| {
-                let shared = crate::sql_shared::is_shared(conn, &owned)?;
-                sql::delete(conn, &owned).map(|()| shared == Some(true))
+                let share = crate::sql_shared::share(conn, &owned)?;
+                sql::delete(conn, &owned).map(|()| share)
             })
             .await;
         match (deleted, self.shared.get()) {
-            (Ok(true), Some(queue)) => {
-                queue.finish(id, None).await;
+            (Ok(Some(share)), Some(queue)) if share != Share::Own => {
+                if share == Share::Held {
+                    queue.settle(id).await;
+                }
+                queue.forget(id).await;
                 Ok(())
             }
             (Ok(_), _) => Ok(()),
@@ -431,17 +459,26 @@ impl Events {
         }
     }
 
-    /// An attempt of a shared invocation was recorded: the other nodes learn where it
-    /// stands, and a final one leaves the cluster's queue.
-    pub(crate) async fn shared_attempt_recorded(&self, id: &str, finished: bool) {
+    /// An attempt of an invocation the cluster knows starts: the other nodes see it
+    /// running here, and a node that takes it over counts it.
+    pub(crate) async fn shared_attempt_started(&self, id: &str) {
+        if let (Some(queue), Ok(record)) = (self.shared.get(), self.local(id).await) {
+            queue.report(record).await;
+        }
+    }
+
+    /// An attempt of an invocation the cluster knows was recorded (or put back unrun): the
+    /// other nodes learn where it stands, and the message of a final one leaves the cluster's
+    /// queue after its record, so that a node sent it again finds it final.
+    pub(crate) async fn shared_attempt_recorded(&self, id: &str, share: Share, finished: bool) {
         let Some(queue) = self.shared.get() else {
             return;
         };
-        let record = self.local(id).await.ok();
-        if finished {
-            queue.finish(id, record).await;
-        } else if let Some(record) = record {
+        if let Ok(record) = self.local(id).await {
             queue.report(record).await;
+        }
+        if finished && share == Share::Held {
+            queue.settle(id).await;
         }
     }
 

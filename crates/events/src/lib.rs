@@ -44,7 +44,7 @@ pub use record::{
 };
 pub use schedule::{Due, Firing, GRACE_MS, Schedule, ScheduleStatus};
 pub use scheduler::{MISSED_HEADER, SCHEDULE_HEADER, SCHEDULED_TIME_HEADER};
-pub use shared::{Envelope, SharedQueue, Taken};
+pub use shared::{Earlier, Envelope, SharedQueue, Taken};
 pub use trigger::{
     DELIVERY_HEADER, MESSAGE_ID_HEADER, STREAM_HEADER, SUBJECT_HEADER, TRIGGER_HEADER,
 };

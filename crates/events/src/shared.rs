@@ -17,36 +17,45 @@ use crate::error::EventsError;
 use crate::events::Events;
 use crate::record::{InvocationRecord, NewInvocation, Source, State};
 use crate::sql;
-use crate::sql_shared::{self, Adopted};
+use crate::sql_shared::{self, Here};
 
 /// A queue shared by the nodes of a cluster. Invocations are named by their id; what is
-/// queued is an opaque payload ([`Envelope::encode`]).
+/// queued is an opaque payload ([`Envelope::encode`]). Beside the queue, the cluster keeps a
+/// record of each invocation as its holder last reported it.
 #[async_trait]
 pub trait SharedQueue: Send + Sync + 'static {
     /// Queues `envelope`; answers once the cluster holds it durably. An envelope whose
     /// [`Envelope::key_hash`] the cluster saw within the idempotency window is the earlier
     /// invocation: its id is answered, as a duplicate. Fails with [`EventsError::Full`] when
     /// the cluster's queue is full, and with [`EventsError::Storage`] when it cannot be
-    /// reached.
+    /// reached or cannot carry the envelope (the caller queues it on its own then).
     async fn publish(&self, envelope: Envelope) -> Result<crate::record::Accepted, EventsError>;
 
     /// Takes up to `max` invocations for this node, waiting a moment for one when none is
-    /// there. Each stays held by this node until [`SharedQueue::finish`] or
+    /// there. Each stays held by this node until [`SharedQueue::settle`] or
     /// [`SharedQueue::abandon`].
     async fn take(&self, max: usize) -> Result<Vec<Taken>, String>;
 
     /// How many invocations this node holds now.
     fn held(&self) -> usize;
 
-    /// The invocation is final here: it leaves the cluster's queue, and `record` (when given)
-    /// is what the other nodes show of it.
-    async fn finish(&self, id: &str, record: Option<InvocationRecord>);
+    /// Records `record`, an invocation just taken, as this node's, and answers what earlier
+    /// holders left of it.
+    async fn hold(&self, record: InvocationRecord) -> Result<Earlier, String>;
 
-    /// This node will not run it: another node may take it now.
-    async fn abandon(&self, id: &str);
-
-    /// Tells the other nodes where an invocation this node holds stands.
+    /// Tells the other nodes where an invocation this node holds stands (retried a few times;
+    /// a record is never older than one reported before it by this node).
     async fn report(&self, record: InvocationRecord);
+
+    /// The message leaves the cluster's queue: the invocation is final, or not the queue's to
+    /// run any more. Its record stays.
+    async fn settle(&self, id: &str);
+
+    /// This node will not run it: another node may take it once `delay` has passed.
+    async fn abandon(&self, id: &str, delay: Duration);
+
+    /// Deletes the cluster's record of an invocation (deleted or cancelled here).
+    async fn forget(&self, id: &str);
 
     /// An invocation this node does not have: as its holder last reported it, or as it waits
     /// in the cluster's queue.
@@ -61,6 +70,17 @@ pub trait SharedQueue: Send + Sync + 'static {
     async fn pending(&self) -> Option<u64>;
 }
 
+/// What the cluster knew of an invocation a node takes ([`SharedQueue::hold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Earlier {
+    /// Earlier holders started this many attempts (0 for a new one); a delivery that never
+    /// started an attempt (given back, or lost before a worker took it) does not count.
+    Attempts(u32),
+    /// It is final already: a holder finished it, and settling its message did not land.
+    Final,
+}
+
 /// One invocation taken from a shared queue.
 #[derive(Debug, Clone)]
 pub struct Taken {
@@ -71,6 +91,9 @@ pub struct Taken {
     /// How often the queue has sent it, this time included.
     pub delivered: u32,
 }
+
+/// How long an invocation this node could not take in waits before another node may.
+const GIVE_BACK_DELAY: Duration = Duration::from_secs(5);
 
 /// An accepted invocation as it travels through a shared queue: a length-prefixed JSON head
 /// and the body.
@@ -207,8 +230,8 @@ impl Envelope {
     }
 }
 
-/// Queues `new` in the cluster: `Ok(None)` when the cluster cannot be reached, and the caller
-/// queues it here instead.
+/// Queues `new` in the cluster: `Ok(None)` when the cluster's queue does not take it, and
+/// the caller queues it here instead.
 pub(crate) async fn enqueue(
     queue: &dyn SharedQueue,
     new: &NewInvocation,
@@ -219,7 +242,7 @@ pub(crate) async fn enqueue(
         Err(EventsError::Storage(why)) => {
             tracing::warn!(
                 function = %new.function, error = %why,
-                "the cluster's queue cannot be reached: the invocation is queued on this node"
+                "the cluster's queue did not take the invocation: it is queued on this node"
             );
             Ok(None)
         }
@@ -227,9 +250,9 @@ pub(crate) async fn enqueue(
     }
 }
 
-/// Takes work from the cluster's queue while this node has room for it: at most four
-/// invocations per worker are held at once, the rest wait in the cluster for any node.
-pub(crate) async fn pump(events: Arc<Events>, queue: Arc<dyn SharedQueue>) {
+/// Before the workers start: the shared rows a stopped node left unfinished are forgotten
+/// (their messages went back to the cluster when it stopped holding them).
+pub(crate) async fn forget_unfinished(events: &Events) {
     match events.store.call(sql_shared::forget_unfinished).await {
         Ok(0) => {}
         Ok(forgotten) => tracing::info!(
@@ -238,6 +261,11 @@ pub(crate) async fn pump(events: Arc<Events>, queue: Arc<dyn SharedQueue>) {
         ),
         Err(err) => tracing::error!(error = %err, "queue: cannot forget stale shared rows"),
     }
+}
+
+/// Takes work from the cluster's queue while this node has room for it: at most four
+/// invocations per worker are held at once, the rest wait in the cluster for any node.
+pub(crate) async fn pump(events: Arc<Events>, queue: Arc<dyn SharedQueue>) {
     let capacity = events.config.workers.max(1) * 4;
     loop {
         if events.stopping() {
@@ -250,8 +278,12 @@ pub(crate) async fn pump(events: Arc<Events>, queue: Arc<dyn SharedQueue>) {
         }
         match queue.take(room).await {
             Ok(taken) => {
+                let mut new = false;
                 for one in taken {
-                    adopt(&events, &*queue, one).await;
+                    new |= adopt(&events, &*queue, one).await;
+                }
+                if new {
+                    events.wake.notify_one();
                 }
             }
             Err(err) => {
@@ -262,38 +294,69 @@ pub(crate) async fn pump(events: Arc<Events>, queue: Arc<dyn SharedQueue>) {
     }
 }
 
-async fn adopt(events: &Events, queue: &dyn SharedQueue, taken: Taken) {
+/// Takes one invocation in: answers whether it is a new row for the workers.
+async fn adopt(events: &Events, queue: &dyn SharedQueue, taken: Taken) -> bool {
+    let id = taken.id.clone();
     let envelope = match Envelope::decode(&taken.payload) {
-        Ok(envelope) if envelope.id == taken.id => envelope,
+        Ok(envelope) if envelope.id == id => envelope,
         Ok(_) | Err(_) => {
-            tracing::error!(id = %taken.id, "queue: a message in the cluster's queue is not a Kindling invocation; dropped");
-            queue.finish(&taken.id, None).await;
-            return;
+            tracing::error!(
+                invocation = %id, bytes = taken.payload.len(),
+                "queue: a message in the cluster's queue is not an invocation Kindling queued; \
+                 removed from the queue"
+            );
+            queue.settle(&id).await;
+            return false;
         }
     };
-    let delivered = taken.delivered;
-    let id = taken.id.clone();
-    let adopted = events
+    let looked = id.clone();
+    match events
         .store
-        .call(move |conn| sql_shared::adopt(conn, &envelope, delivered, sql::now_ms()))
-        .await;
-    match adopted {
-        Ok(Adopted::New) => {
-            events.wake.notify_one();
-            if let Ok(record) = events.local(&id).await {
-                queue.report(record).await;
-            }
-        }
-        Ok(Adopted::Live) => {}
-        Ok(Adopted::Finished) => {
-            let record = events.local(&id).await.ok();
-            queue.finish(&id, record).await;
+        .call(move |conn| sql_shared::here(conn, &looked))
+        .await
+    {
+        Ok(Here::Absent) => {}
+        Ok(Here::Live) => return false,
+        Ok(Here::Settle) => {
+            queue.settle(&id).await;
+            return false;
         }
         Err(err) => {
-            tracing::error!(invocation = %id, error = %err, "queue: cannot take an invocation from the cluster; another node may");
-            queue.abandon(&id).await;
+            give_back(queue, &id, &err.to_string()).await;
+            return false;
         }
     }
+    // Recorded as this node's before a worker can report anything newer.
+    let attempts = match queue.hold(envelope.queued_record()).await {
+        Ok(Earlier::Attempts(attempts)) => attempts,
+        Ok(Earlier::Final) => {
+            queue.settle(&id).await;
+            return false;
+        }
+        Err(err) => {
+            give_back(queue, &id, &err).await;
+            return false;
+        }
+    };
+    let adopted = events
+        .store
+        .call(move |conn| sql_shared::adopt(conn, &envelope, attempts, sql::now_ms()))
+        .await;
+    match adopted {
+        Ok(()) => true,
+        Err(err) => {
+            give_back(queue, &id, &err.to_string()).await;
+            false
+        }
+    }
+}
+
+async fn give_back(queue: &dyn SharedQueue, id: &str, why: &str) {
+    tracing::error!(
+        invocation = %id, error = %why,
+        "queue: cannot take an invocation from the cluster; another node may in a moment"
+    );
+    queue.abandon(id, GIVE_BACK_DELAY).await;
 }
 
 #[cfg(test)]

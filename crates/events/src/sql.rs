@@ -264,8 +264,8 @@ pub(crate) struct Claimed {
     pub(crate) attempt: u32,
     /// Attempts made before the last manual retry: the retry budget counts from there.
     pub(crate) base: u32,
-    /// Taken from the cluster's queue: its message is settled when it finishes.
-    pub(crate) shared: bool,
+    /// How it stands to the cluster's queue.
+    pub(crate) shared: crate::sql_shared::Share,
 }
 
 /// Takes up to `limit` due invocations, oldest due first, and starts an attempt of each.
@@ -289,7 +289,7 @@ pub(crate) fn claim(conn: &Connection, now: i64, limit: u32) -> Result<Vec<Claim
                 attempt: row.get::<_, u32>(6)? + 1,
                 base: row.get(7)?,
                 namespace: row.get(8)?,
-                shared: row.get(9)?,
+                shared: crate::sql_shared::Share::from_column(row.get(9)?),
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -601,9 +601,11 @@ pub(crate) fn retry(conn: &Connection, id: &str, now: i64) -> Result<(), EventsE
             )?;
             // Attempt numbers keep counting so that the history reads in order; the retry
             // budget starts again from the attempts made before this retry. The cluster's
-            // queue settled it when it finished, so a retry is this node's own.
+            // queue settled it when it finished, so a retry is this node's to run (and to
+            // report, if it came from the cluster).
             conn.execute(
-                "UPDATE invocations SET state = 'queued', attempts = ?2, next_at = ?3, shared = 0,
+                "UPDATE invocations SET state = 'queued', attempts = ?2, next_at = ?3,
+                    shared = CASE WHEN shared = 0 THEN 0 ELSE 2 END,
                     attempt_base = ?2, updated_at = ?3, finished_at = NULL, reason = NULL,
                     callback_state = CASE WHEN callback_url IS NULL THEN NULL ELSE 'waiting' END,
                     callback_attempts = 0, callback_error = NULL

@@ -19,38 +19,71 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), EventsError> {
     Ok(())
 }
 
-/// What taking an invocation from the cluster's queue found here.
+/// How a row stands to the cluster's queue (the `shared` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Adopted {
-    /// A new row: the workers run it.
-    New,
-    /// It is here and not finished (JetStream sent it again while it was held): keep it.
-    Live,
-    /// It finished here but its message was not settled: settle it now.
-    Finished,
+pub(crate) enum Share {
+    /// Queued on this node: the cluster knows nothing of it.
+    Own,
+    /// Taken from the cluster's queue: this node holds its message until the row is final,
+    /// and reports where it stands.
+    Held,
+    /// A cluster invocation retried here by hand: its message was settled when it first
+    /// finished, but this node still reports where it stands, so that other nodes show it.
+    Reported,
 }
 
-/// Takes `envelope` into the queue as a shared row. `delivered` is how often the cluster's
-/// queue has sent it (this time included): earlier deliveries went to nodes that did not
-/// finish it, and count as attempts against its retries.
+impl Share {
+    pub(crate) fn from_column(value: i64) -> Self {
+        match value {
+            0 => Self::Own,
+            1 => Self::Held,
+            _ => Self::Reported,
+        }
+    }
+}
+
+/// What taking an invocation from the cluster's queue finds here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Here {
+    /// Nothing: it is new here.
+    Absent,
+    /// Held here and not finished (JetStream sent it again while this node holds it): keep
+    /// holding it.
+    Live,
+    /// Here, and finished or not the cluster's any more: its message is settled.
+    Settle,
+}
+
+/// Looks `id` up before it is taken in.
+pub(crate) fn here(conn: &Connection, id: &str) -> Result<Here, EventsError> {
+    let row: Option<(String, i64)> = conn
+        .query_row(
+            "SELECT state, shared FROM invocations WHERE id = ?1",
+            params![id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    Ok(match row {
+        None => Here::Absent,
+        Some((state, shared))
+            if Share::from_column(shared) == Share::Held
+                && !matches!(state.as_str(), "succeeded" | "dead") =>
+        {
+            Here::Live
+        }
+        Some(_) => Here::Settle,
+    })
+}
+
+/// Takes `envelope` into the queue as a held row. `attempts` is how many attempts earlier
+/// holders started (the cluster's record of it): they count against its retries, and
+/// deliveries that never started an attempt do not.
 pub(crate) fn adopt(
     conn: &Connection,
     envelope: &Envelope,
-    delivered: u32,
+    attempts: u32,
     now: i64,
-) -> Result<Adopted, EventsError> {
-    let state: Option<String> = conn
-        .query_row(
-            "SELECT state FROM invocations WHERE id = ?1",
-            params![envelope.id],
-            |row| row.get(0),
-        )
-        .optional()?;
-    match state.as_deref() {
-        Some("succeeded" | "dead") => return Ok(Adopted::Finished),
-        Some(_) => return Ok(Adopted::Live),
-        None => {}
-    }
+) -> Result<(), EventsError> {
     // The cluster decided it is a new invocation: an older one here with the same key (past
     // the window, not yet freed by the housekeeping) lets go of it.
     if let Some(key) = &envelope.idempotency_key {
@@ -77,19 +110,24 @@ pub(crate) fn adopt(
             headers,
             envelope.body,
             envelope.idempotency_key,
-            delivered.saturating_sub(1),
+            attempts,
             now,
             envelope.created_at,
             envelope.callback_url,
         ],
     )?;
-    Ok(Adopted::New)
+    Ok(())
 }
 
 /// Forgets the shared rows a stopped node left unfinished: their messages went back to the
 /// cluster's queue when the node stopped acknowledging them, and whichever node takes them
 /// next runs them. Answers how many.
 pub(crate) fn forget_unfinished(conn: &Connection) -> Result<u64, EventsError> {
+    conn.execute(
+        "DELETE FROM attempts WHERE invocation IN
+            (SELECT id FROM invocations WHERE shared = 1 AND state IN ('queued', 'running'))",
+        [],
+    )?;
     Ok(conn.execute(
         "DELETE FROM invocations WHERE shared = 1 AND state IN ('queued', 'running')",
         [],
@@ -106,15 +144,16 @@ pub(crate) fn waiting(conn: &Connection) -> Result<Vec<String>, EventsError> {
     Ok(ids)
 }
 
-/// Whether the invocation is a shared row here (`None`: not here at all).
-pub(crate) fn is_shared(conn: &Connection, id: &str) -> Result<Option<bool>, EventsError> {
+/// How the invocation stands to the cluster's queue (`None`: not here at all).
+pub(crate) fn share(conn: &Connection, id: &str) -> Result<Option<Share>, EventsError> {
     Ok(conn
         .query_row(
             "SELECT shared FROM invocations WHERE id = ?1",
             params![id],
             |row| row.get(0),
         )
-        .optional()?)
+        .optional()?
+        .map(Share::from_column))
 }
 
 #[cfg(test)]
@@ -142,25 +181,17 @@ mod tests {
     fn a_taken_invocation_is_a_row_until_it_is_settled() {
         let dir = tempfile::tempdir().unwrap();
         let conn = sql::open(&dir.path().join("queue.db")).unwrap();
-        // Two earlier deliveries went to nodes that did not finish it: they count.
-        assert_eq!(
-            adopt(&conn, &envelope("inv_a", Some("k")), 3, 2_000).unwrap(),
-            Adopted::New
-        );
+        assert_eq!(here(&conn, "inv_a").unwrap(), Here::Absent);
+        // Earlier holders started two attempts: they count.
+        adopt(&conn, &envelope("inv_a", Some("k")), 2, 2_000).unwrap();
         let claimed = sql::claim(&conn, 2_000, 10).unwrap();
         assert_eq!(claimed.len(), 1);
-        assert!(claimed[0].shared);
+        assert_eq!(claimed[0].shared, Share::Held);
         assert_eq!(claimed[0].attempt, 3);
         // Sent again while it runs here: kept as it is.
-        assert_eq!(
-            adopt(&conn, &envelope("inv_a", Some("k")), 4, 2_100).unwrap(),
-            Adopted::Live
-        );
+        assert_eq!(here(&conn, "inv_a").unwrap(), Here::Live);
         // Another id with the same key is another invocation: the cluster said so.
-        assert_eq!(
-            adopt(&conn, &envelope("inv_b", Some("k")), 1, 2_100).unwrap(),
-            Adopted::New
-        );
+        adopt(&conn, &envelope("inv_b", Some("k")), 0, 2_100).unwrap();
         assert_eq!(
             sql::get(&conn, "inv_a").unwrap().unwrap().idempotency_key,
             None
@@ -174,12 +205,14 @@ mod tests {
             reason: None,
         };
         sql::finish(&conn, "inv_a", 3, 2_200, &done).unwrap();
-        assert_eq!(
-            adopt(&conn, &envelope("inv_a", Some("k")), 5, 2_300).unwrap(),
-            Adopted::Finished
-        );
-        assert_eq!(is_shared(&conn, "inv_a").unwrap(), Some(true));
-        assert_eq!(is_shared(&conn, "inv_z").unwrap(), None);
+        assert_eq!(here(&conn, "inv_a").unwrap(), Here::Settle);
+        assert_eq!(share(&conn, "inv_a").unwrap(), Some(Share::Held));
+        assert_eq!(share(&conn, "inv_z").unwrap(), None);
+        // Retried by hand, it is this node's to run and still the cluster's to show; sent
+        // again, its message is settled rather than run a second time.
+        sql::retry(&conn, "inv_a", 2_300).unwrap();
+        assert_eq!(share(&conn, "inv_a").unwrap(), Some(Share::Reported));
+        assert_eq!(here(&conn, "inv_a").unwrap(), Here::Settle);
     }
 
     #[test]
@@ -187,13 +220,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("queue.db");
         let conn = sql::open(&path).unwrap();
-        adopt(&conn, &envelope("inv_a", None), 1, 2_000).unwrap();
-        adopt(&conn, &envelope("inv_b", None), 1, 2_000).unwrap();
+        adopt(&conn, &envelope("inv_a", None), 0, 2_000).unwrap();
+        adopt(&conn, &envelope("inv_b", None), 0, 2_000).unwrap();
         sql::claim(&conn, 2_000, 1).unwrap();
         drop(conn);
         // Reopened, the running one is queued again; both go back to the cluster.
         let conn = sql::open(&path).unwrap();
         assert_eq!(forget_unfinished(&conn).unwrap(), 2);
         assert!(sql::get(&conn, "inv_a").unwrap().is_none());
+        assert_eq!(waiting(&conn).unwrap(), Vec::<String>::new());
     }
 }

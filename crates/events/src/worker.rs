@@ -18,6 +18,7 @@ use crate::backoff;
 use crate::events::Events;
 use crate::record::State;
 use crate::sql::{self, Claimed, Outcome, StoredResponse};
+use crate::sql_shared::Share;
 
 /// Header carrying the invocation id to the function.
 pub const INVOCATION_ID_HEADER: &str = "kindling-invocation-id";
@@ -83,7 +84,16 @@ pub(crate) async fn run(events: Arc<Events>) {
 async fn attempt(events: &Events, claim: Claimed) {
     let function = claim.function.clone();
     let started = Instant::now();
-    let outcome = run_attempt(events, &claim).await;
+    let outcome = if claim.shared == Share::Own {
+        run_attempt(events, &claim).await
+    } else {
+        // Reported while it runs; awaited before any later report of it.
+        let ((), outcome) = tokio::join!(
+            events.shared_attempt_started(&claim.id),
+            run_attempt(events, &claim)
+        );
+        outcome
+    };
     let (id, number) = (claim.id.clone(), claim.attempt);
     let label = match &outcome {
         Judged::Deferred => "deferred",
@@ -98,7 +108,6 @@ async fn attempt(events: &Events, claim: Claimed) {
         .attempts
         .with_label_values(&[function.as_str(), label])
         .inc();
-    let deferred = matches!(outcome, Judged::Deferred);
     let final_state = matches!(&outcome, Judged::Done(done) if done.state.is_final());
     let result = match outcome {
         Judged::Deferred => {
@@ -138,8 +147,10 @@ async fn attempt(events: &Events, claim: Claimed) {
         }
     };
     match result {
-        Ok(()) if claim.shared && !deferred => {
-            events.shared_attempt_recorded(&claim.id, final_state).await;
+        Ok(()) if claim.shared != Share::Own => {
+            events
+                .shared_attempt_recorded(&claim.id, claim.shared, final_state)
+                .await;
         }
         Ok(()) => {}
         // The attempt stays `running` in the database; the next start queues it again.

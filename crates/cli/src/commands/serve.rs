@@ -405,7 +405,8 @@ impl ServeCommand {
             events_config,
             gateway_config.cluster.as_ref(),
             &self.cluster,
-        )?;
+        )
+        .await?;
         events.start();
         gateway_config.events = Some(events);
 

@@ -155,7 +155,7 @@ pub(crate) async fn start(
 
 /// Opens the invocation queue; in a cluster, schedules fire on the node that holds their
 /// lease, and (unless `--cluster-queue false`) invocations are queued in the cluster.
-pub(crate) fn open_events(
+pub(crate) async fn open_events(
     node: &Arc<Node>,
     mut config: EventsConfig,
     cluster: Option<&Arc<Cluster>>,
@@ -165,6 +165,21 @@ pub(crate) fn open_events(
         config.schedule_gate = Some(kindling_events::ScheduleGate(Arc::new(move || {
             cluster.leads_schedules()
         })));
+    }
+    if cluster.is_some() && args.cluster_queue {
+        // Any node may run an invocation and send its callback: they sign with one key.
+        let data_dir = config
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let variables = Variables::new(data_dir);
+        let key = tokio::task::spawn_blocking(move || variables.derived_key("callback"))
+            .await
+            .context("deriving the cluster's callback key")?
+            .map_err(anyhow::Error::msg)
+            .context("cannot derive the key that signs callbacks")?;
+        config.callback_key = Some(key);
     }
     let settings = QueueSettings {
         ack_wait: args.cluster_queue_ack_wait,
