@@ -26,6 +26,7 @@ mod members;
 mod queue;
 mod record;
 mod spill;
+mod spill_parts;
 mod sync;
 
 pub use access_store::ClusterAccessStore;

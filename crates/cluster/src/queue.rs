@@ -290,7 +290,7 @@ impl NatsQueue {
             let at: i64 = at.and_then(|at| at.parse().ok()).unwrap_or(0);
             let window = self.settings.idempotency_window.as_millis() as i64;
             // A timestamp from the future (a clock far ahead, or a forged value) holds no key.
-            if valid_id(earlier) && now - at < window && at <= now + 60_000 {
+            if valid_id(earlier) && now.saturating_sub(at) < window && at <= now + 60_000 {
                 return Ok(Some(earlier.to_string()));
             }
             // Past the window the key is free again: take it, unless another node just did.
@@ -360,12 +360,14 @@ impl NatsQueue {
 
     /// Publishes the invocation, sent again (same `Nats-Msg-Id`) when JetStream's answer
     /// does not come: a publish that landed unanswered is kept once.
+    /// Answers whether JetStream kept it as new (a duplicate of a publish this node sent
+    /// before the last one counts as new).
     async fn publish_once(
         &self,
         opened: &Opened,
         id: &str,
         payload: Bytes,
-    ) -> Result<jetstream::publish::PublishAck, EventsError> {
+    ) -> Result<bool, EventsError> {
         let mut last = String::new();
         for attempt in 0..TRIES {
             if attempt > 0 {
@@ -385,7 +387,7 @@ impl NatsQueue {
                 }
             };
             match acked {
-                Ok(ack) => return Ok(ack),
+                Ok(ack) => return Ok(attempt > 0 || !ack.duplicate),
                 Err(err) if err.to_string().contains("maximum messages") => {
                     return Err(EventsError::Full {
                         limit: self.settings.max_waiting,
@@ -414,11 +416,14 @@ impl SharedQueue for NatsQueue {
             )));
         }
         let mut duplicate = false;
-        if let Some(hash) = envelope.key_hash()
-            && let Some(earlier) = self.claim_key(&opened, &hash, &envelope.id).await?
+        let keyed = envelope.key_hash();
+        if let Some(hash) = &keyed
+            && let Some(earlier) = self.claim_key(&opened, hash, &envelope.id).await?
         {
             duplicate = true;
-            if self.known(&opened, &earlier).await? {
+            // Past the claim, queueing on this node instead would make a second invocation
+            // of the key: a failure here is the client's to retry.
+            if self.known(&opened, &earlier).await.map_err(unavailable)? {
                 return Ok(Accepted {
                     id: earlier,
                     duplicate,
@@ -430,13 +435,16 @@ impl SharedQueue for NatsQueue {
             payload = envelope.encode();
         }
         let id = envelope.id.clone();
-        let ack = self.publish_once(&opened, &id, payload).await?;
-        if !ack.duplicate {
+        let new = match self.publish_once(&opened, &id, payload).await {
+            Err(err) if keyed.is_some() => return Err(unavailable(err)),
+            other => other?,
+        };
+        if new {
             let _ = self.shared.client.publish(BELL, Bytes::new()).await;
         }
         Ok(Accepted {
             id,
-            duplicate: duplicate || ack.duplicate,
+            duplicate: duplicate || !new,
         })
     }
 
@@ -478,9 +486,26 @@ impl SharedQueue for NatsQueue {
                 Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {}
                 Err(err) => return Err(format!("cannot record {id:?}: {err}")),
             }
-            let Some((earlier, revision)) = self.recorded(&opened, &id).await? else {
+            let Some(entry) = opened
+                .records
+                .entry(&id)
+                .await
+                .map_err(|err| format!("cannot read the record of {id:?}: {err}"))?
+            else {
                 continue;
             };
+            let Ok(earlier) = serde_json::from_slice::<InvocationRecord>(&entry.value) else {
+                // Deleted, or not a record this node reads: its own takes the place.
+                match opened
+                    .records
+                    .update(&id, self.fit(record.clone()).into(), entry.revision)
+                    .await
+                {
+                    Ok(_) => return Ok(Earlier::Attempts(0)),
+                    Err(_) => continue,
+                }
+            };
+            let revision = entry.revision;
             if earlier.state.is_final() {
                 return Ok(Earlier::Final);
             }
@@ -501,10 +526,10 @@ impl SharedQueue for NatsQueue {
         ))
     }
 
-    async fn report(&self, record: InvocationRecord) {
+    async fn report(&self, record: InvocationRecord) -> bool {
         let id = record.id.clone();
         if !valid_id(&id) {
-            return;
+            return false;
         }
         let value: Bytes = self.fit(record).into();
         let mut last = String::new();
@@ -514,7 +539,7 @@ impl SharedQueue for NatsQueue {
             }
             match self.open().await {
                 Ok(opened) => match opened.records.put(&id, value.clone()).await {
-                    Ok(_) => return,
+                    Ok(_) => return true,
                     Err(err) => last = err.to_string(),
                 },
                 Err(err) => last = err,
@@ -524,6 +549,7 @@ impl SharedQueue for NatsQueue {
             invocation = %id, error = %last,
             "queue: cannot report an invocation to the cluster; other nodes show it as it was"
         );
+        false
     }
 
     async fn settle(&self, id: &str) {
@@ -666,6 +692,14 @@ async fn listen(client: async_nats::Client, bell: Weak<tokio::sync::Notify>) {
             return;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A storage failure once an idempotency key is claimed: the client retries.
+fn unavailable(err: EventsError) -> EventsError {
+    match err {
+        EventsError::Storage(why) => EventsError::Unavailable(why),
+        other => other,
     }
 }
 

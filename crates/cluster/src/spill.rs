@@ -6,6 +6,9 @@
 //!
 //! A message is a length-prefixed JSON head and the body: the request's method, URI, headers,
 //! request id, trace parent and deadline one way; the status and headers (or "no room") back.
+//! One larger than a NATS message travels in parts (`spill_parts.rs`), up to 16 MiB; the
+//! sender listens for the answer on an inbox of its own, so that a response can come back
+//! in parts too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -21,11 +24,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::Shared;
 use crate::members::MemberState;
+use crate::spill_parts::{self, Assembled, Assembler, PART_HEADER};
 
 /// Peers tried for one request before it is answered 503.
 const TRIES: usize = 3;
-/// Room kept in a NATS message for the head.
+/// Room kept in a NATS message for its headers (the part mark).
+const HEADER_ROOM: usize = 1024;
+/// What an answer may take beyond its body: its head.
 const HEAD_ROOM: usize = 64 * 1024;
+/// How long the next part of a response may take once its first part came.
+const PART_WAIT: Duration = Duration::from_secs(10);
 
 /// Spill-over counters, for `/metrics`.
 #[derive(Debug, Default)]
@@ -186,11 +194,7 @@ impl NatsSpill {
 #[async_trait]
 impl Spill for NatsSpill {
     fn max_body_bytes(&self) -> usize {
-        self.shared
-            .client
-            .server_info()
-            .max_payload
-            .saturating_sub(HEAD_ROOM)
+        spill_parts::MAX_BODY
     }
 
     async fn forward(&self, request: Spilled) -> Option<http::Response<Bytes>> {
@@ -216,16 +220,12 @@ impl Spill for NatsSpill {
         let patience = request.deadline + Duration::from_secs(2);
         for peer in peers {
             let _sent = self.send_to(&peer);
-            let asked = self.shared.client.send_request(
-                subject(&peer),
-                async_nats::Request::new()
-                    .payload(message.clone())
-                    .timeout(Some(patience)),
-            );
-            let Ok(reply) = asked.await else {
-                continue;
+            let answer = match self.ask(&peer, &message, patience).await {
+                Asked::Answered(answer) => answer,
+                Asked::Refused => continue,
+                Asked::Lost => return Some(lost(&peer)),
             };
-            let Some((head, body)) = unframe::<ResponseHead>(&reply.payload) else {
+            let Some((head, body)) = unframe::<ResponseHead>(&answer) else {
                 continue;
             };
             if head.refused {
@@ -247,6 +247,149 @@ impl Spill for NatsSpill {
     }
 }
 
+/// What asking one peer gave.
+enum Asked {
+    /// Its answer, whole (a refusal included).
+    Answered(Bytes),
+    /// No answer: the peer is gone, or never got the request; try another.
+    Refused,
+    /// The peer answered, but not all of its answer arrived: it ran, so no other peer may.
+    Lost,
+}
+
+impl NatsSpill {
+    /// Sends `message` to `peer` (in parts if it must) and waits for the answer on an inbox
+    /// of this request's own.
+    async fn ask(&self, peer: &str, message: &Bytes, patience: Duration) -> Asked {
+        let client = &self.shared.client;
+        let inbox = client.new_inbox();
+        let Ok(mut answers) = client.subscribe(inbox.clone()).await else {
+            return Asked::Refused;
+        };
+        let parts = spill_parts::split(message, part_size(&self.shared));
+        let count = parts.len();
+        if count > spill_parts::MAX_PARTS {
+            return Asked::Refused;
+        }
+        for (index, part) in parts.into_iter().enumerate() {
+            let mut headers = async_nats::HeaderMap::new();
+            if count > 1 {
+                headers.insert(
+                    PART_HEADER,
+                    spill_parts::mark(&inbox, index, count).as_str(),
+                );
+            }
+            if client
+                .publish_with_reply_and_headers(subject(peer), inbox.clone(), headers, part)
+                .await
+                .is_err()
+            {
+                return Asked::Refused;
+            }
+        }
+        let Ok(Some(first)) = tokio::time::timeout(patience, answers.next()).await else {
+            return Asked::Refused;
+        };
+        // NATS says at once when nobody listens on the peer's subject.
+        if first.status.is_some_and(|status| status.is_server_error()) {
+            return Asked::Refused;
+        }
+        let count = match mark_of(&first) {
+            Marked::Whole => return Asked::Answered(first.payload),
+            Marked::Part(_, 0, count) => count,
+            // Its first part went missing, or a mark nobody wrote: it ran, but did not arrive.
+            Marked::Part(..) | Marked::Bad => return Asked::Lost,
+        };
+        let mut whole = BytesMut::from(&first.payload[..]);
+        for index in 1..count {
+            match tokio::time::timeout(PART_WAIT, answers.next()).await {
+                Ok(Some(part))
+                    if matches!(mark_of(&part), Marked::Part(_, i, _) if i == index)
+                        && whole.len() + part.payload.len()
+                            <= spill_parts::MAX_BODY + HEAD_ROOM =>
+                {
+                    whole.put_slice(&part.payload);
+                }
+                _ => return Asked::Lost,
+            }
+        }
+        Asked::Answered(whole.freeze())
+    }
+}
+
+/// The answer to a request whose response did not all come back from the peer that ran it.
+fn lost(peer: &str) -> http::Response<Bytes> {
+    tracing::warn!(
+        peer,
+        "a spilled request's response did not all arrive from the peer"
+    );
+    let mut response = http::Response::new(Bytes::from_static(
+        b"{\"error\":{\"code\":\"response_lost\",\"message\":\"the peer that ran this \
+          request answered, but not all of its response arrived\"}}",
+    ));
+    *response.status_mut() = http::StatusCode::BAD_GATEWAY;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// What a message says of its part.
+enum Marked {
+    /// It is a whole message.
+    Whole,
+    /// Part `index` of `count` from the sender `id`.
+    Part(String, usize, usize),
+    /// It says it is a part, but not in a way this node reads: refuse it.
+    Bad,
+}
+
+fn mark_of(message: &async_nats::Message) -> Marked {
+    let Some(value) = message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(PART_HEADER))
+    else {
+        return Marked::Whole;
+    };
+    match spill_parts::parse_mark(value.as_str()) {
+        Some((id, index, count)) => Marked::Part(id.to_string(), index, count),
+        None => Marked::Bad,
+    }
+}
+
+/// The most bytes one part may take.
+fn part_size(shared: &Shared) -> usize {
+    shared
+        .client
+        .server_info()
+        .max_payload
+        .saturating_sub(HEADER_ROOM)
+        .max(spill_parts::MIN_PART)
+}
+
+/// Publishes `answer` to `reply`, in parts if it must.
+async fn send_answer(shared: &Shared, reply: async_nats::Subject, answer: Bytes) {
+    let parts = spill_parts::split(&answer, part_size(shared));
+    let count = parts.len();
+    for (index, part) in parts.into_iter().enumerate() {
+        let sent = if count > 1 {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(PART_HEADER, spill_parts::mark("r", index, count).as_str());
+            shared
+                .client
+                .publish_with_headers(reply.clone(), headers, part)
+                .await
+        } else {
+            shared.client.publish(reply.clone(), part).await
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
 fn head_function(message: &Bytes) -> String {
     unframe::<RequestHead>(message).map_or_else(String::new, |(head, _)| head.function)
 }
@@ -261,6 +404,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, node: Weak<Node>) {
             .await
         {
             Ok(mut requests) => {
+                let mut assembler = Assembler::default();
                 while let Some(message) = requests.next().await {
                     let Some(node) = node.upgrade() else {
                         return;
@@ -268,10 +412,26 @@ pub(crate) async fn serve(shared: Arc<Shared>, node: Weak<Node>) {
                     let Some(reply) = message.reply.clone() else {
                         continue;
                     };
+                    let assembled = match mark_of(&message) {
+                        Marked::Whole => Assembled::Whole(message.payload),
+                        Marked::Part(id, index, count) => {
+                            assembler.add(&id, index, count, message.payload)
+                        }
+                        Marked::Bad => Assembled::Broken,
+                    };
+                    let payload = match assembled {
+                        Assembled::Pending => continue,
+                        Assembled::Whole(payload) => payload,
+                        Assembled::Broken => {
+                            shared.spill.refused.fetch_add(1, Ordering::Relaxed);
+                            send_answer(&shared, reply, refused()).await;
+                            continue;
+                        }
+                    };
                     let shared = shared.clone();
                     tokio::spawn(async move {
-                        let answer = run(&shared, &node, &message.payload).await;
-                        let _ = shared.client.publish(reply, answer).await;
+                        let answer = run(&shared, &node, &payload).await;
+                        send_answer(&shared, reply, answer).await;
                     });
                 }
             }
@@ -285,17 +445,19 @@ pub(crate) async fn serve(shared: Arc<Shared>, node: Weak<Node>) {
     }
 }
 
+/// The answer of a peer with no room.
+fn refused() -> Bytes {
+    frame(
+        &ResponseHead {
+            refused: true,
+            status: 503,
+            headers: Vec::new(),
+        },
+        &[],
+    )
+}
+
 async fn run(shared: &Shared, node: &Node, payload: &Bytes) -> Bytes {
-    let refused = || {
-        frame(
-            &ResponseHead {
-                refused: true,
-                status: 503,
-                headers: Vec::new(),
-            },
-            &[],
-        )
-    };
     let Some((head, body)) = unframe::<RequestHead>(payload) else {
         return refused();
     };
@@ -330,18 +492,13 @@ async fn run(shared: &Shared, node: &Node, payload: &Bytes) -> Bytes {
     };
     counters.served.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = answer.into_parts();
-    let limit = shared
-        .client
-        .server_info()
-        .max_payload
-        .saturating_sub(HEAD_ROOM);
-    let (status, body) = match collect(body, limit).await {
+    let (status, body) = match collect(body, spill_parts::MAX_BODY).await {
         Some(body) => (parts.status.as_u16(), body),
         None => (
             502,
             Bytes::from_static(
                 b"{\"error\":{\"code\":\"response_too_large\",\"message\":\"the peer that ran this \
-                  request cannot carry its response back: it is larger than a NATS message\"}}",
+                  request cannot carry its response back: it is larger than 16 MiB\"}}",
             ),
         ),
     };

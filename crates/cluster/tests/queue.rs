@@ -109,7 +109,7 @@ async fn a_node_taking_over_counts_the_attempts_started_before_it() {
     let mut running = sent.queued_record();
     running.state = State::Running;
     running.attempts = 1;
-    b.report(running.clone()).await;
+    assert!(b.report(running.clone()).await);
     let seen = a.find(&sent.id).await.unwrap();
     assert_eq!(
         (seen.state, seen.node.as_deref()),
@@ -133,7 +133,7 @@ async fn a_node_taking_over_counts_the_attempts_started_before_it() {
     let mut done = running;
     done.state = State::Succeeded;
     done.attempts = 2;
-    a.report(done).await;
+    assert!(a.report(done).await);
     assert_eq!(b.hold(sent.queued_record()).await.unwrap(), Earlier::Final);
     a.settle(&sent.id).await;
     assert_eq!(a.held(), 0);
@@ -175,7 +175,7 @@ async fn keys_cancels_and_sizes_across_nodes() {
     let mut done = envelope(Some("k1"), vec![]).queued_record();
     done.id = first.id.clone();
     done.state = State::Succeeded;
-    b.report(done).await;
+    assert!(b.report(done).await);
     b.settle(&first.id).await;
     let later = a.publish(envelope(Some("k1"), vec![])).await.unwrap();
     assert_eq!(

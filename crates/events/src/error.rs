@@ -33,6 +33,10 @@ pub enum EventsError {
     /// The invocation is not in a state the operation applies to.
     #[error("{0}")]
     Conflict(String),
+    /// The cluster's queue cannot say whether it took the invocation now; a retry with the
+    /// same idempotency key is safe.
+    #[error("{0}; retry with the same idempotency key")]
+    Unavailable(String),
 }
 
 impl From<rusqlite::Error> for EventsError {

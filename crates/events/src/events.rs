@@ -474,11 +474,17 @@ impl Events {
         let Some(queue) = self.shared.get() else {
             return;
         };
-        if let Ok(record) = self.local(id).await {
-            queue.report(record).await;
-        }
+        let reported = match self.local(id).await {
+            Ok(record) => queue.report(record).await,
+            Err(_) => false,
+        };
         if finished && share == Share::Held {
-            queue.settle(id).await;
+            if reported {
+                queue.settle(id).await;
+            } else {
+                // Another node may run it again, but none shows it running for good.
+                queue.abandon(id, Duration::from_secs(5)).await;
+            }
         }
     }
 

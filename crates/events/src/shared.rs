@@ -43,9 +43,10 @@ pub trait SharedQueue: Send + Sync + 'static {
     /// holders left of it.
     async fn hold(&self, record: InvocationRecord) -> Result<Earlier, String>;
 
-    /// Tells the other nodes where an invocation this node holds stands (retried a few times;
-    /// a record is never older than one reported before it by this node).
-    async fn report(&self, record: InvocationRecord);
+    /// Tells the other nodes where an invocation this node holds stands (tried a few times;
+    /// the reports of one node arrive in the order it made them). Answers whether the
+    /// cluster has it.
+    async fn report(&self, record: InvocationRecord) -> bool;
 
     /// The message leaves the cluster's queue: the invocation is final, or not the queue's to
     /// run any more. Its record stays.
@@ -318,7 +319,17 @@ async fn adopt(events: &Events, queue: &dyn SharedQueue, taken: Taken) -> bool {
         Ok(Here::Absent) => {}
         Ok(Here::Live) => return false,
         Ok(Here::Settle) => {
-            queue.settle(&id).await;
+            // Finished here, or retried here by hand: the record says so before the message
+            // goes, so that no node runs it again.
+            let reported = match events.local(&id).await {
+                Ok(record) => queue.report(record).await,
+                Err(_) => false,
+            };
+            if reported {
+                queue.settle(&id).await;
+            } else {
+                queue.abandon(&id, GIVE_BACK_DELAY).await;
+            }
             return false;
         }
         Err(err) => {

@@ -84,16 +84,12 @@ pub(crate) async fn run(events: Arc<Events>) {
 async fn attempt(events: &Events, claim: Claimed) {
     let function = claim.function.clone();
     let started = Instant::now();
-    let outcome = if claim.shared == Share::Own {
-        run_attempt(events, &claim).await
-    } else {
-        // Reported while it runs; awaited before any later report of it.
-        let ((), outcome) = tokio::join!(
-            events.shared_attempt_started(&claim.id),
-            run_attempt(events, &claim)
-        );
-        outcome
-    };
+    if claim.shared != Share::Own {
+        // Reported before it runs: an attempt that brings the node down still counts on the
+        // node that takes the invocation over.
+        events.shared_attempt_started(&claim.id).await;
+    }
+    let outcome = run_attempt(events, &claim).await;
     let (id, number) = (claim.id.clone(), claim.attempt);
     let label = match &outcome {
         Judged::Deferred => "deferred",

@@ -72,6 +72,11 @@ impl From<EventsError> for ApiError {
                 "queue_full",
                 err.to_string(),
             ),
+            EventsError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_unavailable",
+                err.to_string(),
+            ),
             _ => ApiError::internal(&err, None),
         }
     }

@@ -365,6 +365,20 @@ async fn a_full_node_passes_requests_to_a_peer_with_room() {
         echoed.text().await.unwrap(),
         "a body that crossed to a peer"
     );
+    // Larger than a NATS message, both ways: it travels in parts.
+    let large: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let echoed = client
+        .post(n1.url("/slow/echo"))
+        .body(large.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.status(), 200);
+    assert_eq!(echoed.headers()["kindling-served-by"], "n2");
+    assert!(
+        echoed.bytes().await.unwrap() == large,
+        "the 3 MiB body came back whole"
+    );
     for request in fill {
         assert_eq!(request.await.unwrap().unwrap().status(), 200);
     }
@@ -386,7 +400,7 @@ async fn a_full_node_passes_requests_to_a_peer_with_room() {
             &m1,
             "kindling_spilled_requests_total{outcome=\"forwarded\"}"
         ),
-        3,
+        4,
         "{m1}"
     );
     assert!(
@@ -395,7 +409,7 @@ async fn a_full_node_passes_requests_to_a_peer_with_room() {
     );
     assert_eq!(
         counter(&m2, "kindling_spill_received_total{outcome=\"served\"}"),
-        3,
+        4,
         "{m2}"
     );
 
