@@ -77,6 +77,10 @@ pub(crate) struct NatsQueue {
     settings: QueueSettings,
     /// The messages this node holds: invocation id to the message's reply subject.
     held: Mutex<HashMap<String, async_nats::Subject>>,
+    /// The revision of each record this node last wrote and reports on: its next report is
+    /// a compare-and-set from there, so that a node that lost an invocation to another
+    /// (cut off past the ack wait) does not write over the new holder's record.
+    revisions: Mutex<HashMap<String, u64>>,
     opened: tokio::sync::Mutex<Option<Opened>>,
     /// Rung when any node publishes an invocation (core NATS, `kindling.queue-bell`).
     bell: Arc<tokio::sync::Notify>,
@@ -98,6 +102,7 @@ impl NatsQueue {
             shared,
             settings,
             held: Mutex::default(),
+            revisions: Mutex::default(),
             opened: tokio::sync::Mutex::default(),
             bell: Arc::default(),
         });
@@ -251,6 +256,15 @@ impl NatsQueue {
             .server_info()
             .max_payload
             .saturating_sub(HEADROOM)
+    }
+
+    /// Remembers (or, with `None`, forgets) the revision this node wrote `id`'s record at.
+    fn wrote(&self, id: &str, revision: Option<u64>) {
+        let mut revisions = self.revisions.lock().expect("revisions lock");
+        match revision {
+            Some(revision) => revisions.insert(id.to_string(), revision),
+            None => revisions.remove(id),
+        };
     }
 
     fn release(&self, id: &str) -> Option<async_nats::Subject> {
@@ -482,7 +496,10 @@ impl SharedQueue for NatsQueue {
                 .create(&id, self.fit(record.clone()).into())
                 .await
             {
-                Ok(_) => return Ok(Earlier::Attempts(0)),
+                Ok(revision) => {
+                    self.wrote(&id, Some(revision));
+                    return Ok(Earlier::Attempts(0));
+                }
                 Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {}
                 Err(err) => return Err(format!("cannot record {id:?}: {err}")),
             }
@@ -501,7 +518,10 @@ impl SharedQueue for NatsQueue {
                     .update(&id, self.fit(record.clone()).into(), entry.revision)
                     .await
                 {
-                    Ok(_) => return Ok(Earlier::Attempts(0)),
+                    Ok(revision) => {
+                        self.wrote(&id, Some(revision));
+                        return Ok(Earlier::Attempts(0));
+                    }
                     Err(_) => continue,
                 }
             };
@@ -517,7 +537,10 @@ impl SharedQueue for NatsQueue {
                 .update(&id, self.fit(mine).into(), revision)
                 .await
             {
-                Ok(_) => return Ok(Earlier::Attempts(earlier.attempts)),
+                Ok(revision) => {
+                    self.wrote(&id, Some(revision));
+                    return Ok(Earlier::Attempts(earlier.attempts));
+                }
                 Err(_) => continue,
             }
         }
@@ -531,18 +554,68 @@ impl SharedQueue for NatsQueue {
         if !valid_id(&id) {
             return false;
         }
+        let finished = record.state.is_final();
         let value: Bytes = self.fit(record).into();
+        let mut from = self
+            .revisions
+            .lock()
+            .expect("revisions lock")
+            .get(&id)
+            .copied();
         let mut last = String::new();
         for attempt in 0..TRIES {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
-            match self.open().await {
-                Ok(opened) => match opened.records.put(&id, value.clone()).await {
-                    Ok(_) => return true,
-                    Err(err) => last = err.to_string(),
-                },
-                Err(err) => last = err,
+            let opened = match self.open().await {
+                Ok(opened) => opened,
+                Err(err) => {
+                    last = err;
+                    continue;
+                }
+            };
+            let written = match from {
+                Some(revision) => opened
+                    .records
+                    .update(&id, value.clone(), revision)
+                    .await
+                    .map_err(|err| {
+                        let moved = err.kind() == kv::UpdateErrorKind::WrongLastRevision;
+                        (moved, err.to_string())
+                    }),
+                None => opened
+                    .records
+                    .put(&id, value.clone())
+                    .await
+                    .map_err(|err| (false, err.to_string())),
+            };
+            match written {
+                Ok(revision) => {
+                    self.wrote(&id, (!finished).then_some(revision));
+                    return true;
+                }
+                Err((true, err)) => {
+                    // Written since: by this node (a write that landed unanswered), or by the
+                    // node that took the invocation over while this one was cut off.
+                    match self.recorded(&opened, &id).await {
+                        Ok(Some((now, revision)))
+                            if !now.state.is_final()
+                                && now.node.as_deref() == Some(&self.shared.config.node_name) =>
+                        {
+                            from = Some(revision);
+                            last = err;
+                        }
+                        _ => {
+                            self.wrote(&id, None);
+                            tracing::warn!(
+                                invocation = %id,
+                                "queue: another node took this invocation over; this node's report is dropped"
+                            );
+                            return false;
+                        }
+                    }
+                }
+                Err((false, err)) => last = err,
             }
         }
         tracing::warn!(
@@ -576,6 +649,7 @@ impl SharedQueue for NatsQueue {
     }
 
     async fn abandon(&self, id: &str, delay: Duration) {
+        self.wrote(id, None);
         if let Some(reply) = self.release(id) {
             let nak = if delay.is_zero() {
                 Bytes::from_static(b"-NAK")
@@ -591,6 +665,7 @@ impl SharedQueue for NatsQueue {
     }
 
     async fn forget(&self, id: &str) {
+        self.wrote(id, None);
         if !valid_id(id) {
             return;
         }

@@ -155,6 +155,28 @@ async fn a_node_taking_over_counts_the_attempts_started_before_it() {
     b.forget(&sent.id).await;
     assert_eq!(a.find(&sent.id).await, None);
     assert!(!a.cancel(&sent.id).await.unwrap());
+
+    // A node cut off past the ack wait loses the invocation to another: its late report
+    // does not write over the new holder's record.
+    let late = envelope(None, vec![]);
+    a.publish(late.clone()).await.unwrap();
+    take(&*b, &late.id).await;
+    assert_eq!(
+        b.hold(late.queued_record()).await.unwrap(),
+        Earlier::Attempts(0)
+    );
+    assert_eq!(
+        a.hold(late.queued_record()).await.unwrap(),
+        Earlier::Attempts(0)
+    );
+    let mut stale = late.queued_record();
+    stale.state = State::Succeeded;
+    assert!(!b.report(stale).await);
+    let seen = a.find(&late.id).await.unwrap();
+    assert_eq!(
+        (seen.state, seen.node.as_deref()),
+        (State::Queued, Some("a"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
