@@ -98,20 +98,45 @@ impl NatsCluster {
         member.child = Some(child);
     }
 
-    /// Waits until server `i` reports JetStream healthy.
+    /// Waits until server `i` reports JetStream healthy: every stream and consumer it holds
+    /// is current.
     pub fn wait_healthy(&self, i: usize) {
+        self.wait_health(i, "/healthz", "JetStream healthy");
+    }
+
+    /// Waits until server `i`'s JetStream is current with the meta leader (its streams and
+    /// consumers may still be catching up: nats-server 2.9.10's full check can stay 503 for
+    /// a consumer long after a whole cluster restarted, while the cluster already serves).
+    pub fn wait_joined(&self, i: usize) {
+        self.wait_health(
+            i,
+            "/healthz?js-server-only=true",
+            "JetStream current with the meta leader",
+        );
+    }
+
+    fn wait_health(&self, i: usize, path: &str, what: &str) {
         let addr = format!("127.0.0.1:{}", self.members[i].monitor)
             .parse()
             .unwrap();
         wait_for(
-            &format!("nats-server {i} to report JetStream healthy"),
+            &format!("nats-server {i} to report {what}"),
             Duration::from_millis(50),
-            || match get_status(addr, "/healthz") {
+            || match get_status(addr, path) {
                 Ok(200) => Ok(()),
-                Ok(code) => Err(format!("status {code}")),
+                Ok(code) => Err(format!(
+                    "status {code}; its log ends:\n{}",
+                    self.log_tail(i)
+                )),
                 Err(err) => Err(err.to_string()),
             },
         );
+    }
+
+    fn log_tail(&self, i: usize) -> String {
+        let log = self.log(i);
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
     }
 
     /// Every server's client URL, comma-separated (what `--cluster` takes).
@@ -150,14 +175,15 @@ impl NatsCluster {
         }
     }
 
-    /// Starts every server again, then waits until all are healthy.
+    /// Starts every server again, then waits until all have joined the meta group (what
+    /// the cluster's clients need next is theirs to wait for).
     pub fn restart_all(&mut self) {
         self.kill_all();
         for i in 0..self.members.len() {
             self.spawn(i);
         }
         for i in 0..self.members.len() {
-            self.wait_healthy(i);
+            self.wait_joined(i);
         }
     }
 
