@@ -46,6 +46,8 @@ const RECORD_MAX: usize = 256 * 1024;
 const PUBLISH_DEDUP: Duration = Duration::from_secs(120);
 /// Room left in a message for its headers and subject.
 const HEADROOM: usize = 1024;
+/// How long a fetch from the queue's consumer may take to answer.
+const FETCH_PATIENCE: Duration = Duration::from_secs(5);
 /// How often a publish, report or settle is tried before the node gives up on it.
 const TRIES: u32 = 3;
 
@@ -212,15 +214,28 @@ impl NatsQueue {
                 return Err(format!("cannot fetch from the queue's consumer: {err}"));
             }
         };
-        let mut taken = Vec::new();
-        while let Some(message) = batch.next().await {
-            let message = match message {
-                Ok(message) => message,
-                Err(err) => {
-                    tracing::debug!(error = %err, "queue: a fetch ended early");
-                    break;
+        // A fetch sent while the consumer had no leader (the whole of NATS restarting) is
+        // never answered: it is given up on, and asked again.
+        let collected = tokio::time::timeout(FETCH_PATIENCE, async {
+            let mut messages = Vec::new();
+            while let Some(message) = batch.next().await {
+                match message {
+                    Ok(message) => messages.push(message),
+                    Err(err) => {
+                        tracing::debug!(error = %err, "queue: a fetch ended early");
+                        break;
+                    }
                 }
-            };
+            }
+            messages
+        })
+        .await;
+        let Ok(messages) = collected else {
+            *self.opened.lock().await = None;
+            return Err("the queue's consumer did not answer a fetch; asking again".into());
+        };
+        let mut taken = Vec::new();
+        for message in messages {
             let id = message
                 .subject
                 .strip_prefix("kindling.queue.")

@@ -249,6 +249,43 @@ async fn three_nodes_share_one_registry_and_survive_crashes() {
         None,
         "the refused deploy left nothing"
     );
+    // The cluster's invocation queue works again after the whole of NATS restarted: one
+    // accepted on node 2 runs, and node 3 shows it.
+    let http = reqwest::Client::new();
+    let accepted: serde_json::Value = http
+        .post(n2.url("/m/after-restart"))
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = accepted["id"]
+        .as_str()
+        .expect("an invocation id")
+        .to_string();
+    wait_for_async(
+        "the invocation accepted after the restart to succeed",
+        Duration::from_millis(50),
+        || async {
+            let found: serde_json::Value = http
+                .get(n3.url(&format!("/v1/invocations/{id}")))
+                .header("authorization", n3.bearer())
+                .send()
+                .await
+                .map_err(|err| err.to_string())?
+                .json()
+                .await
+                .map_err(|err| err.to_string())?;
+            if found["state"] == "succeeded" {
+                Ok(())
+            } else {
+                Err(found.to_string())
+            }
+        },
+    )
+    .await;
     n3.kill();
 }
 
