@@ -125,7 +125,14 @@ pub(crate) struct NatsSpill {
     /// Requests this node has sent each peer and not had back: added to the peer's last
     /// report, so that a burst does not all go to the peer that was idle a heartbeat ago.
     pub(crate) outstanding: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// Room for the bodies of the requests this node has on their way to peers, in KiB: a
+    /// spill past it is answered 503 here, as with no peer, so that a burst of large
+    /// requests on a full node does not hold unbounded memory.
+    in_transit: tokio::sync::Semaphore,
 }
+
+/// Most KiB of spilled request bodies one node has on their way at once.
+const IN_TRANSIT_KIB: usize = 64 * 1024;
 
 /// Counts a request sent to a peer until it is dropped.
 struct Sent<'a> {
@@ -147,6 +154,7 @@ impl NatsSpill {
         Self {
             shared,
             outstanding: std::sync::Mutex::default(),
+            in_transit: tokio::sync::Semaphore::new(IN_TRANSIT_KIB),
         }
     }
 
@@ -201,7 +209,9 @@ impl Spill for NatsSpill {
         let counters = &self.shared.spill;
         let peers = self.candidates();
         let headers = headers_of(&request.headers);
-        let (Some(headers), false) = (headers, peers.is_empty()) else {
+        let kib = u32::try_from(request.body.len() / 1024 + 1).unwrap_or(u32::MAX);
+        let room = self.in_transit.try_acquire_many(kib).ok();
+        let (Some(headers), false, Some(_room)) = (headers, peers.is_empty(), room) else {
             counters.no_peer.fetch_add(1, Ordering::Relaxed);
             return None;
         };
