@@ -279,11 +279,13 @@ pub(crate) async fn pump(events: Arc<Events>, queue: Arc<dyn SharedQueue>) {
         }
         match queue.take(room).await {
             Ok(taken) => {
-                let mut new = false;
-                for one in taken {
-                    new |= adopt(&events, &*queue, one).await;
-                }
-                if new {
+                // Taken in together: their records go to the cluster at once, and their rows
+                // share the queue database's transactions (one disk flush, not one each).
+                let adopted = futures::future::join_all(
+                    taken.into_iter().map(|one| adopt(&events, &*queue, one)),
+                )
+                .await;
+                if adopted.contains(&true) {
                     events.wake.notify_one();
                 }
             }

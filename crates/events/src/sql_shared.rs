@@ -57,11 +57,8 @@ pub(crate) enum Here {
 /// Looks `id` up before it is taken in.
 pub(crate) fn here(conn: &Connection, id: &str) -> Result<Here, EventsError> {
     let row: Option<(String, i64)> = conn
-        .query_row(
-            "SELECT state, shared FROM invocations WHERE id = ?1",
-            params![id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .prepare_cached("SELECT state, shared FROM invocations WHERE id = ?1")?
+        .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     Ok(match row {
         None => Here::Absent,
@@ -87,35 +84,35 @@ pub(crate) fn adopt(
     // The cluster decided it is a new invocation: an older one here with the same key (past
     // the window, not yet freed by the housekeeping) lets go of it.
     if let Some(key) = &envelope.idempotency_key {
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE invocations SET idempotency_key = NULL WHERE function = ?1 AND idempotency_key = ?2",
-            params![envelope.function, key],
-        )?;
+        )?
+        .execute(params![envelope.function, key])?;
     }
     let headers = serde_json::to_vec(&crate::sql::encode_headers(&envelope.headers))
         .map_err(|err| EventsError::Storage(err.to_string()))?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO invocations (id, function, namespace, source, method, path,
             headers, body, idempotency_key, state, attempts, next_at, created_at, updated_at,
             callback_url, callback_state, shared)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12, ?11, ?13,
             CASE WHEN ?13 IS NULL THEN NULL ELSE 'waiting' END, 1)",
-        params![
-            envelope.id,
-            envelope.function,
-            envelope.namespace,
-            envelope.source.as_str(),
-            envelope.method,
-            envelope.path,
-            headers,
-            envelope.body,
-            envelope.idempotency_key,
-            attempts,
-            now,
-            envelope.created_at,
-            envelope.callback_url,
-        ],
-    )?;
+    )?
+    .execute(params![
+        envelope.id,
+        envelope.function,
+        envelope.namespace,
+        envelope.source.as_str(),
+        envelope.method,
+        envelope.path,
+        headers,
+        envelope.body,
+        envelope.idempotency_key,
+        attempts,
+        now,
+        envelope.created_at,
+        envelope.callback_url,
+    ])?;
     Ok(())
 }
 
