@@ -11,6 +11,8 @@
 # serve it as shipped (Wasmtime 49 reuses a WASI 0.3 instance for up to 128 requests) and with
 # a fresh instance per request as Kindling does (`--max-instance-reuse-count 1`), and
 # `kindling-p2` serves the WASI 0.2 hello beside it.
+# With BENCH_BASELINE=/path/to/an/older/kindling, that binary runs too (`kindling-baseline`),
+# so that a change is measured against what it replaces in the same run.
 #   bench/compare-wasmtime.sh [ROUNDS] [p2|p3]   (default 3 p2; BENCH_DURATION=10s per run)
 source "$(dirname "$0")/lib.sh"
 rounds="${1:-3}"
@@ -78,6 +80,10 @@ start() {
       start_kindling 3403
       "$KINDLING" deploy hello "$component" >/dev/null
       URL="$KINDLING_SERVER/hello/" ;;
+    kindling-baseline)
+      KINDLING="$BENCH_BASELINE" start_kindling 3408
+      "$KINDLING" deploy hello "$component" >/dev/null
+      URL="$KINDLING_SERVER/hello/" ;;
     kindling-shared-threads)
       start_kindling 3404 --guest-threads 0
       "$KINDLING" deploy hello "$component" >/dev/null
@@ -93,14 +99,25 @@ else
   servers=(plain-hyper wasmtime-48 wasmtime-49 wasmtime-49-keep-resident kindling kindling-shared-threads)
   peers=(wasmtime-48 wasmtime-49 wasmtime-49-keep-resident plain-hyper)
 fi
+if [ -n "${BENCH_BASELINE:-}" ]; then
+  servers+=(kindling-baseline)
+  peers+=(kindling-baseline)
+fi
 for round in $(seq 1 "$rounds"); do
   for server in "${servers[@]}"; do
     echo "round $round: $server"
     start "$server"
     # Warm-up, then wrk, then our own generator, both closed loop with 64 connections.
     taskset -c "$CLIENT_CORE" wrk -t2 -c64 -d2s "$URL" >/dev/null
-    taskset -c "$CLIENT_CORE" wrk -t2 -c64 -d"$duration" --latency "$URL" >"$out/$server-$round.wrk"
+    taskset -c "$CLIENT_CORE" wrk -t2 -c64 -d"$duration" --latency -s bench/wrk-tail.lua "$URL" \
+      >"$out/$server-$round.wrk"
     client_bench "$URL" --connections 64 --duration "$duration" --json >"$out/$server-$round.json"
+    # Whether the hello was ever moved to the guest pool (it must not be: issue 19's tail).
+    case "$server" in
+      kindling*) curl -fsS "$KINDLING_SERVER/metrics" \
+        | awk '/^kindling_function_heavy_marks_total/ { n += $2 } END { print n + 0 }' \
+        >"$out/$server-$round.marks" ;;
+    esac
     stop_server
   done
 done
@@ -115,7 +132,8 @@ def wrk(path):
         m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", text)
         v, unit = float(m.group(1)), m.group(2)
         return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
-    return rate, pct(50), pct(99)
+    tail = re.search(r"wrk-tail: p99 (\d+) p99\.9 (\d+)", text)
+    return rate, pct(50), pct(99), int(tail.group(2)) / 1000
 def ours(path):
     p = json.load(open(path))[0]; l = p["latency"]["all"]
     return p["achieved_rate"], l["p50_us"] / 1000, l["p99_us"] / 1000, l["p999_us"] / 1000
@@ -123,18 +141,26 @@ rows = {}
 for s in servers:
     w = [wrk(f"{out}/{s}-{r}.wrk") for r in range(1, rounds + 1)]
     o = [ours(f"{out}/{s}-{r}.json") for r in range(1, rounds + 1)]
-    rows[s] = (w, o)
+    try:
+        marks = sum(int(open(f"{out}/{s}-{r}.marks").read()) for r in range(1, rounds + 1))
+    except FileNotFoundError:
+        marks = None
+    rows[s] = (w, o, marks)
 def med(xs): return statistics.median(xs)
 def rng(xs): return f"{med(xs):,.0f} ({min(xs):,.0f}-{max(xs):,.0f})"
 print(f"\n{rounds} rounds of {len(servers)} servers; req/s as median (min-max), latency medians")
-print("| server | wrk req/s | wrk p50 | wrk p99 | kindling bench req/s | p50 | p99 | p99.9 |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-for s, (w, o) in rows.items():
+print("| server | wrk req/s | wrk p50 | wrk p99 | wrk p99.9 | kindling bench req/s | p50 | p99 | p99.9 |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for s, (w, o, _) in rows.items():
     print(f"| {s} | {rng([x[0] for x in w])} | {med([x[1] for x in w]):.2f} ms | {med([x[2] for x in w]):.2f} ms "
+          f"| {med([x[3] for x in w]):.2f} ms "
           f"| {rng([x[0] for x in o])} | {med([x[1] for x in o]):.2f} ms | {med([x[2] for x in o]):.2f} ms "
           f"| {med([x[3] for x in o]):.2f} ms |")
 k = med([x[0] for x in rows["kindling"][0]])
 for peer in peers:
     p = med([x[0] for x in rows[peer][0]])
     print(f"kindling / {peer} (wrk req/s): {k/p:.2f}x")
+for s, (_, _, marks) in rows.items():
+    if marks is not None:
+        print(f"{s}: the hello was marked heavy {marks} times over {rounds} rounds")
 PY

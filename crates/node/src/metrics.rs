@@ -168,6 +168,22 @@ fn snapshot(node: &Node, uptime: Duration, catalog_bytes: u64) -> Registry {
         "kindling_code_resident_bytes",
         "Memory held by the function's resident code",
     );
+    let heavy = gauge(
+        "kindling_function_heavy",
+        "1 when the function's guests ran a millisecond or more of CPU on their recent requests \
+         and its requests run on the lower-priority guest pool, 0 when they run inline",
+    );
+    let heavy_marks = IntCounterVec::new(
+        Opts::new(
+            "kindling_function_heavy_marks_total",
+            "Times the function was marked heavy since its code was loaded",
+        ),
+        labels,
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(heavy_marks.clone()))
+        .expect("unique name");
     let loads = IntCounterVec::new(
         Opts::new(
             "kindling_code_loads_total",
@@ -211,7 +227,14 @@ fn snapshot(node: &Node, uptime: Duration, catalog_bytes: u64) -> Registry {
             .set(i64::from(code.is_some()));
         resident
             .with_label_values(&values)
-            .set(code.map_or(0, |c| c.code_bytes as i64));
+            .set(code.as_ref().map_or(0, |c| c.code_bytes as i64));
+        let placement = code.map(|c| c.function.placement()).unwrap_or_default();
+        heavy
+            .with_label_values(&values)
+            .set(i64::from(placement.heavy));
+        heavy_marks
+            .with_label_values(&values)
+            .inc_by(placement.marked_heavy);
         let usage = &entry.usage;
         loads
             .with_label_values(&[values[0], values[1], "cold_start"])

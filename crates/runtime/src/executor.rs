@@ -7,17 +7,21 @@
 //! of light requests.
 //!
 //! What a guest spends is measured around each poll of its future: the guest's code runs
-//! inside those polls, so time spent waiting for I/O does not count. The clock is the
-//! monotonic one (read in user space, tens of nanoseconds), which also counts time the thread
-//! was preempted in the middle of a poll: on a saturated core a light function's poll can look
-//! a millisecond long. So a light function is never marked heavy on that clock alone: a long
-//! request makes it a *suspect*, and its next requests are measured on the thread's CPU clock
-//! (a system call per poll, about 8% of a small function's throughput, paid only then). Only a
-//! request that was heavy on the CPU clock marks it heavy.
+//! inside those polls, so time spent waiting for I/O does not count. For a light function the
+//! clock is the monotonic one (read in user space, tens of nanoseconds), which also counts time
+//! the thread was preempted in the middle of a poll: on a saturated core a light function's
+//! poll can look a millisecond long. So a light function is never marked heavy on that clock
+//! alone: a long request makes it a *suspect*, and its next [`Weight::CONFIRM`] requests are
+//! measured on the thread's CPU clock (a system call per poll, paid only then); it is marked
+//! heavy only if [`Weight::VOTES`] of them really ran a millisecond or more, so that one slow
+//! request (a first touch of a fresh instance slot, a page fault storm) moves nothing. A heavy
+//! function is always measured on the CPU clock: on the nice-10 pool its polls are preempted by
+//! design whenever the I/O threads have work, and on the wall clock that alone would keep any
+//! function there for as long as the core stays saturated.
 
 use std::future::Future;
-use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
 /// Spawns guest tasks on a dedicated runtime, or on the caller's runtime.
@@ -26,13 +30,27 @@ pub(crate) struct Executor {
 }
 
 /// How heavy a function's guests have been lately: raised a lot by a request whose guest ran
-/// for [`Weight::HEAVY_CPU`] or more, lowered a little by a lighter one.
+/// for [`Weight::HEAVY_CPU`] or more on the CPU, lowered a little by a lighter one.
 #[derive(Debug, Default)]
 pub(crate) struct Weight {
     score: AtomicU32,
     /// Requests still to be measured on the CPU clock, after one looked heavy on the wall
     /// clock while the function was light.
     suspect: AtomicU32,
+    /// Of the suspect's measured requests so far, those that ran heavy on the CPU clock.
+    votes: AtomicU32,
+    /// Times the function was marked heavy.
+    marks: AtomicU64,
+}
+
+/// Where a function's guests run, as the node reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Placement {
+    /// Whether its requests run on the lower-priority guest pool now.
+    pub heavy: bool,
+    /// Times it was marked heavy since it was loaded.
+    pub marked_heavy: u64,
 }
 
 /// What a request's guest spent inside its polls.
@@ -48,7 +66,9 @@ impl Weight {
     const HEAVY_STEP: u32 = 16;
     const MAX: u32 = 256;
     /// Requests measured on the CPU clock to confirm a suspicion.
-    const CONFIRM: u32 = 3;
+    const CONFIRM: u32 = 4;
+    /// Of those, how many must have been heavy for the function to be marked heavy.
+    const VOTES: u32 = 2;
     /// Running time per request from which a guest counts as heavy: ten times what a small
     /// handler costs to instantiate and run.
     const HEAVY_CPU: Duration = Duration::from_millis(1);
@@ -60,7 +80,7 @@ impl Weight {
 
     /// Whether the next request should be measured on the thread's CPU clock.
     pub(crate) fn measure_cpu(&self) -> bool {
-        self.suspect.load(Relaxed) > 0 && !self.is_heavy()
+        self.is_heavy() || self.suspect.load(Relaxed) > 0
     }
 
     /// What a new request's measurement starts from.
@@ -71,31 +91,65 @@ impl Weight {
         }
     }
 
-    /// Records what a request's guest spent.
+    /// Where the function's guests run now.
+    pub(crate) fn placement(&self) -> Placement {
+        Placement {
+            heavy: self.is_heavy(),
+            marked_heavy: self.marks.load(Relaxed),
+        }
+    }
+
+    /// Records what a request's guest spent. Requests run concurrently, so the state may have
+    /// moved since this one started; each rule below holds whatever the interleaving.
     pub(crate) fn record(&self, busy: Busy) {
-        let heavy = match busy.cpu {
-            Some(cpu) => {
-                let _ = self
-                    .suspect
-                    .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
-                cpu >= Self::HEAVY_CPU
-            }
-            // Long on the wall clock: heavy if it already was, else a suspect to confirm.
-            None if busy.wall >= Self::HEAVY_CPU && !self.is_heavy() => {
+        let Some(cpu) = busy.cpu else {
+            // Measured on the wall clock only: the function was light and not a suspect.
+            if busy.wall >= Self::HEAVY_CPU && !self.measure_cpu() {
+                self.votes.store(0, Relaxed);
                 self.suspect.store(Self::CONFIRM, Relaxed);
-                return;
             }
-            None => busy.wall >= Self::HEAVY_CPU,
+            return;
         };
-        let _ = self.score.fetch_update(Relaxed, Relaxed, |score| {
-            Some(if heavy {
-                (score + Self::HEAVY_STEP).min(Self::MAX)
-            } else {
-                score.saturating_sub(1)
-            })
-        });
-        if heavy {
+        let heavy = cpu >= Self::HEAVY_CPU;
+        if self.is_heavy() {
+            let before = self
+                .score
+                .fetch_update(Relaxed, Relaxed, |score| {
+                    Some(if heavy {
+                        (score + Self::HEAVY_STEP).min(Self::MAX)
+                    } else {
+                        score.saturating_sub(1)
+                    })
+                })
+                .unwrap_or_default();
+            if before == 1 && !heavy {
+                tracing::info!("function is light again: its requests run on the I/O threads");
+            }
+            return;
+        }
+        let votes = if heavy {
+            self.votes.fetch_add(1, Relaxed) + 1
+        } else {
+            self.votes.load(Relaxed)
+        };
+        let left = self
+            .suspect
+            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)))
+            .unwrap_or_default()
+            .saturating_sub(1);
+        if votes >= Self::VOTES {
             self.suspect.store(0, Relaxed);
+            self.votes.store(0, Relaxed);
+            if self.score.fetch_max(Self::HEAVY_STEP, Relaxed) == 0 {
+                self.marks.fetch_add(1, Relaxed);
+                tracing::info!(
+                    cpu_us = cpu.as_micros() as u64,
+                    "function marked heavy: its guests ran 1 ms or more of CPU on {votes} of \
+                     its last requests; its requests now run on the guest pool"
+                );
+            }
+        } else if left == 0 {
+            self.votes.store(0, Relaxed);
         }
     }
 }
@@ -191,54 +245,111 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_long_run_on_the_cpu_marks_heavy_and_short_runs_clear_it_slowly() {
-        let light = Duration::from_micros(80);
-        let heavy = Duration::from_millis(12);
-        let weight = Weight::default();
-        assert!(!weight.is_heavy());
-        weight.record(wall(light));
-        assert!(!weight.is_heavy(), "short requests stay inline");
-        weight.record(cpu(heavy));
+    /// Makes a light function heavy the only way there is: a long request on the wall clock,
+    /// then [`Weight::VOTES`] heavy ones on the CPU clock.
+    fn mark_heavy(weight: &Weight) {
+        weight.record(wall(Duration::from_millis(5)));
+        for _ in 0..Weight::VOTES {
+            weight.record(cpu(Duration::from_millis(12)));
+        }
         assert!(weight.is_heavy());
-        for _ in 0..Weight::HEAVY_STEP - 1 {
-            weight.record(wall(light));
-        }
-        assert!(
-            weight.is_heavy(),
-            "one heavy request outweighs a few short ones"
-        );
-        weight.record(wall(light));
-        assert!(!weight.is_heavy());
-        for _ in 0..100 {
-            weight.record(cpu(heavy));
-        }
-        assert_eq!(weight.score.load(Relaxed), Weight::MAX);
     }
 
     #[test]
-    fn a_long_wall_clock_alone_never_marks_a_light_function_heavy() {
+    fn a_function_that_keeps_running_long_on_the_cpu_is_marked_heavy() {
         let weight = Weight::default();
-        // A poll preempted on a saturated core: long on the wall clock, short on the CPU.
+        weight.record(wall(Duration::from_micros(80)));
+        assert!(
+            !weight.is_heavy() && !weight.measure_cpu(),
+            "light stays inline"
+        );
         weight.record(wall(Duration::from_millis(5)));
         assert!(!weight.is_heavy(), "a suspect, not heavy");
         assert!(
             weight.measure_cpu(),
-            "its next requests are measured on the CPU clock"
+            "a suspect is measured on the CPU clock"
         );
-        for _ in 0..Weight::CONFIRM {
+        weight.record(cpu(Duration::from_millis(12)));
+        assert!(
+            !weight.is_heavy(),
+            "one heavy request is not a sustained signal"
+        );
+        weight.record(cpu(Duration::from_millis(12)));
+        assert!(weight.is_heavy());
+        assert_eq!(
+            weight.placement(),
+            Placement {
+                heavy: true,
+                marked_heavy: 1
+            }
+        );
+        assert!(
+            weight.measure_cpu(),
+            "a heavy function is measured on the CPU clock"
+        );
+    }
+
+    #[test]
+    fn one_slow_request_among_light_ones_moves_nothing() {
+        let weight = Weight::default();
+        weight.record(wall(Duration::from_millis(5)));
+        weight.record(cpu(Duration::from_millis(3)));
+        for _ in 1..Weight::CONFIRM {
             weight.record(Busy {
                 wall: Duration::from_millis(5),
                 cpu: Some(Duration::from_micros(60)),
             });
-            assert!(!weight.is_heavy());
         }
+        assert!(!weight.is_heavy());
         assert!(!weight.measure_cpu(), "the suspicion is cleared");
-        // A function that really is heavy is confirmed at its first measured request.
+        // The next suspicion starts from no votes.
         weight.record(wall(Duration::from_millis(5)));
-        weight.record(cpu(Duration::from_millis(5)));
+        weight.record(cpu(Duration::from_millis(3)));
+        assert!(!weight.is_heavy());
+        assert_eq!(weight.placement().marked_heavy, 0);
+    }
+
+    #[test]
+    fn a_heavy_function_preempted_on_the_pool_but_light_on_the_cpu_goes_back() {
+        let weight = Weight::default();
+        mark_heavy(&weight);
+        // One more heavy request outweighs a few light ones.
+        weight.record(cpu(Duration::from_millis(12)));
+        for _ in 0..Weight::HEAVY_STEP {
+            weight.record(Busy {
+                wall: Duration::from_millis(8),
+                cpu: Some(Duration::from_micros(60)),
+            });
+        }
         assert!(weight.is_heavy());
-        assert!(!weight.measure_cpu());
+        for _ in 0..Weight::HEAVY_STEP {
+            weight.record(Busy {
+                wall: Duration::from_millis(8),
+                cpu: Some(Duration::from_micros(60)),
+            });
+        }
+        assert!(
+            !weight.is_heavy(),
+            "long polls on the nice-10 pool do not keep a light function there"
+        );
+        assert_eq!(weight.placement().marked_heavy, 1);
+        mark_heavy(&weight);
+        for _ in 0..100 {
+            weight.record(cpu(Duration::from_millis(12)));
+        }
+        assert_eq!(weight.score.load(Relaxed), Weight::MAX);
+        assert_eq!(weight.placement().marked_heavy, 2);
+    }
+
+    #[test]
+    fn a_wall_clock_measurement_that_raced_a_mark_changes_nothing() {
+        let weight = Weight::default();
+        mark_heavy(&weight);
+        let score = weight.score.load(Relaxed);
+        weight.record(wall(Duration::from_millis(5)));
+        weight.record(wall(Duration::from_micros(50)));
+        assert_eq!(weight.score.load(Relaxed), score);
+        assert_eq!(weight.suspect.load(Relaxed), 0);
     }
 
     #[test]

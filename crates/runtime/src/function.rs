@@ -12,7 +12,7 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use crate::config::FunctionSettings;
 use crate::error::InvokeError;
-use crate::executor::{Executor, Weight};
+use crate::executor::{Executor, Placement, Weight};
 use crate::invocation::{Invoked, RequestInfo};
 use crate::kind::FunctionKind;
 
@@ -109,6 +109,12 @@ impl Function {
             .map(|(name, _)| name.to_string())
             .collect();
         (imports, exports)
+    }
+
+    /// Where its guests run now: inline on the I/O threads, or on the guest pool when it has
+    /// been marked heavy (see `executor.rs`).
+    pub fn placement(&self) -> Placement {
+        self.inner.weight.placement()
     }
 
     /// The settings this function runs with.

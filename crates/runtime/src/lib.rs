@@ -24,6 +24,7 @@ mod wagi;
 
 pub use config::{FunctionSettings, Limits, RuntimeConfig, UnsupportedImports};
 pub use error::{InvokeError, PrepareError};
+pub use executor::Placement;
 pub use function::Function;
 pub use invocation::{Invoked, RequestInfo};
 pub use kind::FunctionKind;

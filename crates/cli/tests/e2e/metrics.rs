@@ -34,6 +34,21 @@ fn the_exposition_passes_promtool_and_counts_what_happened() {
     }
     let status = kindling_test_support::get_status(server.addr(), "/nobody/").unwrap();
     assert_eq!(status, 404);
+    // A guest that spins until its deadline runs 20 ms of CPU a request: after one long
+    // request on the wall clock and two on the CPU clock it is marked heavy.
+    server
+        .cli(&[
+            "deploy",
+            "spinner",
+            path_str(&test_program("hostile-http")),
+            "--timeout",
+            "20ms",
+        ])
+        .ok();
+    for _ in 0..3 {
+        let status = kindling_test_support::get_status(server.addr(), "/spinner/loop").unwrap();
+        assert_eq!(status, 504);
+    }
     // One request holds `slow`'s only slot; with no queue the next is refused.
     server
         .cli(&[
@@ -98,7 +113,24 @@ fn the_exposition_passes_promtool_and_counts_what_happened() {
         Some(1.0)
     );
     assert!(sample(text, &format!("kindling_code_resident_bytes{hello}")).unwrap() > 0.0);
-    assert_eq!(sample(text, "kindling_functions"), Some(2.0));
+    assert_eq!(
+        sample(text, &format!("kindling_function_heavy{hello}")),
+        Some(0.0)
+    );
+    let spinner = r#"{function="spinner",version="1"}"#;
+    assert_eq!(
+        sample(text, &format!("kindling_function_heavy{spinner}")),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            text,
+            &format!("kindling_function_heavy_marks_total{spinner}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(sample(text, "kindling_functions"), Some(3.0));
     assert!(sample(text, "process_resident_memory_bytes").unwrap() > 0.0);
     assert!(
         !text.contains("nobody"),
