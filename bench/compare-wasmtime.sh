@@ -115,7 +115,7 @@ for round in $(seq 1 "$rounds"); do
     # Whether the hello was ever moved to the guest pool (it must not be: issue 19's tail).
     case "$server" in
       kindling*) curl -fsS "$KINDLING_SERVER/metrics" \
-        | awk '/^kindling_function_heavy_marks_total/ { n += $2 } END { print n + 0 }' \
+        | awk '/^kindling_function_heavy_marks_total/ { n += $2; seen = 1 } END { print seen ? n : "n/a" }' \
         >"$out/$server-$round.marks" ;;
     esac
     stop_server
@@ -143,7 +143,7 @@ for s in servers:
     o = [ours(f"{out}/{s}-{r}.json") for r in range(1, rounds + 1)]
     try:
         marks = sum(int(open(f"{out}/{s}-{r}.marks").read()) for r in range(1, rounds + 1))
-    except FileNotFoundError:
+    except (FileNotFoundError, ValueError):  # not Kindling, or a build without the metric
         marks = None
     rows[s] = (w, o, marks)
 def med(xs): return statistics.median(xs)
