@@ -177,7 +177,11 @@ impl Capability for KeyValue {
 
     fn link(&self, linkers: &mut Linkers<'_>) -> Result<(), wasmtime::Error> {
         crate::host::add_to_linker(linkers.component)?;
-        crate::spin3::add_to_linker(linkers.component)
+        // Spin 3's key-value functions are `async func`s.
+        if linkers.concurrent() {
+            crate::spin3::add_to_linker(linkers.component)?;
+        }
+        Ok(())
     }
 
     fn configure(

@@ -161,7 +161,8 @@ impl Capability for Sqlite {
     }
 
     fn link(&self, linkers: &mut Linkers<'_>) -> Result<(), wasmtime::Error> {
-        crate::host::add_to_linker(linkers.component)
+        let concurrent = linkers.concurrent();
+        crate::host::add_to_linker(linkers.component, concurrent)
     }
 
     fn configure(

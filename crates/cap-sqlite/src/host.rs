@@ -22,14 +22,20 @@ wasmtime::component::bindgen!({
 use fermyon::spin::sqlite as spin2;
 use spin::sqlite::sqlite as spin3;
 
-/// Adds every interface to the component linker.
-pub(crate) fn add_to_linker(linker: &mut ComponentLinker) -> wasmtime::Result<()> {
+/// Adds every interface to the component linker; Spin 3's, which has `async func`s, only to
+/// a linker with concurrency support (`concurrent`).
+pub(crate) fn add_to_linker(
+    linker: &mut ComponentLinker,
+    concurrent: bool,
+) -> wasmtime::Result<()> {
     fn state(host: &mut HostState<ComponentCtx>) -> &mut SqlState {
         host.state::<SqlState>()
             .expect("the sqlite capability prepares a state for every instance")
     }
     spin2::add_to_linker::<_, HasSelf<SqlState>>(linker, state)?;
-    spin3::add_to_linker::<_, HasSelf<SqlState>>(linker, state)?;
+    if concurrent {
+        spin3::add_to_linker::<_, HasSelf<SqlState>>(linker, state)?;
+    }
     Ok(())
 }
 

@@ -19,18 +19,24 @@ use wasi::config0_2_0_draft::{runtime as runtime_draft, store as store_draft};
 use wasi::config0_2_0_draft_2024_09_27::store as store_2024;
 use wasi::config0_2_0_rc_1::store as store_rc1;
 
-/// Adds every interface to the component linker.
-pub(crate) fn add_to_linker(linker: &mut ComponentLinker) -> wasmtime::Result<()> {
+/// Adds every interface to the component linker; Spin 3's, whose functions are `async func`s,
+/// only to a linker with concurrency support (`concurrent`).
+pub(crate) fn add_to_linker(
+    linker: &mut ComponentLinker,
+    concurrent: bool,
+) -> wasmtime::Result<()> {
     fn state(host: &mut HostState<ComponentCtx>) -> &mut VarsState {
         host.state::<VarsState>()
             .expect("the variables capability prepares a state for every instance")
     }
     spin2::add_to_linker::<_, HasSelf<VarsState>>(linker, state)?;
-    spin3::add_to_linker::<_, HasSelf<VarsState>>(linker, state)?;
     store_2024::add_to_linker::<_, HasSelf<VarsState>>(linker, state)?;
     store_rc1::add_to_linker::<_, HasSelf<VarsState>>(linker, state)?;
     store_draft::add_to_linker::<_, HasSelf<VarsState>>(linker, state)?;
     runtime_draft::add_to_linker::<_, HasSelf<VarsState>>(linker, state)?;
+    if concurrent {
+        spin3::add_to_linker::<_, HasSelf<VarsState>>(linker, state)?;
+    }
     Ok(())
 }
 

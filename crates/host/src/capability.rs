@@ -26,6 +26,16 @@ pub struct Linkers<'a> {
     pub module: &'a mut ModuleLinker,
 }
 
+impl Linkers<'_> {
+    /// True when the component linker's engine has concurrency support. The runtime has one
+    /// engine with it (for WASI 0.3 components) and one without, and hands every capability
+    /// the linkers of each in turn; host functions of WIT `async func`s (Wasmtime's
+    /// concurrent host functions) can be linked only into the first.
+    pub fn concurrent(&self) -> bool {
+        self.component.engine().get_concurrency_support()
+    }
+}
+
 /// Which kind of instance a request runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -19,7 +19,7 @@ use std::time::SystemTime;
 
 use crate::error::PrepareError;
 
-/// A directory of compiled artifacts for one engine configuration.
+/// A directory of compiled artifacts for one runtime's engine configurations.
 #[derive(Debug)]
 pub(crate) struct ArtifactCache {
     dir: PathBuf,
@@ -41,7 +41,8 @@ pub(crate) enum Verified {
 }
 
 impl ArtifactCache {
-    pub(crate) fn open(dir: PathBuf, engine: &wasmtime::Engine) -> Result<Self, PrepareError> {
+    /// Opens `dir` for artifacts compiled by any of `engines`.
+    pub(crate) fn open(dir: PathBuf, engines: &[&wasmtime::Engine]) -> Result<Self, PrepareError> {
         fs::create_dir_all(&dir).map_err(|error| PrepareError::Cache {
             path: dir.clone(),
             error,
@@ -49,7 +50,9 @@ impl ArtifactCache {
         // The compatibility hash covers the Wasmtime version, target and every setting
         // that affects code generation; hashing it gives a short, stable file-name key.
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
+        for engine in engines {
+            engine.precompile_compatibility_hash().hash(&mut hasher);
+        }
         let engine_key = format!("{:016x}", hasher.finish());
         Ok(Self {
             dir,
@@ -191,7 +194,7 @@ mod tests {
     fn a_damaged_artifact_is_reported_not_mapped() {
         let dir = tempfile::tempdir().unwrap();
         let engine = wasmtime::Engine::default();
-        let cache = ArtifactCache::open(dir.path().to_path_buf(), &engine).unwrap();
+        let cache = ArtifactCache::open(dir.path().to_path_buf(), &[&engine]).unwrap();
         assert!(matches!(cache.verify("abc"), Verified::Missing));
         let path = cache.store("abc", b"machine code").unwrap();
         assert!(matches!(
@@ -203,7 +206,7 @@ mod tests {
         bytes[3] ^= 0x10;
         fs::write(&path, &bytes).unwrap();
         // As after a restart: a new process checks every artifact once.
-        let cache = ArtifactCache::open(dir.path().to_path_buf(), &engine).unwrap();
+        let cache = ArtifactCache::open(dir.path().to_path_buf(), &[&engine]).unwrap();
         match cache.verify("abc") {
             Verified::Damaged { problem, .. } => assert!(problem.contains("digest"), "{problem}"),
             other => panic!("a flipped bit went unnoticed: {other:?}"),

@@ -10,7 +10,8 @@ use kindling_host::Configured;
 ///
 /// The pool reserves address space for `max_instances` concurrent instances up front; each
 /// request takes one instance for its duration, so this is also the node's hard cap on
-/// concurrently running functions.
+/// concurrently running functions. WASI 0.3 components run on an engine of their own (see
+/// the runtime module) whose pool is sized the same.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RuntimeConfig {

@@ -51,6 +51,16 @@ pub(crate) enum Pre {
 }
 
 impl Function {
+    /// The engine its code was compiled for.
+    #[cfg(test)]
+    pub(crate) fn engine(&self) -> &wasmtime::Engine {
+        match &self.inner.pre {
+            Pre::Http(pre) => pre.engine(),
+            Pre::Http3(pre) => pre.engine(),
+            Pre::Wagi(pre) => pre.module().engine(),
+        }
+    }
+
     pub(crate) fn new(
         sha256: String,
         settings: FunctionSettings,

@@ -170,6 +170,14 @@ fn compatible(wanted: Option<&str>, have: Option<&str>) -> bool {
     }
 }
 
+impl Provided {
+    /// True when every import of `component` is a provided interface (though perhaps not by
+    /// the linker of the engine it was compiled for).
+    pub(crate) fn provides_all(&self, component: &Component) -> bool {
+        missing_component_imports(component.engine(), component, self).is_empty()
+    }
+}
+
 /// The component's imports that nothing in the linker provides.
 fn missing_component_imports(
     engine: &Engine,

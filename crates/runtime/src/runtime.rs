@@ -1,6 +1,13 @@
-//! The node's WebAssembly runtime: one Wasmtime engine with the pooling allocator and
+//! The node's WebAssembly runtime: Wasmtime engines with the pooling allocator and
 //! copy-on-write memory images, linkers built once and shared, an epoch ticker, and the
 //! compiled-artifact cache.
+//!
+//! There are two engines. WASI 0.3 handlers need Wasmtime's concurrency support (the component
+//! model's async functions, streams and futures); with it on, every call into a component, a
+//! WASI 0.2 handler's too, goes through the component model's task machinery (a guest task,
+//! `run_concurrent`'s event loop, the task's fibers torn down after it), about a fifth of a
+//! whole hello request in process. So WASI 0.2 components and WAGI modules run on an engine
+//! without it, and only components that need it on the other. Each engine has its own pool.
 //!
 //! `prepare` is the deploy path (detect the kind, compile, check the links, cache the
 //! artifact); `load` is the start-up path (map the cached artifact, compiling only when it is
@@ -12,6 +19,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig,
     Precompiled,
@@ -42,11 +50,17 @@ pub struct Runtime {
 
 struct Inner {
     shared: Shared,
-    engine: Engine,
+    /// WASI 0.2 components and WAGI modules: no concurrency support.
+    plain: Engine,
+    /// Components that need concurrency support: WASI 0.3 handlers.
+    concurrent: Engine,
     max_memory_bytes: u64,
+    /// WASI 0.2 and the capabilities, on `plain`.
     http_linker: ComponentLinker,
+    /// WASI 0.2 and 0.3 and the capabilities, on `concurrent`.
+    http3_linker: ComponentLinker,
     wagi_linker: ModuleLinker,
-    /// What `http_linker` provides, to name what a refused component lacks.
+    /// What the component linkers provide, to name what a refused component lacks.
     provided: Provided,
     artifacts: ArtifactCache,
     _ticker: EpochTicker,
@@ -90,46 +104,54 @@ pub struct Loaded {
 }
 
 impl Runtime {
-    /// Builds the engine, links WASI and every capability once, and opens the artifact cache
+    /// Builds the engines, links WASI and every capability once, and opens the artifact cache
     /// in `artifact_dir`.
     pub fn new(
         config: &RuntimeConfig,
         artifact_dir: PathBuf,
         capabilities: Capabilities,
     ) -> Result<Self, PrepareError> {
-        let engine =
-            Engine::new(&engine_config(config)).map_err(|err| PrepareError::Engine(chain(&err)))?;
+        let engine = |concurrent| {
+            Engine::new(&engine_config(config, concurrent))
+                .map_err(|err| PrepareError::Engine(chain(&err)))
+        };
+        let (plain, concurrent) = (engine(false)?, engine(true)?);
+        let linked =
+            |result: wasmtime::Result<()>| result.map_err(|err| PrepareError::Engine(chain(&err)));
 
-        let mut http_linker = ComponentLinker::new(&engine);
         // Rust guests import `wasi:cli/environment` and friends even for HTTP, so link all
         // of WASI 0.2, as `wasmtime serve -Scli` does, plus the HTTP interfaces.
-        // WASI 0.3 (`wasi:*@0.3`) sits beside it under other names, so one linker serves
-        // both generations of components.
-        wasmtime_wasi::p2::add_to_linker_async(&mut http_linker)
-            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker))
-            .and_then(|()| wasmtime_wasi::p3::add_to_linker(&mut http_linker))
-            .and_then(|()| wasmtime_wasi_http::p3::add_to_linker(&mut http_linker))
-            .map_err(|err| PrepareError::Engine(chain(&err)))?;
+        let mut http_linker = ComponentLinker::new(&plain);
+        linked(add_wasi_p2(&mut http_linker))?;
+        // WASI 0.3 (`wasi:*@0.3`) sits beside 0.2 under other names; a 0.3 component may
+        // import both.
+        let mut http3_linker = ComponentLinker::new(&concurrent);
+        linked(add_wasi_p2(&mut http3_linker).and_then(|()| {
+            wasmtime_wasi::p3::add_to_linker(&mut http3_linker)?;
+            wasmtime_wasi_http::p3::add_to_linker(&mut http3_linker)
+        }))?;
 
-        let mut wagi_linker: ModuleLinker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(
+        let mut wagi_linker: ModuleLinker = Linker::new(&plain);
+        linked(wasmtime_wasi::p1::add_to_linker_async(
             &mut wagi_linker,
             |state: &mut HostState<ModuleCtx>| &mut state.wasi,
-        )
-        .map_err(|err| PrepareError::Engine(chain(&err)))?;
-        capabilities
-            .link(&mut Linkers {
-                component: &mut http_linker,
-                module: &mut wagi_linker,
-            })
-            .map_err(|err| PrepareError::Engine(err.to_string()))?;
+        ))?;
+        for (component, module) in [
+            (&mut http_linker, &mut wagi_linker),
+            // No module runs on the concurrent engine: its module linker is thrown away.
+            (&mut http3_linker, &mut Linker::new(&concurrent)),
+        ] {
+            capabilities
+                .link(&mut Linkers { component, module })
+                .map_err(|err| PrepareError::Engine(err.to_string()))?;
+        }
 
         let provided = Provided::new(capabilities.interfaces());
-        let artifacts = ArtifactCache::open(artifact_dir, &engine)?;
+        let artifacts = ArtifactCache::open(artifact_dir, &[&plain, &concurrent])?;
         let executor = Executor::new(config.guest_threads).map_err(|err| {
             PrepareError::Engine(format!("cannot start the guest threads: {err}"))
         })?;
-        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        let ticker = EpochTicker::start(vec![plain.clone(), concurrent.clone()], config.epoch_tick);
         Ok(Self {
             inner: Arc::new(Inner {
                 shared: Shared {
@@ -137,9 +159,11 @@ impl Runtime {
                     meters_fuel: config.fuel,
                     executor: Arc::new(executor),
                 },
-                engine,
+                plain,
+                concurrent,
                 max_memory_bytes: config.max_memory_bytes,
                 http_linker,
+                http3_linker,
                 wagi_linker,
                 provided,
                 artifacts,
@@ -170,8 +194,7 @@ impl Runtime {
         }
         let (pre, artifact) = match encoding(wasm)? {
             Encoding::Component => {
-                let component = Component::new(&self.inner.engine, wasm)
-                    .map_err(|err| PrepareError::Invalid(chain(&err)))?;
+                let component = self.compile_component(wasm)?;
                 let pre = self.link_component(&component, settings.unsupported_imports)?;
                 let artifact = component
                     .serialize()
@@ -179,7 +202,7 @@ impl Runtime {
                 (pre, artifact)
             }
             Encoding::CoreModule => {
-                let module = Module::new(&self.inner.engine, wasm)
+                let module = Module::new(&self.inner.plain, wasm)
                     .map_err(|err| PrepareError::Invalid(chain(&err)))?;
                 let pre = self.link_module(&module, settings.unsupported_imports)?;
                 let artifact = module
@@ -316,8 +339,27 @@ impl Runtime {
         self.inner.artifacts.retain(keep)
     }
 
+    /// Compiles a component on the engine it needs: the plain one when it validates there
+    /// (it uses none of the component model's async features), needs nothing only the
+    /// concurrent engine has (see [`needs_concurrency`]) and links there, or lacks an
+    /// interface neither engine provides (refused, or linked to traps, the same on both); the
+    /// concurrent one otherwise, whose error is the one reported when neither accepts the
+    /// bytes. A component with an interface only the concurrent engine links (Spin 3's SQLite
+    /// has `async func`s beside the plain ones a WASI 0.2 guest may use) is compiled twice.
+    fn compile_component(&self, wasm: &[u8]) -> Result<Component, PrepareError> {
+        if let Ok(component) = Component::new(&self.inner.plain, wasm)
+            && !needs_concurrency(&component)
+            && (self.inner.http_linker.instantiate_pre(&component).is_ok()
+                || !self.inner.provided.provides_all(&component))
+        {
+            return Ok(component);
+        }
+        Component::new(&self.inner.concurrent, wasm)
+            .map_err(|err| PrepareError::Invalid(chain(&err)))
+    }
+
     fn load_artifact(&self, path: &Path, policy: UnsupportedImports) -> Result<Pre, PrepareError> {
-        let engine = &self.inner.engine;
+        let engine = &self.inner.plain;
         let invalid = |err: wasmtime::Error| PrepareError::Invalid(chain(&err));
         match Engine::detect_precompiled_file(path).map_err(invalid)? {
             // SAFETY: the artifact cache directory is written only by this runtime, from
@@ -327,9 +369,14 @@ impl Runtime {
             // was written; Wasmtime additionally checks that the file was produced by a
             // compatible engine before using it. The directory must be writable by this
             // node's user only, like the rest of the data directory.
+            // The artifact records the settings it was compiled with, which Wasmtime checks
+            // first: mapped on the wrong engine, it is refused before anything runs.
             Some(Precompiled::Component) => {
-                let component =
-                    unsafe { Component::deserialize_file(engine, path) }.map_err(invalid)?;
+                let component = unsafe { Component::deserialize_file(engine, path) }
+                    .or_else(|_| unsafe {
+                        Component::deserialize_file(&self.inner.concurrent, path)
+                    })
+                    .map_err(invalid)?;
                 self.link_component(&component, policy)
             }
             // SAFETY: as above.
@@ -349,7 +396,18 @@ impl Runtime {
         component: &Component,
         policy: UnsupportedImports,
     ) -> Result<Pre, PrepareError> {
-        let engine = &self.inner.engine;
+        let engine = component.engine();
+        let on_concurrent = Engine::same(engine, &self.inner.concurrent);
+        if !on_concurrent && needs_concurrency(component) {
+            return Err(PrepareError::Engine(
+                "a component that needs concurrency support was compiled without it".into(),
+            ));
+        }
+        let linker = if on_concurrent {
+            &self.inner.http3_linker
+        } else {
+            &self.inner.http_linker
+        };
         let exports: Vec<String> = component
             .component_type()
             .exports(engine)
@@ -378,11 +436,11 @@ impl Runtime {
                  `#[wstd::http_server]` or spin-sdk's `#[http_service]`"
             )));
         }
-        let pre = match self.inner.http_linker.instantiate_pre(component) {
+        let pre = match linker.instantiate_pre(component) {
             Ok(pre) => pre,
             Err(err) => relink_component(
                 engine,
-                &self.inner.http_linker,
+                linker,
                 component,
                 &self.inner.provided,
                 policy,
@@ -426,7 +484,39 @@ impl Runtime {
     }
 }
 
-fn engine_config(config: &RuntimeConfig) -> Config {
+/// True when a component exports a WASI 0.3 handler, imports a WASI 0.3 interface or imports
+/// an `async func` (Spin 3's key-value has them): it runs on the engine with concurrency
+/// support.
+fn needs_concurrency(component: &Component) -> bool {
+    let engine = component.engine();
+    let ty = component.component_type();
+    let wasi_p3 = |name: &str| name.starts_with("wasi:") && name.contains("@0.3");
+    ty.exports(engine)
+        .any(|(name, _)| name.starts_with(HANDLER))
+        || ty
+            .imports(engine)
+            .any(|(name, item)| wasi_p3(name) || has_async_func(engine, &item.ty))
+}
+
+/// True when `item` is, or is an instance holding, an `async func`.
+fn has_async_func(engine: &Engine, item: &ComponentItem) -> bool {
+    match item {
+        ComponentItem::ComponentFunc(func) => func.async_(),
+        ComponentItem::ComponentInstance(instance) => instance
+            .exports(engine)
+            .any(|(_, item)| has_async_func(engine, &item.ty)),
+        _ => false,
+    }
+}
+
+/// WASI 0.2 and its HTTP interfaces.
+fn add_wasi_p2(linker: &mut ComponentLinker) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+}
+
+/// One engine's settings; `concurrent` turns on the concurrency support WASI 0.3 needs.
+fn engine_config(config: &RuntimeConfig, concurrent: bool) -> Config {
     let instances = config.max_instances.max(1);
     let mut pool = PoolingAllocationConfig::new();
     // A Rust component instance uses 3 core instances, 1 memory and 2 tables; a WAGI module
@@ -448,28 +538,106 @@ fn engine_config(config: &RuntimeConfig) -> Config {
     engine
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true)
-        .wasm_component_model_async(true)
         .epoch_interruption(true)
         .consume_fuel(config.fuel);
+    if concurrent {
+        engine.wasm_component_model_async(true);
+    } else {
+        engine.concurrency_support(false);
+    }
     engine
 }
 
-/// Advances the engine's epoch on a fixed period from a dedicated thread; stops when dropped.
+/// Advances the engines' epochs on a fixed period from a dedicated thread; stops when dropped.
 struct EpochTicker {
     _stop: mpsc::Sender<()>,
 }
 
 impl EpochTicker {
-    fn start(engine: Engine, tick: Duration) -> Self {
+    fn start(engines: Vec<Engine>, tick: Duration) -> Self {
         let (stop, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("kindling-epoch".into())
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
-                    engine.increment_epoch();
+                    engines.iter().for_each(Engine::increment_epoch);
                 }
             })
             .expect("spawn the epoch ticker thread");
         Self { _stop: stop }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kindling_host::FunctionContext;
+
+    fn settings(runtime: &Runtime) -> FunctionSettings {
+        let function = FunctionContext {
+            name: "placed",
+            namespace: "default",
+        };
+        let configured = runtime
+            .capabilities()
+            .configure(&Default::default(), &function, &[])
+            .unwrap();
+        FunctionSettings {
+            limits: Default::default(),
+            capabilities: Arc::new(configured),
+            unsupported_imports: Default::default(),
+        }
+    }
+
+    /// Each guest lands on the engine it needs, compiled or mapped from the cache, and
+    /// `false` means the plain engine.
+    #[test]
+    fn only_what_needs_concurrency_runs_on_the_concurrent_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let open = || {
+            Runtime::new(
+                &RuntimeConfig::default(),
+                dir.path().join("artifacts"),
+                Capabilities::builtin(None)
+                    .with(kindling_cap_keyvalue::KeyValue::new(data.clone(), None).unwrap())
+                    .with(kindling_cap_sqlite::Sqlite::new(data.clone(), None).unwrap())
+                    .with(kindling_cap_variables::Variables::new(data.clone())),
+            )
+            .unwrap()
+        };
+        let guests = [
+            // A WASI 0.2 handler.
+            (kindling_test_support::example("hello"), false),
+            // A WAGI module.
+            (kindling_test_support::example("c-hello"), false),
+            // A WASI 0.3 handler (spin-sdk 7).
+            (kindling_test_support::example("hello-p3"), true),
+            // A WASI 0.2 handler (spin-sdk 5) that imports Spin 3's SQLite, which has `async
+            // func`s beside the ones it calls: only the concurrent engine links it.
+            (kindling_test_support::test_program("spin-kv"), true),
+        ];
+        for second in [false, true] {
+            let runtime = open();
+            for (path, concurrent) in &guests {
+                let wasm = std::fs::read(path).unwrap();
+                // Stands in for the module's sha256: a file name in the artifact cache.
+                let name = path.file_stem().unwrap().to_string_lossy().to_string();
+                let loaded = runtime.prepare(&wasm, &name, settings(&runtime)).unwrap();
+                let expected = if second {
+                    LoadSource::Cache
+                } else {
+                    LoadSource::Compiled
+                };
+                assert_eq!(loaded.source, expected, "{name}");
+                let engine = loaded.function.engine();
+                assert_eq!(
+                    Engine::same(engine, &runtime.inner.concurrent),
+                    *concurrent,
+                    "{name}"
+                );
+                assert_eq!(Engine::same(engine, &runtime.inner.plain), !concurrent);
+            }
+        }
     }
 }
