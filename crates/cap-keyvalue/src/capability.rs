@@ -175,6 +175,10 @@ impl Capability for KeyValue {
         INTERFACES
     }
 
+    fn concurrent_interfaces(&self) -> &'static [&'static str] {
+        &["spin:key-value/key-value@3.0.0"]
+    }
+
     fn link(&self, linkers: &mut Linkers<'_>) -> Result<(), wasmtime::Error> {
         crate::host::add_to_linker(linkers.component)?;
         // Spin 3's key-value functions are `async func`s.

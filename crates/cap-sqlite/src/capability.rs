@@ -160,6 +160,10 @@ impl Capability for Sqlite {
         INTERFACES
     }
 
+    fn concurrent_interfaces(&self) -> &'static [&'static str] {
+        &["spin:sqlite/sqlite@3.1.0"]
+    }
+
     fn link(&self, linkers: &mut Linkers<'_>) -> Result<(), wasmtime::Error> {
         let concurrent = linkers.concurrent();
         crate::host::add_to_linker(linkers.component, concurrent)

@@ -142,6 +142,10 @@ impl Capability for Variables {
         INTERFACES
     }
 
+    fn concurrent_interfaces(&self) -> &'static [&'static str] {
+        &["spin:variables/variables@3.0.0"]
+    }
+
     fn link(&self, linkers: &mut Linkers<'_>) -> Result<(), wasmtime::Error> {
         let concurrent = linkers.concurrent();
         crate::host::add_to_linker(linkers.component, concurrent)

@@ -177,7 +177,17 @@ pub trait Capability: Send + Sync + 'static {
         &[]
     }
 
-    /// Phase 1, once per node: add host functions to the linkers.
+    /// Those of `interfaces` that `link` adds only where [`Linkers::concurrent`] is true
+    /// (interfaces with WIT `async func`s): a component importing one is compiled for the
+    /// engine with concurrency support.
+    fn concurrent_interfaces(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Phase 1, once per engine (the runtime has two, see [`Linkers::concurrent`]): add host
+    /// functions to the linkers. Wasmtime's concurrent host functions (what `bindgen!` makes of
+    /// an `async func`) can be added only where `linkers.concurrent()`; elsewhere the runtime
+    /// refuses to start.
     fn link(&self, linkers: &mut Linkers<'_>) -> Result<(), wasmtime::Error> {
         let _ = linkers;
         Ok(())

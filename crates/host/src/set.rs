@@ -33,6 +33,7 @@ trait Erased: Send + Sync {
     fn name(&self) -> &'static str;
     fn fields(&self) -> Vec<FieldSchema>;
     fn interfaces(&self) -> &'static [&'static str];
+    fn concurrent_interfaces(&self) -> &'static [&'static str];
     fn link(&self, linkers: &mut Linkers<'_>) -> Result<(), wasmtime::Error>;
     fn resolve(
         &self,
@@ -65,6 +66,10 @@ impl<C: Capability> Erased for C {
 
     fn interfaces(&self) -> &'static [&'static str] {
         Capability::interfaces(self)
+    }
+
+    fn concurrent_interfaces(&self) -> &'static [&'static str] {
+        Capability::concurrent_interfaces(self)
     }
 
     fn link(&self, linkers: &mut Linkers<'_>) -> Result<(), wasmtime::Error> {
@@ -223,6 +228,14 @@ impl Capabilities {
         self.members
             .iter()
             .flat_map(|m| m.capability.interfaces().iter().copied())
+            .collect()
+    }
+
+    /// The interfaces the capabilities link only for the engine with concurrency support.
+    pub fn concurrent_interfaces(&self) -> Vec<&'static str> {
+        self.members
+            .iter()
+            .flat_map(|m| m.capability.concurrent_interfaces().iter().copied())
             .collect()
     }
 

@@ -79,15 +79,30 @@ const WASI: &[&str] = &[
 #[derive(Debug, Clone)]
 pub(crate) struct Provided {
     interfaces: Arc<Vec<&'static str>>,
+    concurrent_only: Arc<Vec<&'static str>>,
 }
 
 impl Provided {
-    pub(crate) fn new(capabilities: Vec<&'static str>) -> Self {
+    /// WASI and the capabilities' `interfaces`, of which `concurrent_only` are linked only
+    /// for the engine with concurrency support.
+    pub(crate) fn new(capabilities: Vec<&'static str>, concurrent_only: Vec<&'static str>) -> Self {
         let mut interfaces: Vec<&'static str> = WASI.to_vec();
         interfaces.extend(capabilities);
         Self {
             interfaces: Arc::new(interfaces),
+            concurrent_only: Arc::new(concurrent_only),
         }
+    }
+
+    /// True when an import of `name` can be linked only on the engine with concurrency
+    /// support: a WASI 0.3 interface, or one a capability links only there.
+    pub(crate) fn needs_concurrency(&self, name: &str) -> bool {
+        let (interface, version) = split(name);
+        (interface.starts_with("wasi:") && version.is_some_and(|v| v.starts_with("0.3")))
+            || self.concurrent_only.iter().any(|provided| {
+                let (have, have_version) = split(provided);
+                have == interface && compatible(version, have_version)
+            })
     }
 
     /// True when an import of `name` is one of the provided interfaces, at a version Wasmtime
@@ -167,14 +182,6 @@ fn compatible(wanted: Option<&str>, have: Option<&str>) -> bool {
         (Some([0, a, _]), Some([0, b, _])) => a == b && a != 0,
         (Some([a, ..]), Some([b, ..])) => a == b && a != 0,
         _ => wanted == have,
-    }
-}
-
-impl Provided {
-    /// True when every import of `component` is a provided interface (though perhaps not by
-    /// the linker of the engine it was compiled for).
-    pub(crate) fn provides_all(&self, component: &Component) -> bool {
-        missing_component_imports(component.engine(), component, self).is_empty()
     }
 }
 
@@ -388,8 +395,23 @@ mod tests {
     }
 
     #[test]
+    fn imports_only_the_concurrent_engine_links_are_told_apart() {
+        let provided = Provided::new(
+            vec!["spin:sqlite/sqlite@3.1.0", "fermyon:spin/sqlite@2.0.0"],
+            vec!["spin:sqlite/sqlite@3.1.0"],
+        );
+        assert!(provided.needs_concurrency("spin:sqlite/sqlite@3.0.0"));
+        assert!(provided.needs_concurrency("wasi:http/types@0.3.0-rc-2025-09-16"));
+        assert!(provided.needs_concurrency("wasi:cli/environment@0.3.0"));
+        assert!(!provided.needs_concurrency("fermyon:spin/sqlite@2.0.0"));
+        assert!(!provided.needs_concurrency("wasi:http/types@0.2.4"));
+        assert!(!provided.needs_concurrency("spin:sqlite/sqlite@4.0.0"));
+        assert!(!provided.needs_concurrency("myco:wasi/thing@0.3.0"));
+    }
+
+    #[test]
     fn a_refusal_names_each_missing_import_and_the_versions_there_are() {
-        let provided = Provided::new(vec!["fermyon:spin/key-value@2.0.0"]);
+        let provided = Provided::new(vec!["fermyon:spin/key-value@2.0.0"], Vec::new());
         assert!(provided.provides("wasi:http/types@0.2.4"));
         assert!(provided.provides("fermyon:spin/key-value@2.0.0"));
         assert!(!provided.provides("fermyon:spin/llm@2.0.0"));

@@ -85,6 +85,35 @@ pub(crate) fn encoding(bytes: &[u8]) -> Result<Encoding, PrepareError> {
     }
 }
 
+/// The names a component imports and exports at its top level (`wasi:http/types@0.2.0`), read
+/// without compiling it; nested components and core modules are skipped. The bytes are not
+/// validated here: compiling does that.
+pub(crate) fn component_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), PrepareError> {
+    use wasmparser::{Parser, Payload};
+    let invalid = |err: wasmparser::BinaryReaderError| PrepareError::Invalid(err.to_string());
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    // Payloads of nested modules and components come inline, each ending with its own `End`.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(invalid)? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(section) if depth == 0 => {
+                for import in section {
+                    imports.push(import.map_err(invalid)?.name.name.to_string());
+                }
+            }
+            Payload::ComponentExportSection(section) if depth == 0 => {
+                for export in section {
+                    exports.push(export.map_err(invalid)?.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((imports, exports))
+}
+
 /// What a file that is not binary WebAssembly looks like, and what to do with it.
 fn what_it_is(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
@@ -130,6 +159,24 @@ fn describe_prefix(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_component_s_own_imports_and_exports_are_read_not_its_children_s() {
+        let wasm = wat::parse_str(
+            r#"(component
+                 (import "wasi:cli/environment@0.3.0" (instance $env))
+                 (component $inner
+                   (import "inner:only/import@1.0.0" (instance $in))
+                   (export "inner:only/export@1.0.0" (instance $in)))
+                 (core module $m (func (export "f")))
+                 (export "wasi:http/handler@0.3.0" (instance $env)))"#,
+        )
+        .unwrap();
+        let (imports, exports) = component_names(&wasm).unwrap();
+        assert_eq!(imports, ["wasi:cli/environment@0.3.0"]);
+        assert_eq!(exports, ["wasi:http/handler@0.3.0"]);
+        assert!(component_names(b"\0asm\x0d\0\x01\0\x99").is_err());
+    }
 
     #[test]
     fn preamble_decides_the_encoding() {

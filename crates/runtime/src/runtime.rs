@@ -19,7 +19,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::Component;
-use wasmtime::component::types::ComponentItem;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig,
     Precompiled,
@@ -35,7 +34,7 @@ use crate::error::{PrepareError, chain};
 use crate::executor::Executor;
 use crate::function::{Function, Pre, Shared};
 use crate::imports::{Provided, relink_component, relink_module};
-use crate::kind::{Encoding, encoding};
+use crate::kind::{Encoding, component_names, encoding};
 
 /// The interface a WASI 0.2 `wasi:http/proxy` component exports to handle requests.
 const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
@@ -146,7 +145,10 @@ impl Runtime {
                 .map_err(|err| PrepareError::Engine(err.to_string()))?;
         }
 
-        let provided = Provided::new(capabilities.interfaces());
+        let provided = Provided::new(
+            capabilities.interfaces(),
+            capabilities.concurrent_interfaces(),
+        );
         let artifacts = ArtifactCache::open(artifact_dir, &[&plain, &concurrent])?;
         let executor = Executor::new(config.guest_threads).map_err(|err| {
             PrepareError::Engine(format!("cannot start the guest threads: {err}"))
@@ -339,23 +341,30 @@ impl Runtime {
         self.inner.artifacts.retain(keep)
     }
 
-    /// Compiles a component on the engine it needs: the plain one when it validates there
-    /// (it uses none of the component model's async features), needs nothing only the
-    /// concurrent engine has (see [`needs_concurrency`]) and links there, or lacks an
-    /// interface neither engine provides (refused, or linked to traps, the same on both); the
-    /// concurrent one otherwise, whose error is the one reported when neither accepts the
-    /// bytes. A component with an interface only the concurrent engine links (Spin 3's SQLite
-    /// has `async func`s beside the plain ones a WASI 0.2 guest may use) is compiled twice.
+    /// Compiles a component for the engine it needs, chosen from its import and export names
+    /// before anything is compiled (see [`Runtime::needs_concurrency`]). One that the names
+    /// send to the plain engine but that uses the component model's async features anyway
+    /// (an `async func` import Kindling does not provide, an async lift) fails validation
+    /// there, before any code is generated, and is compiled for the concurrent engine, whose
+    /// error is the one reported when neither accepts the bytes.
     fn compile_component(&self, wasm: &[u8]) -> Result<Component, PrepareError> {
-        if let Ok(component) = Component::new(&self.inner.plain, wasm)
-            && !needs_concurrency(&component)
-            && (self.inner.http_linker.instantiate_pre(&component).is_ok()
-                || !self.inner.provided.provides_all(&component))
+        let (imports, exports) = component_names(wasm)?;
+        let names = imports.iter().chain(&exports).map(String::as_str);
+        if !self.needs_concurrency(names)
+            && let Ok(component) = Component::new(&self.inner.plain, wasm)
         {
             return Ok(component);
         }
         Component::new(&self.inner.concurrent, wasm)
             .map_err(|err| PrepareError::Invalid(chain(&err)))
+    }
+
+    /// True when one of a component's import or export names can be served only on the
+    /// engine with concurrency support: a WASI 0.3 handler export, a WASI 0.3 import, an
+    /// interface a capability links only there (Spin 3's, which have `async func`s; a WASI
+    /// 0.2 guest may import one for the plain functions beside them).
+    fn needs_concurrency<'a>(&self, mut names: impl Iterator<Item = &'a str>) -> bool {
+        names.any(|name| name.starts_with(HANDLER) || self.inner.provided.needs_concurrency(name))
     }
 
     fn load_artifact(&self, path: &Path, policy: UnsupportedImports) -> Result<Pre, PrepareError> {
@@ -398,7 +407,12 @@ impl Runtime {
     ) -> Result<Pre, PrepareError> {
         let engine = component.engine();
         let on_concurrent = Engine::same(engine, &self.inner.concurrent);
-        if !on_concurrent && needs_concurrency(component) {
+        let ty = component.component_type();
+        let names = ty
+            .imports(engine)
+            .chain(ty.exports(engine))
+            .map(|(name, _)| name);
+        if !on_concurrent && self.needs_concurrency(names) {
             return Err(PrepareError::Engine(
                 "a component that needs concurrency support was compiled without it".into(),
             ));
@@ -481,31 +495,6 @@ impl Runtime {
                 .map_err(|err| PrepareError::Link(chain(&err)))?,
         };
         Ok(Pre::Wagi(pre))
-    }
-}
-
-/// True when a component exports a WASI 0.3 handler, imports a WASI 0.3 interface or imports
-/// an `async func` (Spin 3's key-value has them): it runs on the engine with concurrency
-/// support.
-fn needs_concurrency(component: &Component) -> bool {
-    let engine = component.engine();
-    let ty = component.component_type();
-    let wasi_p3 = |name: &str| name.starts_with("wasi:") && name.contains("@0.3");
-    ty.exports(engine)
-        .any(|(name, _)| name.starts_with(HANDLER))
-        || ty
-            .imports(engine)
-            .any(|(name, item)| wasi_p3(name) || has_async_func(engine, &item.ty))
-}
-
-/// True when `item` is, or is an instance holding, an `async func`.
-fn has_async_func(engine: &Engine, item: &ComponentItem) -> bool {
-    match item {
-        ComponentItem::ComponentFunc(func) => func.async_(),
-        ComponentItem::ComponentInstance(instance) => instance
-            .exports(engine)
-            .any(|(_, item)| has_async_func(engine, &item.ty)),
-        _ => false,
     }
 }
 
