@@ -34,6 +34,9 @@ pub enum NodeError {
     /// A background task failed.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The WebAssembly runtime could not start with the node's settings.
+    #[error("cannot start the WebAssembly runtime: {0}")]
+    Runtime(PrepareError),
 }
 
 /// Who is to blame for an error: decides 4xx or 5xx at the API.

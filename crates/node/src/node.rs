@@ -98,10 +98,7 @@ impl Node {
         let (runtime_config, capabilities) = (config.runtime.clone(), config.capabilities.clone());
         let runtime = blocking(move || Runtime::new(&runtime_config, artifacts, capabilities))
             .await?
-            .map_err(|error| NodeError::Prepare {
-                name: String::new(),
-                error,
-            })?;
+            .map_err(NodeError::Runtime)?;
         let quota: Arc<dyn kindling_scheduler::Quota> = match &config.quota {
             Some(quota) => quota.clone(),
             None => Arc::new(NamespaceLimits::new(config.namespace_limits.clone())),

@@ -549,8 +549,10 @@ impl ServeCommand {
                 self.default_memory, self.max_memory
             )));
         }
-        if self.max_memory > 64 << 30 {
-            return Err(UsageError("--max-memory is at most 64GiB".into()));
+        if self.max_memory > 4 << 30 {
+            return Err(UsageError(
+                "--max-memory is at most 4GiB, all a 32-bit WebAssembly memory can address".into(),
+            ));
         }
         if let Some(root) = &self.mount_root
             && !root.is_dir()

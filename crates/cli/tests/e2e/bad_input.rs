@@ -198,6 +198,17 @@ fn serve_refuses_bad_configuration_before_binding() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--domain"));
+    // More than a 32-bit memory can address: refused before the engine is built, with the
+    // limit, rather than as the engine's own complaint about its memory reservation.
+    let out = std::process::Command::new(crate::kindling())
+        .args(["serve", "--listen", "127.0.0.1:0", "--max-memory", "8GiB"])
+        .arg("--data-dir")
+        .arg(std::env::temp_dir().join("kindling-never-created"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--max-memory is at most 4GiB"), "{stderr}");
 }
 
 #[test]
