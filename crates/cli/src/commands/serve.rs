@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 
 use crate::UsageError;
 use crate::commands::serve_cluster::{self, ClusterArgs};
+use crate::commands::serve_pool::PoolArgs;
 use crate::units::{parse_duration, parse_size};
 
 /// What the capabilities are built from: the node's own settings.
@@ -86,6 +87,8 @@ pub(crate) fn read_runtime_config(path: &std::path::Path) -> Result<toml::Table,
 pub(crate) struct ServeCommand {
     #[command(flatten)]
     cluster: ClusterArgs,
+    #[command(flatten)]
+    pool: PoolArgs,
     /// Address to listen on; port 0 picks a free port (the bound address is printed)
     #[arg(long, env = "KINDLING_LISTEN", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
@@ -646,6 +649,7 @@ impl ServeCommand {
             scale_to_zero_grace: ms(self.autoscale_zero_grace),
         };
         node.runtime.max_memory_bytes = self.max_memory;
+        self.pool.apply(&mut node.runtime)?;
         node.runtime.fuel = self.fuel;
         if let Some(threads) = self.guest_threads {
             node.runtime.guest_threads = threads;

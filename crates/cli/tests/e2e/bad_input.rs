@@ -209,6 +209,18 @@ fn serve_refuses_bad_configuration_before_binding() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--max-memory is at most 4GiB"), "{stderr}");
+    let out = std::process::Command::new(crate::kindling())
+        .args(["serve", "--listen", "127.0.0.1:0", "--max-instances", "8"])
+        .args(["--max-in-flight", "8", "--warm-slots", "9", "--data-dir"])
+        .arg(std::env::temp_dir().join("kindling-never-created"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--warm-slots (9) is above --max-instances (8)"),
+        "{stderr}"
+    );
 }
 
 #[test]
