@@ -88,6 +88,10 @@ impl Provided {
     pub(crate) fn new(capabilities: Vec<&'static str>, concurrent_only: Vec<&'static str>) -> Self {
         let mut interfaces: Vec<&'static str> = WASI.to_vec();
         interfaces.extend(capabilities);
+        debug_assert!(
+            concurrent_only.iter().all(|name| interfaces.contains(name)),
+            "a capability's concurrent interfaces {concurrent_only:?} are among its interfaces"
+        );
         Self {
             interfaces: Arc::new(interfaces),
             concurrent_only: Arc::new(concurrent_only),

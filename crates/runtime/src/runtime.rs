@@ -103,8 +103,8 @@ pub struct Loaded {
 }
 
 impl Runtime {
-    /// Builds the engines, links WASI and every capability once, and opens the artifact cache
-    /// in `artifact_dir`.
+    /// Builds the engines, links WASI and every capability once per engine, and opens the
+    /// artifact cache in `artifact_dir`.
     pub fn new(
         config: &RuntimeConfig,
         artifact_dir: PathBuf,
