@@ -256,20 +256,18 @@ async fn three_nodes_share_one_registry_and_survive_crashes() {
     // Then another is sent, until one goes through the cluster.
     let http = reqwest::Client::new();
     let current = std::cell::RefCell::new(None::<String>);
+    let json = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.map_err(|err| err.to_string())?;
+        response
+            .json::<serde_json::Value>()
+            .await
+            .map_err(|err| err.to_string())
+    };
     let state_on = |node: &Server, id: String| {
-        let request = http
-            .get(node.url(&format!("/v1/invocations/{id}")))
-            .header("authorization", node.bearer());
-        async move {
-            let found: serde_json::Value = request
-                .send()
-                .await
-                .map_err(|err| err.to_string())?
-                .json()
-                .await
-                .map_err(|err| err.to_string())?;
-            Ok::<_, String>(found)
-        }
+        json(
+            http.get(node.url(&format!("/v1/invocations/{id}")))
+                .header("authorization", node.bearer()),
+        )
     };
     wait_for_async(
         "an invocation accepted after the restart to run through the cluster's queue",
@@ -279,15 +277,11 @@ async fn three_nodes_share_one_registry_and_survive_crashes() {
             let id = match existing {
                 Some(id) => id,
                 None => {
-                    let accepted: serde_json::Value = http
-                        .post(n2.url("/m/after-restart"))
-                        .header("prefer", "respond-async")
-                        .send()
-                        .await
-                        .map_err(|err| err.to_string())?
-                        .json()
-                        .await
-                        .map_err(|err| err.to_string())?;
+                    let accepted = json(
+                        http.post(n2.url("/m/after-restart"))
+                            .header("prefer", "respond-async"),
+                    )
+                    .await?;
                     let id = accepted["id"]
                         .as_str()
                         .expect("an invocation id")
