@@ -18,6 +18,8 @@ use crate::counted::{Counted, OPERATIONS};
 use crate::redis::RedisStore;
 use crate::sqlite::SqliteStore;
 use crate::state::KvState;
+use crate::synced::SyncedStore;
+use crate::synced_status::SyncStatus;
 
 /// The interfaces `link` adds (the worlds in `wit/world.wit`).
 pub(crate) const INTERFACES: &[&str] = &[
@@ -42,6 +44,14 @@ struct Shared {
     labels: BTreeMap<String, StoreConfig>,
     /// Stores opened so far, by namespace and label.
     open: Opened<Counted>,
+    /// The synced ones among them.
+    synced: Opened<SyncedStore>,
+    /// The name that stamps this node's writes to synced stores.
+    node_name: String,
+    /// Woken when a synced store's outbox gains a change.
+    outbox: Arc<tokio::sync::Notify>,
+    /// What the node's sync last said of its link.
+    status: SyncStatus,
 }
 
 impl std::fmt::Debug for KeyValue {
@@ -62,8 +72,79 @@ impl KeyValue {
                 data_dir,
                 labels,
                 open: Opened::default(),
+                synced: Opened::default(),
+                node_name: "kindling".into(),
+                outbox: Arc::default(),
+                status: SyncStatus::default(),
             }),
         })
+    }
+
+    /// Names the node whose writes to synced stores this capability stamps (`--node-name`;
+    /// every node of a fleet needs its own). Call it before the capability is cloned.
+    ///
+    /// # Panics
+    /// If the capability was cloned already.
+    pub fn named(mut self, node: &str) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("KeyValue::named is called before the capability is shared")
+            .node_name = node.to_string();
+        self
+    }
+
+    /// The labels marked `sync = "hub"`.
+    pub fn synced_labels(&self) -> Vec<String> {
+        let labels = self.shared.labels.iter();
+        labels
+            .filter(|(_, config)| config.synced)
+            .map(|(label, _)| label.clone())
+            .collect()
+    }
+
+    /// The synced store of `namespace`'s `label`, opened on first use (blocking); guests of
+    /// the namespace granted the label use the same one.
+    pub fn synced_store(&self, namespace: &str, label: &str) -> Result<Arc<SyncedStore>, String> {
+        if !self.synced_labels().iter().any(|l| l == label) {
+            return Err(format!(
+                "key-value label {label:?} is not synced on this node; mark it sync = \"hub\" \
+                 in the runtime config"
+            ));
+        }
+        self.store(namespace, label)?;
+        self.shared
+            .synced
+            .all()
+            .into_iter()
+            .find(|(n, l, _)| n == namespace && l == label)
+            .map(|(_, _, store)| store)
+            .ok_or_else(|| format!("the synced store {namespace}/{label} did not open"))
+    }
+
+    /// Every synced store this node holds, opened (blocking): after a restart, those with
+    /// changes still to send.
+    pub fn open_synced(&self) -> Result<Vec<(String, String, Arc<SyncedStore>)>, String> {
+        for label in self.synced_labels() {
+            let StoreKind::Sqlite { dir } = &self.shared.labels[&label].kind else {
+                continue;
+            };
+            let dir = self.sqlite_dir(dir.as_deref());
+            for namespace in kindling_host::namespace_dirs(&dir)? {
+                if dir.join(&namespace).join(format!("{label}.db")).is_file() {
+                    self.synced_store(&namespace, &label)?;
+                }
+            }
+        }
+        Ok(self.shared.synced.all())
+    }
+
+    /// Woken whenever a write adds a change to a synced store's outbox.
+    pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.shared.outbox.clone()
+    }
+
+    /// Where the node's sync reports its link, for `/metrics`.
+    pub fn sync_status(&self) -> &SyncStatus {
+        &self.shared.status
     }
 
     /// The labels this node offers.
@@ -82,6 +163,20 @@ impl KeyValue {
         })?;
         let store = self.shared.open.get_or_open(namespace, label, || {
             let store: Arc<dyn Backend> = match &config.kind {
+                StoreKind::Sqlite { dir } if config.synced => {
+                    let path = self.sqlite_path(dir.as_deref(), namespace, label);
+                    let shared = &self.shared;
+                    let synced = shared.synced.get_or_open(namespace, label, || {
+                        let store = SyncedStore::open(
+                            &path,
+                            config.limits,
+                            &shared.node_name,
+                            shared.outbox.clone(),
+                        )?;
+                        Ok(Arc::new(store))
+                    })?;
+                    Arc::new(SyncedStore::clone(&synced))
+                }
                 StoreKind::Sqlite { dir } => Arc::new(SqliteStore::open(
                     &self.sqlite_path(dir.as_deref(), namespace, label),
                     config.limits,
@@ -133,6 +228,65 @@ impl KeyValue {
             }
         }
         usage
+    }
+}
+
+impl KeyValue {
+    /// The figures of synced stores and of the sync's links.
+    fn sync_metrics(&self, backlog: Vec<(Vec<String>, f64)>) -> Vec<Metric> {
+        let status = self.sync_status();
+        let (sent, applied) = status.counts();
+        let now = std::time::SystemTime::now();
+        let links = status.links();
+        let per_link = |value: &dyn Fn(&crate::LinkReport) -> Option<f64>| {
+            links
+                .iter()
+                .filter_map(|link| value(link).map(|v| (vec![link.peer.clone()], v)))
+                .collect::<Vec<_>>()
+        };
+        vec![
+            Metric {
+                name: "kindling_kv_sync_backlog",
+                help: "Changes to a synced key-value store waiting in its outbox to be sent",
+                counter: false,
+                labels: &["namespace", "label"],
+                samples: backlog,
+            },
+            Metric {
+                name: "kindling_kv_sync_changes_total",
+                help: "Changes to synced key-value stores sent from this node and applied here",
+                counter: true,
+                labels: &["direction"],
+                samples: vec![
+                    (vec!["sent".into()], sent as f64),
+                    (vec!["applied".into()], applied as f64),
+                ],
+            },
+            Metric {
+                name: "kindling_sync_link_up",
+                help: "Whether changes flow on the sync's link to a peer (an edge's hub, a hub's edge)",
+                counter: false,
+                labels: &["peer"],
+                samples: per_link(&|link| Some(if link.up { 1.0 } else { 0.0 })),
+            },
+            Metric {
+                name: "kindling_sync_last_contact_seconds",
+                help: "Seconds since the peer was last heard from",
+                counter: false,
+                labels: &["peer"],
+                samples: per_link(&|link| {
+                    let since = now.duration_since(link.last_contact?).unwrap_or_default();
+                    Some(since.as_secs_f64())
+                }),
+            },
+            Metric {
+                name: "kindling_sync_lag",
+                help: "Changes the peer holds that this node has not received yet",
+                counter: false,
+                labels: &["peer"],
+                samples: per_link(&|link| Some(link.lag as f64)),
+            },
+        ]
     }
 }
 
@@ -241,7 +395,13 @@ impl Capability for KeyValue {
                 operations.push((labels, count as f64));
             }
         }
-        vec![
+        let mut backlog = Vec::new();
+        for (namespace, label, store) in self.shared.synced.all() {
+            if let Some(Ok(waiting)) = runtime.as_ref().map(|rt| rt.block_on(store.backlog())) {
+                backlog.push((vec![namespace, label], waiting as f64));
+            }
+        }
+        let mut metrics = vec![
             Metric {
                 name: "kindling_kv_keys",
                 help: "Keys held by a key-value store",
@@ -263,7 +423,11 @@ impl Capability for KeyValue {
                 labels: &["namespace", "label", "operation"],
                 samples: operations,
             },
-        ]
+        ];
+        if !self.synced_labels().is_empty() {
+            metrics.extend(self.sync_metrics(backlog));
+        }
+        metrics
     }
 
     fn deploy_flags(&self) -> Vec<DeployFlag> {

@@ -7,6 +7,10 @@
 //! [key_value_store.default]
 //! type = "spin"                   # SQLite: <data-dir>/kv/<namespace>/default.db
 //!
+//! [key_value_store.progress]
+//! type = "spin"
+//! sync = "hub"                    # every node holds it; writes reach the others (edge mode)
+//!
 //! [key_value_store.cache]
 //! type = "redis"
 //! url = "redis://127.0.0.1:6379"
@@ -44,6 +48,9 @@ pub struct StoreConfig {
     pub kind: StoreKind,
     /// What it may hold.
     pub limits: Limits,
+    /// `sync = "hub"`: a SQLite store every node of the fleet holds, each writing locally and
+    /// sending its changes to the others (see `synced.rs`).
+    pub synced: bool,
 }
 
 /// The fields a `[key_value_store.<label>]` table may have besides `type`.
@@ -54,6 +61,8 @@ struct Fields {
     path: Option<PathBuf>,
     /// Redis: the server.
     url: Option<String>,
+    /// SQLite: `"hub"` to sync the label between the nodes.
+    sync: Option<String>,
     max_key_bytes: Option<usize>,
     max_value_bytes: Option<usize>,
     max_keys: Option<u64>,
@@ -80,6 +89,7 @@ pub fn parse_stores(table: Option<&toml::Value>) -> Result<BTreeMap<String, Stor
         StoreConfig {
             kind: StoreKind::Sqlite { dir: None },
             limits: Limits::default(),
+            synced: false,
         },
     );
     let Some(table) = table else {
@@ -107,14 +117,32 @@ pub fn parse_stores(table: Option<&toml::Value>) -> Result<BTreeMap<String, Stor
                     format!("[key_value_store.{label}]: {}", err.message())
                 })?;
         let limits = fields.limits();
+        let synced = match fields.sync.as_deref() {
+            None => false,
+            Some("hub") if kind != "redis" => true,
+            Some("hub") => {
+                return Err(format!(
+                    "[key_value_store.{label}]: sync = \"hub\" is for \"spin\" (SQLite) \
+                     stores; a Redis store is one server every node reaches already"
+                ));
+            }
+            Some(other) => {
+                return Err(format!(
+                    "[key_value_store.{label}]: sync {other:?} is not one Kindling has: write \
+                     sync = \"hub\" to keep the label on every node and sync its writes"
+                ));
+            }
+        };
         let config = match (kind.as_str(), fields.url, fields.path) {
             ("spin" | "sqlite", None, dir) => StoreConfig {
                 kind: StoreKind::Sqlite { dir },
                 limits,
+                synced,
             },
             ("redis", Some(url), None) => StoreConfig {
                 kind: StoreKind::Redis { url },
                 limits,
+                synced,
             },
             ("spin" | "sqlite", Some(_), _) => {
                 return Err(format!(
@@ -175,6 +203,10 @@ mod tests {
         );
         assert_eq!(stores["cache"].limits.max_value_bytes, 10);
         assert!(stores.contains_key("default"));
+        assert!(!stores["default"].synced);
+        let stores =
+            parse("[key_value_store.progress]\ntype = \"spin\"\nsync = \"hub\"\n").unwrap();
+        assert!(stores["progress"].synced);
     }
 
     #[test]
@@ -192,5 +224,11 @@ mod tests {
         assert!(err.contains("max_keyz"), "{err}");
         let err = parse("[key_value_store.\"a/b\"]\ntype = \"spin\"\n").unwrap_err();
         assert!(err.contains("letters, digits"), "{err}");
+        let err =
+            parse("[key_value_store.x]\ntype = \"redis\"\nurl = \"redis://h\"\nsync = \"hub\"\n")
+                .unwrap_err();
+        assert!(err.contains("is for \"spin\""), "{err}");
+        let err = parse("[key_value_store.x]\ntype = \"spin\"\nsync = \"peers\"\n").unwrap_err();
+        assert!(err.contains("sync = \"hub\""), "{err}");
     }
 }

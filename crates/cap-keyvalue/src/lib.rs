@@ -7,7 +7,8 @@
 //! (wasmCloud). Stores are named by label (`default` always exists) and belong to the
 //! function's namespace; a function opens only the labels it was granted at deploy. Each label
 //! is kept in SQLite under the data directory (the default) or on a Redis server, as the node's
-//! runtime-config file says (`[key_value_store.<label>]`, Spin's form).
+//! runtime-config file says (`[key_value_store.<label>]`, Spin's form). A SQLite label marked
+//! `sync = "hub"` is held by every node of a fleet and merges their writes (`synced.rs`).
 
 mod backend;
 mod backup;
@@ -19,8 +20,12 @@ mod redis;
 mod spin3;
 mod sqlite;
 mod state;
+mod synced;
+mod synced_status;
 
 pub use backend::{Backend, KeyPage, KvError, Limits, Usage};
 pub use capability::{Granted, KeyValue, KeyValueSection};
 pub use config::{StoreConfig, StoreKind, parse_stores};
 pub use state::{Cas, KvState, OpenStore};
+pub use synced::{Change, Op, Pending, Stamp, SyncedStore};
+pub use synced_status::{LinkReport, SyncStatus};

@@ -24,7 +24,7 @@ struct Inner {
     limits: Limits,
 }
 
-fn backend(err: rusqlite::Error) -> KvError {
+pub(crate) fn backend(err: rusqlite::Error) -> KvError {
     KvError::Backend(err.to_string())
 }
 
@@ -80,26 +80,7 @@ fn put(
     key: &str,
     value: &[u8],
 ) -> Result<(), KvError> {
-    let old: Option<i64> = tx
-        .query_row(
-            "SELECT length(value) FROM kv WHERE key = ?1",
-            params![key],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(backend)?;
-    let usage = totals(tx)?;
-    let (keys, bytes) = match old {
-        Some(old) => (
-            usage.keys,
-            usage.bytes - old.max(0) as u64 + value.len() as u64,
-        ),
-        None => (
-            usage.keys + 1,
-            usage.bytes + (key.len() + value.len()) as u64,
-        ),
-    };
-    limits.check_totals(keys, bytes)?;
+    check_put(tx, limits, key, value.len())?;
     tx.execute(
         "INSERT INTO kv (key, value) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -109,7 +90,56 @@ fn put(
     Ok(())
 }
 
-fn totals(conn: &Connection) -> Result<Usage, KvError> {
+/// Whether setting `key` to a value of `len` bytes keeps the store within its totals.
+pub(crate) fn check_put(
+    conn: &Connection,
+    limits: &Limits,
+    key: &str,
+    len: usize,
+) -> Result<(), KvError> {
+    let old: Option<i64> = conn
+        .query_row(
+            "SELECT length(value) FROM kv WHERE key = ?1",
+            params![key],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    let usage = totals(conn)?;
+    let (keys, bytes) = match old {
+        Some(old) => (usage.keys, usage.bytes - old.max(0) as u64 + len as u64),
+        None => (usage.keys + 1, usage.bytes + (key.len() + len) as u64),
+    };
+    limits.check_totals(keys, bytes)
+}
+
+/// The value of `key`.
+pub(crate) fn read(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+    conn.query_row("SELECT value FROM kv WHERE key = ?1", params![key], |row| {
+        row.get(0)
+    })
+    .optional()
+    .map_err(backend)
+}
+
+/// Up to `limit` keys after `after`, in key order.
+pub(crate) fn list(
+    conn: &Connection,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<KeyPage, KvError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT key FROM kv WHERE ?1 IS NULL OR key > ?1 ORDER BY key LIMIT ?2")
+        .map_err(backend)?;
+    let keys: Vec<String> = stmt
+        .query_map(params![after, limit as i64 + 1], |row| row.get(0))
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    Ok(page(keys, limit))
+}
+
+pub(crate) fn totals(conn: &Connection) -> Result<Usage, KvError> {
     conn.query_row(
         "SELECT COUNT(*), COALESCE(SUM(length(key) + length(value)), 0) FROM kv",
         [],
@@ -127,14 +157,7 @@ fn totals(conn: &Connection) -> Result<Usage, KvError> {
 impl Backend for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let key = key.to_string();
-        self.with(move |conn, _| {
-            conn.query_row("SELECT value FROM kv WHERE key = ?1", params![key], |row| {
-                row.get(0)
-            })
-            .optional()
-            .map_err(backend)
-        })
-        .await
+        self.with(move |conn, _| read(conn, &key)).await
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
@@ -171,18 +194,8 @@ impl Backend for SqliteStore {
 
     async fn keys(&self, after: Option<&str>, limit: usize) -> Result<KeyPage, KvError> {
         let after = after.map(str::to_string);
-        self.with(move |conn, _| {
-            let mut stmt = conn
-                .prepare("SELECT key FROM kv WHERE ?1 IS NULL OR key > ?1 ORDER BY key LIMIT ?2")
-                .map_err(backend)?;
-            let keys: Vec<String> = stmt
-                .query_map(params![after, limit as i64 + 1], |row| row.get(0))
-                .map_err(backend)?
-                .collect::<Result<_, _>>()
-                .map_err(backend)?;
-            Ok(page(keys, limit))
-        })
-        .await
+        self.with(move |conn, _| list(conn, after.as_deref(), limit))
+            .await
     }
 
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
@@ -190,12 +203,7 @@ impl Backend for SqliteStore {
         let key = key.to_string();
         self.with(move |conn, limits| {
             let tx = conn.transaction().map_err(backend)?;
-            let current: Option<Vec<u8>> = tx
-                .query_row("SELECT value FROM kv WHERE key = ?1", params![key], |row| {
-                    row.get(0)
-                })
-                .optional()
-                .map_err(backend)?;
+            let current = read(&tx, &key)?;
             let current = current.map_or(Ok(0), |v| parse_counter(&key, &v))?;
             let next = current.checked_add(delta).ok_or_else(|| {
                 KvError::Value(format!("incrementing {key:?} by {delta} overflows"))
@@ -221,12 +229,7 @@ impl Backend for SqliteStore {
         );
         self.with(move |conn, limits| {
             let tx = conn.transaction().map_err(backend)?;
-            let current: Option<Vec<u8>> = tx
-                .query_row("SELECT value FROM kv WHERE key = ?1", params![key], |row| {
-                    row.get(0)
-                })
-                .optional()
-                .map_err(backend)?;
+            let current = read(&tx, &key)?;
             if current != expected {
                 return Ok(false);
             }

@@ -1,0 +1,630 @@
+//! Synced stores (`sync = "hub"` on a SQLite label): every node keeps the whole store in its
+//! own database and writes there at once, without waiting for the network; each write also
+//! enters the database's outbox in the same transaction, so that what a guest saw succeed is
+//! sent to the other nodes even after `kill -9`. The node's sync (`kindling-edge`) sends the
+//! outbox and applies the changes other nodes made.
+//!
+//! Changes merge so that every node that has applied the same changes, in any order and any
+//! number of times, holds the same store:
+//! - a set or a delete carries a [`Stamp`] (a hybrid logical clock reading and the node's
+//!   name); the greatest stamp wins, so a key's last writer wins everywhere;
+//! - an increment is a counter's share per node (what the node added and subtracted since the
+//!   set the counter started from), merged by taking the larger reading, so concurrent
+//!   increments on different nodes all count. A set or delete that wins starts the counter
+//!   again from its value.
+//!
+//! The current values are kept in the same `kv` table as a plain SQLite store, so reads cost
+//! the same and backups copy them the same way.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::backend::{Backend, KeyPage, KvError, Limits, Usage, parse_counter};
+use crate::sqlite::{backend, check_put, list, read, totals};
+
+/// When and where a write was made. Stamps order by clock, then by node name, so that two
+/// nodes' writes never tie.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Stamp {
+    /// The hybrid logical clock: milliseconds since 1970 in the high 48 bits, a counter in the
+    /// low 16.
+    pub hlc: u64,
+    /// The writing node's name.
+    pub node: String,
+}
+
+/// One change to a synced store, as it travels between nodes (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// The key changed.
+    pub key: String,
+    /// When and where.
+    pub stamp: Stamp,
+    /// What happened to it.
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+/// What a change did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// The key was set (`value`, base64) or deleted (no value).
+    Put {
+        /// The new value; absent for a delete.
+        #[serde(
+            default,
+            with = "base64_bytes",
+            skip_serializing_if = "Option::is_none"
+        )]
+        value: Option<Vec<u8>>,
+    },
+    /// The stamp's node's share of a counter: everything it added (`up`) and subtracted
+    /// (`down`) since the put stamped `epoch` (the default stamp: since the key was never set).
+    Count {
+        /// The put the counter counts from.
+        epoch: Stamp,
+        /// The sum of this node's positive increments.
+        up: u64,
+        /// The sum of this node's negative increments, as a positive number.
+        down: u64,
+    },
+}
+
+impl Change {
+    /// The change as JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a change serializes")
+    }
+
+    /// A change from JSON.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|err| format!("not a key-value change: {err}"))
+    }
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<Vec<u8>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(bytes) => serializer.serialize_str(&STANDARD.encode(bytes)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        let text: Option<String> = Option::deserialize(deserializer)?;
+        text.map(|text| STANDARD.decode(text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// A change waiting in the outbox, with its place there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// Its sequence number in this store's outbox (increasing, never reused).
+    pub seq: i64,
+    /// The change.
+    pub change: Change,
+}
+
+/// A synced store in an SQLite file.
+#[derive(Debug, Clone)]
+pub struct SyncedStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Mutex<Db>,
+    limits: Limits,
+    node: String,
+    /// Woken when the outbox gains a change.
+    outbox: Arc<Notify>,
+}
+
+#[derive(Debug)]
+struct Db {
+    conn: Connection,
+    /// The clock's last reading here, never behind any stamp this database holds.
+    clock: u64,
+}
+
+const SCHEMA: &str = "
+    PRAGMA journal_mode = WAL;
+    PRAGMA synchronous = FULL;
+    PRAGMA busy_timeout = 5000;
+    CREATE TABLE IF NOT EXISTS kv (
+        key TEXT PRIMARY KEY NOT NULL,
+        value BLOB NOT NULL
+    ) WITHOUT ROWID;
+    -- The winning set or delete of each key (value NULL: deleted).
+    CREATE TABLE IF NOT EXISTS sync_put (
+        key TEXT PRIMARY KEY NOT NULL,
+        hlc INTEGER NOT NULL,
+        node TEXT NOT NULL,
+        value BLOB
+    ) WITHOUT ROWID;
+    -- Each node's share of a counter, per put it counts from.
+    CREATE TABLE IF NOT EXISTS sync_count (
+        key TEXT NOT NULL,
+        epoch_hlc INTEGER NOT NULL,
+        epoch_node TEXT NOT NULL,
+        node TEXT NOT NULL,
+        up INTEGER NOT NULL,
+        down INTEGER NOT NULL,
+        PRIMARY KEY (key, epoch_hlc, epoch_node, node)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS sync_outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        change TEXT NOT NULL
+    );";
+
+impl SyncedStore {
+    /// Opens (creating) the store at `path` for node `node`; `outbox` is woken when a write
+    /// adds a change to send. Keys set before the label was synced are sent as this node's
+    /// sets. Blocking.
+    pub(crate) fn open(
+        path: &Path,
+        limits: Limits,
+        node: &str,
+        outbox: Arc<Notify>,
+    ) -> Result<Self, String> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+        }
+        let fail = |err: rusqlite::Error| format!("key-value database {}: {err}", path.display());
+        let conn = Connection::open(path).map_err(fail)?;
+        conn.execute_batch(SCHEMA).map_err(fail)?;
+        let clock: i64 = conn
+            .query_row(
+                "SELECT MAX(COALESCE((SELECT MAX(hlc) FROM sync_put), 0),
+                            COALESCE((SELECT MAX(epoch_hlc) FROM sync_count), 0))",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(fail)?;
+        let mut db = Db {
+            conn,
+            clock: clock.max(0) as u64,
+        };
+        // Keys a plain store held before the label was synced.
+        let tx = db.conn.transaction().map_err(fail)?;
+        let unsynced: Vec<(String, Vec<u8>)> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT key, value FROM kv WHERE key NOT IN (SELECT key FROM sync_put)
+                     AND key NOT IN (SELECT key FROM sync_count)",
+                )
+                .map_err(fail)?;
+            stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(fail)?
+                .collect::<Result<_, _>>()
+                .map_err(fail)?
+        };
+        let mut clock = db.clock;
+        for (key, value) in unsynced {
+            let stamp = tick(&mut clock, node);
+            let change = Change {
+                key,
+                stamp,
+                op: Op::Put { value: Some(value) },
+            };
+            merge(&tx, &change).map_err(|err| err.to_string())?;
+            enqueue(&tx, &change).map_err(|err| err.to_string())?;
+        }
+        tx.commit().map_err(fail)?;
+        db.clock = clock;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db: Mutex::new(db),
+                limits,
+                node: node.to_string(),
+                outbox,
+            }),
+        })
+    }
+
+    /// Runs `work` on the database, on the blocking pool.
+    async fn with<T, F>(&self, work: F) -> Result<T, KvError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db, &Inner) -> Result<T, KvError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut db = inner
+                .db
+                .lock()
+                .map_err(|_| KvError::Backend("an earlier operation panicked".into()))?;
+            work(&mut db, &inner)
+        })
+        .await
+        .map_err(|err| KvError::Backend(format!("the store's worker failed: {err}")))?
+    }
+
+    /// Makes a local change: merged and queued in one transaction.
+    async fn write<T, F>(&self, work: F) -> Result<T, KvError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>, &mut u64, &Inner) -> Result<(T, Option<Change>), KvError>
+            + Send
+            + 'static,
+    {
+        let (result, queued) = self
+            .with(move |db, inner| {
+                let mut clock = db.clock;
+                let tx = db.conn.transaction().map_err(backend)?;
+                let (result, change) = work(&tx, &mut clock, inner)?;
+                let queued = change.is_some();
+                if let Some(change) = change {
+                    merge(&tx, &change)?;
+                    enqueue(&tx, &change)?;
+                }
+                tx.commit().map_err(backend)?;
+                db.clock = clock;
+                Ok((result, queued))
+            })
+            .await?;
+        if queued {
+            self.inner.outbox.notify_one();
+        }
+        Ok(result)
+    }
+
+    /// Up to `limit` changes of the outbox, oldest first.
+    pub async fn pending(&self, limit: usize) -> Result<Vec<Pending>, KvError> {
+        self.with(move |db, _| {
+            let mut stmt = db
+                .conn
+                .prepare_cached("SELECT seq, change FROM sync_outbox ORDER BY seq LIMIT ?1")
+                .map_err(backend)?;
+            let rows: Vec<(i64, String)> = stmt
+                .query_map(params![limit as i64], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(backend)?
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            rows.into_iter()
+                .map(|(seq, text)| {
+                    Change::from_json(text.as_bytes())
+                        .map(|change| Pending { seq, change })
+                        .map_err(KvError::Backend)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Drops the outbox's changes up to `seq`, once the other nodes' stream holds them.
+    pub async fn sent(&self, seq: i64) -> Result<(), KvError> {
+        self.with(move |db, _| {
+            db.conn
+                .execute("DELETE FROM sync_outbox WHERE seq <= ?1", params![seq])
+                .map(|_| ())
+                .map_err(backend)
+        })
+        .await
+    }
+
+    /// How many changes wait in the outbox.
+    pub async fn backlog(&self) -> Result<u64, KvError> {
+        self.with(|db, _| {
+            db.conn
+                .query_row("SELECT COUNT(*) FROM sync_outbox", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .map(|n| n.max(0) as u64)
+                .map_err(backend)
+        })
+        .await
+    }
+
+    /// Applies changes other nodes made (any order, any number of times: applying one twice
+    /// changes nothing). Returns how many changed the store. Their limits are not checked
+    /// here: the writing node checked them, and refusing one would make the nodes differ.
+    pub async fn apply(&self, changes: Vec<Change>) -> Result<usize, KvError> {
+        self.with(move |db, _| {
+            let tx = db.conn.transaction().map_err(backend)?;
+            let mut changed = 0;
+            for change in &changes {
+                db.clock = db.clock.max(change.stamp.hlc);
+                if merge(&tx, change)? {
+                    changed += 1;
+                }
+            }
+            tx.commit().map_err(backend)?;
+            Ok(changed)
+        })
+        .await
+    }
+
+    /// The node whose writes this store stamps.
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+}
+
+/// A stamp from the clock the write holds.
+fn tick(clock: &mut u64, node: &str) -> Stamp {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+        << 16;
+    *clock = clock.saturating_add(1).max(wall);
+    Stamp {
+        hlc: *clock,
+        node: node.to_string(),
+    }
+}
+
+fn enqueue(tx: &Transaction<'_>, change: &Change) -> Result<(), KvError> {
+    let json = String::from_utf8(change.to_json()).expect("JSON is UTF-8");
+    tx.prepare_cached("INSERT INTO sync_outbox (change) VALUES (?1)")
+        .and_then(|mut stmt| stmt.execute(params![json]))
+        .map(|_| ())
+        .map_err(backend)
+}
+
+/// The stamp of the put `key` counts from (the default stamp when never set).
+fn put_stamp(conn: &Connection, key: &str) -> Result<Option<Stamp>, KvError> {
+    conn.query_row(
+        "SELECT hlc, node FROM sync_put WHERE key = ?1",
+        params![key],
+        |row| {
+            Ok(Stamp {
+                hlc: row.get::<_, i64>(0)? as u64,
+                node: row.get(1)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(backend)
+}
+
+/// Merges one change into the store; whether it changed anything.
+fn merge(tx: &Transaction<'_>, change: &Change) -> Result<bool, KvError> {
+    let key = &change.key;
+    let current = put_stamp(tx, key)?.unwrap_or_default();
+    match &change.op {
+        Op::Put { value } => {
+            if change.stamp <= current {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO sync_put (key, hlc, node, value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key) DO UPDATE SET
+                     hlc = excluded.hlc, node = excluded.node, value = excluded.value",
+                params![key, change.stamp.hlc as i64, change.stamp.node, value],
+            )
+            .map_err(backend)?;
+            // Shares of counters that started before this put no longer count.
+            tx.execute(
+                "DELETE FROM sync_count WHERE key = ?1
+                 AND (epoch_hlc < ?2 OR (epoch_hlc = ?2 AND epoch_node < ?3))",
+                params![key, change.stamp.hlc as i64, change.stamp.node],
+            )
+            .map_err(backend)?;
+        }
+        Op::Count { epoch, up, down } => {
+            if *epoch < current {
+                return Ok(false);
+            }
+            let before: Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT up, down FROM sync_count
+                     WHERE key = ?1 AND epoch_hlc = ?2 AND epoch_node = ?3 AND node = ?4",
+                    params![key, epoch.hlc as i64, epoch.node, change.stamp.node],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let (up, down) = (*up as i64, *down as i64);
+            if let Some((old_up, old_down)) = before
+                && old_up >= up
+                && old_down >= down
+            {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO sync_count (key, epoch_hlc, epoch_node, node, up, down)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (key, epoch_hlc, epoch_node, node) DO UPDATE SET
+                     up = max(up, excluded.up), down = max(down, excluded.down)",
+                params![
+                    key,
+                    epoch.hlc as i64,
+                    epoch.node,
+                    change.stamp.node,
+                    up,
+                    down
+                ],
+            )
+            .map_err(backend)?;
+            if *epoch != current {
+                // A share of a counter whose put has not arrived yet: kept for when it does.
+                return Ok(true);
+            }
+        }
+    }
+    settle(tx, key)?;
+    Ok(true)
+}
+
+/// Writes `key`'s current value into `kv`: its put's value, plus the counter's shares.
+fn settle(tx: &Transaction<'_>, key: &str) -> Result<(), KvError> {
+    let put: Option<(Stamp, Option<Vec<u8>>)> = tx
+        .query_row(
+            "SELECT hlc, node, value FROM sync_put WHERE key = ?1",
+            params![key],
+            |row| {
+                Ok((
+                    Stamp {
+                        hlc: row.get::<_, i64>(0)? as u64,
+                        node: row.get(1)?,
+                    },
+                    row.get(2)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(backend)?;
+    let (epoch, base) = put.unwrap_or_default();
+    let (shares, up, down): (i64, i64, i64) = tx
+        .query_row(
+            "SELECT COUNT(*), COALESCE(SUM(up), 0), COALESCE(SUM(down), 0) FROM sync_count
+             WHERE key = ?1 AND epoch_hlc = ?2 AND epoch_node = ?3",
+            params![key, epoch.hlc as i64, epoch.node],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .map_err(backend)?;
+    let value = if shares == 0 {
+        base
+    } else {
+        let start = base
+            .as_deref()
+            .and_then(|v| parse_counter(key, v).ok())
+            .unwrap_or(0);
+        let total = (i128::from(start) + i128::from(up) - i128::from(down))
+            .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+        Some(total.to_string().into_bytes())
+    };
+    match value {
+        Some(value) => tx.execute(
+            "INSERT INTO kv (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        ),
+        None => tx.execute("DELETE FROM kv WHERE key = ?1", params![key]),
+    }
+    .map(|_| ())
+    .map_err(backend)
+}
+
+#[async_trait]
+impl Backend for SyncedStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let key = key.to_string();
+        self.with(move |db, _| read(&db.conn, &key)).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.inner.limits.check(key, Some(value))?;
+        let (key, value) = (key.to_string(), value.to_vec());
+        self.write(move |tx, clock, inner| {
+            check_put(tx, &inner.limits, &key, value.len())?;
+            let stamp = tick(clock, &inner.node);
+            let op = Op::Put { value: Some(value) };
+            Ok(((), Some(Change { key, stamp, op })))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        let key = key.to_string();
+        self.write(move |tx, clock, inner| {
+            let present = put_stamp(tx, &key)?.is_some() || read(tx, &key)?.is_some();
+            if !present {
+                return Ok(((), None));
+            }
+            let stamp = tick(clock, &inner.node);
+            let op = Op::Put { value: None };
+            Ok(((), Some(Change { key, stamp, op })))
+        })
+        .await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        let key = key.to_string();
+        self.with(move |db, _| Ok(read(&db.conn, &key)?.is_some()))
+            .await
+    }
+
+    async fn keys(&self, after: Option<&str>, limit: usize) -> Result<KeyPage, KvError> {
+        let after = after.map(str::to_string);
+        self.with(move |db, _| list(&db.conn, after.as_deref(), limit))
+            .await
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.inner.limits.check(key, None)?;
+        let key = key.to_string();
+        self.write(move |tx, clock, inner| {
+            let current = read(tx, &key)?.map_or(Ok(0), |v| parse_counter(&key, &v))?;
+            let next = current.checked_add(delta).ok_or_else(|| {
+                KvError::Value(format!("incrementing {key:?} by {delta} overflows"))
+            })?;
+            check_put(tx, &inner.limits, &key, next.to_string().len())?;
+            // The counter counts from the key's last put (after a delete, from 0).
+            let epoch = put_stamp(tx, &key)?.unwrap_or_default();
+            let (up, down): (i64, i64) = tx
+                .query_row(
+                    "SELECT up, down FROM sync_count
+                     WHERE key = ?1 AND epoch_hlc = ?2 AND epoch_node = ?3 AND node = ?4",
+                    params![key, epoch.hlc as i64, epoch.node, inner.node],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?
+                .unwrap_or((0, 0));
+            let (up, down) = if delta >= 0 {
+                (up.saturating_add(delta), down)
+            } else {
+                (up, down.saturating_add(delta.unsigned_abs() as i64))
+            };
+            let stamp = tick(clock, &inner.node);
+            let op = Op::Count {
+                epoch,
+                up: up as u64,
+                down: down as u64,
+            };
+            Ok((next, Some(Change { key, stamp, op })))
+        })
+        .await
+    }
+
+    async fn swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, KvError> {
+        self.inner.limits.check(key, Some(value))?;
+        let (key, expected, value) = (
+            key.to_string(),
+            expected.map(<[u8]>::to_vec),
+            value.to_vec(),
+        );
+        self.write(move |tx, clock, inner| {
+            if read(tx, &key)? != expected {
+                return Ok((false, None));
+            }
+            check_put(tx, &inner.limits, &key, value.len())?;
+            let stamp = tick(clock, &inner.node);
+            let op = Op::Put { value: Some(value) };
+            Ok((true, Some(Change { key, stamp, op })))
+        })
+        .await
+    }
+
+    async fn usage(&self) -> Result<Usage, KvError> {
+        self.with(|db, _| totals(&db.conn)).await
+    }
+}
+
+#[cfg(test)]
+#[path = "synced_tests.rs"]
+mod tests;

@@ -1,0 +1,76 @@
+//! What the node's sync reports of its links, kept here so that the key-value capability's
+//! `/metrics` (and `kindling nodes`) show it beside the stores' backlogs.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// One link of the sync: an edge's to its hub, or the hub's to one edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkReport {
+    /// The other end: `hub` at an edge, the edge's name at the hub.
+    pub peer: String,
+    /// Whether changes flow now.
+    pub up: bool,
+    /// When the other end was last heard from (never: `None`).
+    #[serde(with = "unix_seconds")]
+    pub last_contact: Option<SystemTime>,
+    /// Changes the other end has that this node has not received yet.
+    pub lag: u64,
+}
+
+mod unix_seconds {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use serde::Serializer;
+
+    pub(super) fn serialize<S: Serializer>(
+        at: &Option<SystemTime>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match at.and_then(|at| at.duration_since(UNIX_EPOCH).ok()) {
+            Some(since) => serializer.serialize_u64(since.as_secs()),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
+/// The sync's reports and counts; the sync writes them, `/metrics` reads them.
+#[derive(Debug, Default)]
+pub struct SyncStatus {
+    links: Mutex<Vec<LinkReport>>,
+    sent: AtomicU64,
+    applied: AtomicU64,
+}
+
+impl SyncStatus {
+    /// Replaces the link reports.
+    pub fn report(&self, links: Vec<LinkReport>) {
+        *self.links.lock().expect("sync status lock") = links;
+    }
+
+    /// The last link reports.
+    pub fn links(&self) -> Vec<LinkReport> {
+        self.links.lock().expect("sync status lock").clone()
+    }
+
+    /// Counts changes sent from this node's outboxes.
+    pub fn note_sent(&self, changes: u64) {
+        self.sent.fetch_add(changes, Ordering::Relaxed);
+    }
+
+    /// Counts other nodes' changes applied here.
+    pub fn note_applied(&self, changes: u64) {
+        self.applied.fetch_add(changes, Ordering::Relaxed);
+    }
+
+    /// Changes sent and applied since the node started.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.applied.load(Ordering::Relaxed),
+        )
+    }
+}

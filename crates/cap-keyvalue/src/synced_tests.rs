@@ -1,0 +1,163 @@
+//! Synced stores converge: the same changes, in any order and any number of times, make the
+//! same store; counters lose no increment; the outbox survives a restart.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+
+fn open(dir: &Path, node: &str) -> SyncedStore {
+    SyncedStore::open(
+        &dir.join(format!("{node}.db")),
+        Limits::default(),
+        node,
+        Arc::default(),
+    )
+    .unwrap()
+}
+
+/// Everything in `from`'s outbox, without sending it.
+async fn outbox(from: &SyncedStore) -> Vec<Change> {
+    let pending = from.pending(10_000).await.unwrap();
+    pending.into_iter().map(|p| p.change).collect()
+}
+
+async fn value(store: &SyncedStore, key: &str) -> Option<String> {
+    let bytes = store.get(key).await.unwrap()?;
+    Some(String::from_utf8(bytes).unwrap())
+}
+
+#[tokio::test]
+async fn the_last_writer_wins_on_every_node_in_any_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        open(dir.path(), "a"),
+        open(dir.path(), "b"),
+        open(dir.path(), "c"),
+    );
+    a.set("k", b"from a").await.unwrap();
+    a.set("gone", b"x").await.unwrap();
+    b.set("k", b"from b").await.unwrap();
+    b.set("only-b", b"1").await.unwrap();
+    a.delete("gone").await.unwrap();
+    let (from_a, from_b) = (outbox(&a).await, outbox(&b).await);
+    // b's set of k is stamped later (same wall clock, or later).
+    a.apply(from_b.clone()).await.unwrap();
+    b.apply(from_a.clone()).await.unwrap();
+    // c gets them in the other order, twice.
+    c.apply(from_a.iter().rev().cloned().collect())
+        .await
+        .unwrap();
+    c.apply(from_b.clone()).await.unwrap();
+    assert_eq!(
+        c.apply(from_a.clone()).await.unwrap(),
+        0,
+        "applied again: no change"
+    );
+    for store in [&a, &b, &c] {
+        assert_eq!(value(store, "k").await.as_deref(), Some("from b"));
+        assert_eq!(value(store, "only-b").await.as_deref(), Some("1"));
+        assert_eq!(value(store, "gone").await, None);
+        assert_eq!(store.usage().await.unwrap().keys, 2);
+    }
+}
+
+#[tokio::test]
+async fn counters_count_every_nodes_increments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (open(dir.path(), "a"), open(dir.path(), "b"));
+    for _ in 0..3 {
+        a.increment("lessons", 1).await.unwrap();
+    }
+    assert_eq!(b.increment("lessons", 5).await.unwrap(), 5);
+    assert_eq!(b.increment("lessons", -1).await.unwrap(), 4);
+    let (from_a, from_b) = (outbox(&a).await, outbox(&b).await);
+    a.apply(from_b.clone()).await.unwrap();
+    b.apply(from_a.clone()).await.unwrap();
+    b.apply(from_a).await.unwrap();
+    a.apply(from_b).await.unwrap();
+    assert_eq!(value(&a, "lessons").await.as_deref(), Some("7"));
+    assert_eq!(value(&b, "lessons").await.as_deref(), Some("7"));
+    // Both keep counting from there.
+    assert_eq!(a.increment("lessons", 1).await.unwrap(), 8);
+    assert!(a.increment("k", 1).await.is_ok());
+    a.set("text", b"abc").await.unwrap();
+    assert!(matches!(
+        a.increment("text", 1).await,
+        Err(KvError::Value(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_set_restarts_a_counter_and_a_delete_restarts_it_from_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (open(dir.path(), "a"), open(dir.path(), "b"));
+    a.increment("n", 5).await.unwrap();
+    b.apply(outbox(&a).await).await.unwrap();
+    a.sent(i64::MAX).await.unwrap();
+    b.set("n", b"100").await.unwrap();
+    b.increment("n", 1).await.unwrap();
+    a.apply(outbox(&b).await).await.unwrap();
+    assert_eq!(value(&a, "n").await.as_deref(), Some("101"));
+    a.delete("n").await.unwrap();
+    assert_eq!(a.increment("n", 2).await.unwrap(), 2);
+    b.apply(outbox(&a).await).await.unwrap();
+    assert_eq!(value(&b, "n").await.as_deref(), Some("2"));
+}
+
+#[tokio::test]
+async fn the_outbox_survives_a_restart_and_takes_earlier_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.db");
+    // A plain store's keys, before the label was synced.
+    {
+        let plain = crate::sqlite::SqliteStore::open(&path, Limits::default()).unwrap();
+        plain.set("before", b"1").await.unwrap();
+    }
+    let store = SyncedStore::open(&path, Limits::default(), "edge", Arc::default()).unwrap();
+    store.set("k", b"v").await.unwrap();
+    store.increment("n", 2).await.unwrap();
+    drop(store);
+    let store = SyncedStore::open(&path, Limits::default(), "edge", Arc::default()).unwrap();
+    let pending = store.pending(10).await.unwrap();
+    let keys: Vec<&str> = pending.iter().map(|p| p.change.key.as_str()).collect();
+    assert_eq!(keys, ["before", "k", "n"]);
+    assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(
+        pending
+            .windows(2)
+            .all(|w| w[0].change.stamp < w[1].change.stamp)
+    );
+    store.sent(pending[1].seq).await.unwrap();
+    assert_eq!(store.backlog().await.unwrap(), 1);
+    // The clock never goes back behind what the database holds.
+    store.set("later", b"x").await.unwrap();
+    let last = store.pending(10).await.unwrap().pop().unwrap();
+    assert!(last.change.stamp > pending[2].change.stamp);
+}
+
+#[test]
+fn changes_travel_as_json_with_values_in_base64() {
+    let change = Change {
+        key: "k".into(),
+        stamp: Stamp {
+            hlc: 7,
+            node: "a".into(),
+        },
+        op: Op::Put {
+            value: Some(vec![0, 255]),
+        },
+    };
+    let json = String::from_utf8(change.to_json()).unwrap();
+    assert_eq!(
+        json,
+        r#"{"key":"k","stamp":{"hlc":7,"node":"a"},"op":"put","value":"AP8="}"#
+    );
+    assert_eq!(Change::from_json(json.as_bytes()).unwrap(), change);
+    let delete = r#"{"key":"k","stamp":{"hlc":8,"node":"a"},"op":"put"}"#;
+    assert_eq!(
+        Change::from_json(delete.as_bytes()).unwrap().op,
+        Op::Put { value: None }
+    );
+    assert!(Change::from_json(b"{}").is_err());
+}
