@@ -104,6 +104,9 @@ impl KeyValue {
     /// The synced store of `namespace`'s `label`, opened on first use (blocking); guests of
     /// the namespace granted the label use the same one.
     pub fn synced_store(&self, namespace: &str, label: &str) -> Result<Arc<SyncedStore>, String> {
+        if !kindling_host::is_namespace(namespace) {
+            return Err(format!("{namespace:?} is not a namespace name"));
+        }
         if !self.synced_labels().iter().any(|l| l == label) {
             return Err(format!(
                 "key-value label {label:?} is not synced on this node; mark it sync = \"hub\" \
@@ -135,6 +138,11 @@ impl KeyValue {
             }
         }
         Ok(self.shared.synced.all())
+    }
+
+    /// The synced stores opened so far.
+    pub fn synced_opened(&self) -> Vec<(String, String, Arc<SyncedStore>)> {
+        self.shared.synced.all()
     }
 
     /// Woken whenever a write adds a change to a synced store's outbox.

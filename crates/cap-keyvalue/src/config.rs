@@ -81,6 +81,10 @@ impl Fields {
     }
 }
 
+/// The largest value a synced store takes (base64 and the change's fields fit a NATS
+/// message of 1 MiB, the server's default).
+pub(crate) const MAX_SYNCED_VALUE: usize = 512 * 1024;
+
 /// The labels a node offers, from the `key_value_store` table of its runtime config.
 pub fn parse_stores(table: Option<&toml::Value>) -> Result<BTreeMap<String, StoreConfig>, String> {
     let mut stores = BTreeMap::new();
@@ -133,7 +137,7 @@ pub fn parse_stores(table: Option<&toml::Value>) -> Result<BTreeMap<String, Stor
                 ));
             }
         };
-        let config = match (kind.as_str(), fields.url, fields.path) {
+        let mut config = match (kind.as_str(), fields.url, fields.path) {
             ("spin" | "sqlite", None, dir) => StoreConfig {
                 kind: StoreKind::Sqlite { dir },
                 limits,
@@ -167,6 +171,16 @@ pub fn parse_stores(table: Option<&toml::Value>) -> Result<BTreeMap<String, Stor
                 ));
             }
         };
+        if config.synced && config.limits.max_value_bytes > MAX_SYNCED_VALUE {
+            if fields.max_value_bytes.is_some() {
+                return Err(format!(
+                    "[key_value_store.{label}]: a synced store's values travel in NATS \
+                     messages (1 MiB by default, base64), so max_value_bytes must be at most \
+                     {MAX_SYNCED_VALUE}"
+                ));
+            }
+            config.limits.max_value_bytes = MAX_SYNCED_VALUE;
+        }
         if config.limits.max_key_bytes == 0 || config.limits.max_value_bytes == 0 {
             return Err(format!(
                 "[key_value_store.{label}]: max_key_bytes and max_value_bytes must be at least 1"

@@ -32,6 +32,7 @@ impl DataDirArgs {
             mount_root: None,
             data_dir: self.data_dir.clone(),
             runtime_config,
+            ..Default::default()
         })
         .map_err(|err| UsageError(format!("--runtime-config: {err}")))
     }

@@ -17,6 +17,7 @@ mod rm;
 mod rollback;
 mod serve;
 mod serve_cluster;
+mod serve_edge;
 mod serve_pool;
 mod sim;
 mod sqlite;

@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 
 use crate::UsageError;
 use crate::commands::serve_cluster::{self, ClusterArgs};
+use crate::commands::serve_edge::{self, EdgeArgs};
 use crate::commands::serve_pool::PoolArgs;
 use crate::units::{parse_duration, parse_size};
 
@@ -35,6 +36,8 @@ pub(crate) struct CapabilitySettings {
     pub(crate) data_dir: PathBuf,
     /// `--runtime-config`, parsed.
     pub(crate) runtime_config: Option<toml::Table>,
+    /// `--node-name` (or the host name): it stamps this node's writes to synced stores.
+    pub(crate) node_name: String,
 }
 
 /// The tables a runtime-config file may have.
@@ -46,7 +49,7 @@ const RUNTIME_CONFIG_TABLES: &[&str] = &["key_value_store", "sqlite_database"];
 pub(crate) fn capabilities(settings: &CapabilitySettings) -> Result<Capabilities, String> {
     let runtime_config = settings.runtime_config.as_ref();
     Ok(Capabilities::builtin(settings.mount_root.clone())
-        .with(KeyValue::new(settings.data_dir.clone(), runtime_config)?)
+        .with(KeyValue::new(settings.data_dir.clone(), runtime_config)?.named(&settings.node_name))
         .with(Variables::new(settings.data_dir.clone()))
         .with(Sqlite::new(settings.data_dir.clone(), runtime_config)?))
 }
@@ -89,6 +92,8 @@ pub(crate) struct ServeCommand {
     cluster: ClusterArgs,
     #[command(flatten)]
     pool: PoolArgs,
+    #[command(flatten)]
+    edge: EdgeArgs,
     /// Address to listen on; port 0 picks a free port (the bound address is printed)
     #[arg(long, env = "KINDLING_LISTEN", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
@@ -348,6 +353,7 @@ impl ServeCommand {
         let data_dir = node_config.data_dir.clone();
         let events_config = self.events_config(&data_dir)?;
         let cluster_config = self.cluster.config(&events_config.node_name)?;
+        let sync_config = self.edge.config(&events_config.node_name)?;
         let catalog = Arc::new(
             SqliteCatalog::open(&data_dir)
                 .await
@@ -401,6 +407,7 @@ impl ServeCommand {
             gateway_config.cluster = Some(cluster);
         }
         gateway_config.access = Some(access);
+        serve_edge::start(sync_config, node.capabilities().get::<KeyValue>()).await?;
         let mut events_config = events_config;
         events_config.authority = local_addr.to_string();
         let events = serve_cluster::open_events(
@@ -492,15 +499,7 @@ impl ServeCommand {
         config.callback_allow_private = self.callback_allow_private;
         config.nats_url = self.nats_url.clone();
         config.redis_url = self.redis_url.clone();
-        config.node_name = match &self.node_name {
-            Some(name) if !name.trim().is_empty() => name.trim().to_string(),
-            Some(_) => return Err(UsageError("--node-name must not be empty".into())),
-            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|name| name.trim().to_string())
-                .ok()
-                .filter(|name| !name.is_empty())
-                .unwrap_or_else(|| "kindling".into()),
-        };
+        config.node_name = serve_edge::node_name(self.node_name.as_deref())?;
         Ok(config)
     }
 
@@ -663,6 +662,7 @@ impl ServeCommand {
             mount_root: self.mount_root.clone(),
             data_dir: self.data_dir.clone(),
             runtime_config,
+            node_name: serve_edge::node_name(self.node_name.as_deref())?,
         })
         .map_err(|err| UsageError(format!("--runtime-config: {err}")))?;
         node.default_limits = Limits {
@@ -698,7 +698,7 @@ fn redis_url_ok(url: &str) -> Result<(), &'static str> {
 }
 
 /// One line on stdout, flushed; a closed stdout is ignored.
-fn announce(line: std::fmt::Arguments<'_>) {
+pub(crate) fn announce(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());

@@ -10,6 +10,7 @@ mod cluster_queue;
 mod crash;
 mod dashboard;
 mod durability;
+mod edge;
 mod fleet;
 mod hostile;
 mod hostile_calls;

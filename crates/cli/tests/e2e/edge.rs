@@ -1,0 +1,239 @@
+//! Edge autonomy on loopback: a hub node and two edge sites, each edge on its own NATS leaf
+//! node (its own JetStream domain) whose uplink the test cuts. Cut off, an edge answers every
+//! request and keeps every write; back online, every node holds every write, counters are
+//! exact, and a key written on both sides holds the same winner everywhere, also after the
+//! edge was killed (`kill -9`) while offline.
+
+use std::time::Duration;
+
+use kindling_test_support::{EdgeNats, Server, test_program, wait_for};
+
+use crate::{kindling, path_str};
+
+const RUNTIME_CONFIG: &str = "[key_value_store.default]\ntype = \"spin\"\nsync = \"hub\"\n";
+
+/// Status and body of a request.
+fn call(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    let mut args = vec!["-sS", "-m", "10", "-X", method, "-w", "\n%{http_code}"];
+    if let Some(body) = body {
+        args.extend(["--data-binary", body]);
+    }
+    args.push(url);
+    let out = crate::curl(&args).expect("curl runs");
+    let (body, status) = out.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), body.trim().to_string())
+}
+
+fn set(node: &Server, key: &str, value: &str) {
+    let (status, body) = call("PUT", &node.url(&format!("/kv/d2/set/{key}")), Some(value));
+    assert_eq!(status, 200, "set {key} on a node: {body}");
+}
+
+fn increment(node: &Server, key: &str) {
+    let (status, body) = call("GET", &node.url(&format!("/kv/d2/increment/{key}")), None);
+    assert_eq!(status, 200, "increment {key}: {body}");
+}
+
+fn get(node: &Server, key: &str) -> Option<String> {
+    match call("GET", &node.url(&format!("/kv/d2/get/{key}")), None) {
+        (200, body) => Some(body),
+        (404, _) => None,
+        (status, body) => panic!("get {key}: {status} {body}"),
+    }
+}
+
+/// Waits until every node holds `expected` for `key`.
+fn converged(nodes: &[&Server], key: &str, expected: &str) {
+    wait_for(
+        &format!("every node holds {key} = {expected}"),
+        Duration::from_millis(100),
+        || {
+            let seen: Vec<Option<String>> = nodes.iter().map(|node| get(node, key)).collect();
+            if seen.iter().all(|v| v.as_deref() == Some(expected)) {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        },
+    );
+}
+
+fn start(dir: &std::path::Path, name: &str, sync: &[&str]) -> Server {
+    let config = dir.join("runtime-config.toml");
+    std::fs::write(&config, RUNTIME_CONFIG).unwrap();
+    let mut args = vec![
+        "--runtime-config",
+        path_str(&config),
+        "--node-name",
+        name,
+        "--sync-heartbeat",
+        "300ms",
+    ];
+    args.extend_from_slice(sync);
+    let node = Server::start(&kindling(), &dir.join(format!("{name}-data")), &args, &[]);
+    node.cli(&[
+        "deploy",
+        "kv",
+        path_str(&test_program("wasi-kv")),
+        "--key-value",
+        "default",
+    ])
+    .ok();
+    node
+}
+
+fn metric(node: &Server, line_start: &str) -> Option<f64> {
+    let text = crate::curl(&["-sS", &node.url("/metrics")])?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(line_start))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Waits until the edge reports its link to the hub up or down.
+fn wait_link(edge: &Server, up: bool) {
+    let want = if up { 1.0 } else { 0.0 };
+    wait_for(
+        &format!("the edge reports its link up = {up}"),
+        Duration::from_millis(100),
+        || match metric(edge, "kindling_sync_link_up{peer=\"hub\"} ") {
+            Some(v) if (v - want).abs() < f64::EPSILON => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+}
+
+#[test]
+fn an_edge_cut_off_serves_and_writes_and_every_write_reaches_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = EdgeNats::start(dir.path(), &["e1", "e2"]);
+    let hub_url = nats.hub_url();
+    let hub = start(
+        dir.path(),
+        "hub1",
+        &["--sync", &hub_url, "--sync-role", "hub"],
+    );
+    let (e1_url, e2_url) = (nats.edge_url(0), nats.edge_url(1));
+    let mut e1 = start(dir.path(), "e1", &["--sync", &e1_url]);
+    let e2 = start(dir.path(), "e2", &["--sync", &e2_url]);
+
+    // Online: a write anywhere reaches everyone.
+    set(&e1, "greeting", "from e1");
+    converged(&[&hub, &e1, &e2], "greeting", "from e1");
+    increment(&hub, "lessons");
+    converged(&[&hub, &e1, &e2], "lessons", "1");
+
+    // e1's uplink fails. Both sides keep serving and writing: the same key, keys of their
+    // own, and the same counter.
+    nats.link(0).cut();
+    wait_link(&e1, false);
+    set(&hub, "conflict", "hub's");
+    for i in 0..20 {
+        increment(&e1, "lessons");
+        increment(&e2, "lessons");
+        increment(&hub, "lessons");
+        set(&e1, &format!("e1-{i}"), &i.to_string());
+    }
+    set(&hub, "hub-only", "h");
+    // e1 writes the conflicting key last, by the clock.
+    set(&e1, "conflict", "e1's");
+    // While offline, e1 still answers, and has only its own writes and what came before.
+    assert_eq!(get(&e1, "hub-only"), None);
+    assert_eq!(get(&e1, "e1-19").as_deref(), Some("19"));
+    // e2 and the hub see each other's writes, not e1's.
+    converged(&[&hub, &e2], "hub-only", "h");
+    assert_eq!(get(&hub, "e1-0"), None);
+
+    // e1 dies while offline, and its leaf node too; neither loses what was written.
+    e1.kill();
+    nats.restart_edge(0);
+    e1 = e1.restart(
+        &[
+            "--runtime-config",
+            path_str(&dir.path().join("runtime-config.toml")),
+            "--node-name",
+            "e1",
+            "--sync-heartbeat",
+            "300ms",
+            "--sync",
+            &e1_url,
+        ],
+        &[],
+    );
+    assert_eq!(get(&e1, "e1-19").as_deref(), Some("19"));
+    set(&e1, "after-restart", "yes");
+
+    // The link comes back: everything meets.
+    nats.link(0).restore();
+    nats.wait_linked(0);
+    let all = [&hub, &e1, &e2];
+    converged(&all, "after-restart", "yes");
+    converged(&all, "hub-only", "h");
+    for i in 0..20 {
+        converged(&all, &format!("e1-{i}"), &i.to_string());
+    }
+    // 1 before the cut, 20 on each of three nodes during it: none lost, none twice.
+    converged(&all, "lessons", "61");
+    converged(&all, "conflict", "e1's");
+    wait_link(&e1, true);
+    assert_eq!(
+        metric(
+            &e1,
+            "kindling_kv_sync_backlog{label=\"default\",namespace=\"default\"} "
+        ),
+        Some(0.0)
+    );
+    let hub_metrics = crate::curl(&["-sS", &hub.url("/metrics")]).unwrap();
+    assert!(
+        hub_metrics.contains("kindling_sync_link_up{peer=\"e1\"}")
+            && hub_metrics.contains("kindling_sync_link_up{peer=\"e2\"}"),
+        "the hub lists both edges: {hub_metrics}"
+    );
+}
+
+#[test]
+fn sync_flags_and_config_mistakes_are_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rc.toml");
+    std::fs::write(&config, "[key_value_store.default]\ntype = \"spin\"\n").unwrap();
+    let refuse = |args: &[&str], expect: &str| {
+        let out = std::process::Command::new(kindling())
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    };
+    refuse(&["--sync", "http://x"], "must be a nats://");
+    refuse(
+        &["--sync", "nats://127.0.0.1:1", "--node-name", "a.b"],
+        "letters, digits",
+    );
+    refuse(
+        &["--sync", "nats://127.0.0.1:1", "--node-name", "hub"],
+        "like the hub's domain",
+    );
+    refuse(
+        &[
+            "--sync",
+            "nats://127.0.0.1:1",
+            "--node-name",
+            "e1",
+            "--runtime-config",
+            path_str(&config),
+        ],
+        "no key-value label is marked sync",
+    );
+    std::fs::write(
+        &config,
+        "[key_value_store.default]\ntype = \"spin\"\nsync = \"hub\"\nmax_value_bytes = 1048576\n",
+    )
+    .unwrap();
+    refuse(
+        &["--runtime-config", path_str(&config)],
+        "max_value_bytes must be at most 524288",
+    );
+}

@@ -1,0 +1,147 @@
+//! Applies the changes of the stream this node follows (the hub's, or an edge's mirror of
+//! it) to the synced stores, in batches, one transaction per store, and acknowledges them
+//! after: a change is applied at least once, and applying it again changes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::AckKind;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use futures::StreamExt as _;
+use kindling_cap_keyvalue::{Change, SyncedStore};
+
+use crate::Sync;
+use crate::streams::{inbound, parse_subject};
+
+/// Changes fetched per batch.
+const BATCH: usize = 512;
+
+pub(crate) async fn run(sync: Arc<Sync>) {
+    let mut last_error = String::new();
+    loop {
+        if let Err(err) = consume(&sync).await
+            && err != last_error
+        {
+            tracing::warn!(error = %err, "sync: not applying changes now; retrying");
+            last_error = err;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn consume(sync: &Sync) -> Result<(), String> {
+    let name = inbound(sync);
+    let stream = sync
+        .js
+        .get_stream(name)
+        .await
+        .map_err(|err| format!("cannot open the stream {name}: {err}"))?;
+    let durable = format!("apply-{}", sync.config.node);
+    let consumer = stream
+        .get_or_create_consumer(
+            &durable,
+            pull::Config {
+                durable_name: Some(durable.clone()),
+                description: Some("Kindling: applies other nodes' changes to this node".into()),
+                ack_policy: AckPolicy::Explicit,
+                deliver_policy: DeliverPolicy::All,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: 20_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|err| format!("cannot make the consumer {durable} on {name}: {err}"))?;
+    let mut stores: HashMap<(String, String), Arc<SyncedStore>> = HashMap::new();
+    loop {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(BATCH)
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .map_err(|err| format!("cannot fetch from {name}: {err}"))?;
+        let mut messages = Vec::new();
+        while let Some(message) = batch.next().await {
+            messages.push(message.map_err(|err| format!("fetching from {name}: {err}"))?);
+        }
+        if messages.is_empty() {
+            continue;
+        }
+        // By store, in stream order; the node's own changes came back and are skipped.
+        let mut changes: BTreeMap<(String, String), Vec<(usize, Change)>> = BTreeMap::new();
+        let mut ack = vec![AckKind::Ack; messages.len()];
+        for (at, message) in messages.iter().enumerate() {
+            let Some((origin, namespace, label)) = parse_subject(message.subject.as_str()) else {
+                tracing::warn!(subject = %message.subject, "sync: a message that is no change; dropped");
+                ack[at] = AckKind::Term;
+                continue;
+            };
+            if origin == sync.config.node {
+                continue;
+            }
+            match Change::from_json(&message.payload) {
+                Ok(change) => changes
+                    .entry((namespace.to_string(), label.to_string()))
+                    .or_default()
+                    .push((at, change)),
+                Err(err) => {
+                    tracing::warn!(subject = %message.subject, error = %err, "sync: dropped");
+                    ack[at] = AckKind::Term;
+                }
+            }
+        }
+        let mut applied = 0;
+        for ((namespace, label), group) in changes {
+            let retry = |ack: &mut Vec<AckKind>| {
+                for (at, _) in &group {
+                    ack[*at] = AckKind::Nak(Some(Duration::from_secs(30)));
+                }
+            };
+            let store = match open(sync, &mut stores, &namespace, &label).await {
+                Ok(store) => store,
+                Err(err) => {
+                    tracing::warn!(%namespace, %label, error = %err,
+                        "sync: cannot apply changes to this store here; they wait in the stream");
+                    retry(&mut ack);
+                    continue;
+                }
+            };
+            let batch: Vec<Change> = group.iter().map(|(_, change)| change.clone()).collect();
+            match store.apply(batch).await {
+                Ok(_) => applied += group.len(),
+                Err(err) => {
+                    tracing::warn!(%namespace, %label, error = %err, "sync: applying failed");
+                    retry(&mut ack);
+                }
+            }
+        }
+        sync.kv.sync_status().note_applied(applied as u64);
+        for (message, kind) in messages.iter().zip(ack) {
+            message
+                .ack_with(kind)
+                .await
+                .map_err(|err| format!("cannot acknowledge on {name}: {err}"))?;
+        }
+    }
+}
+
+async fn open(
+    sync: &Sync,
+    stores: &mut HashMap<(String, String), Arc<SyncedStore>>,
+    namespace: &str,
+    label: &str,
+) -> Result<Arc<SyncedStore>, String> {
+    let key = (namespace.to_string(), label.to_string());
+    if let Some(store) = stores.get(&key) {
+        return Ok(store.clone());
+    }
+    let kv = sync.kv.clone();
+    let (ns, l) = key.clone();
+    let store = tokio::task::spawn_blocking(move || kv.synced_store(&ns, &l))
+        .await
+        .map_err(|err| err.to_string())??;
+    stores.insert(key, store.clone());
+    Ok(store)
+}
