@@ -3,6 +3,7 @@
 # integration tests deploy. Outputs:
 #   examples/hello.wasm        wasi:http/proxy component (Rust, wasm32-wasip2)
 #   examples/hello-p3.wasm     WASI 0.3 wasi:http component (Rust, spin-sdk 7, wasm32-wasip2)
+#   examples/learning-progress.wasm  wasi:http component with wasi:keyvalue (Rust, wasm32-wasip2)
 #   examples/wagi-hello.wasm   WAGI module (Rust, wasm32-wasip1)
 #   examples/c-hello.wasm      WAGI module (C, clang + wasi-libc)
 #   test-programs/build/*.wasm test guests
@@ -16,11 +17,12 @@ target_dir="${CARGO_TARGET_DIR:-$PWD/target}/guests"
 release() { echo "$target_dir/$1/release"; }
 
 cargo build --quiet --release --locked --manifest-path examples/Cargo.toml \
-  --target-dir "$target_dir" --target wasm32-wasip2 -p hello -p hello-p3
+  --target-dir "$target_dir" --target wasm32-wasip2 -p hello -p hello-p3 -p learning-progress
 cargo build --quiet --release --locked --manifest-path examples/Cargo.toml \
   --target-dir "$target_dir" --target wasm32-wasip1 -p wagi-hello
 cp "$(release wasm32-wasip2)/hello.wasm" examples/hello.wasm
 cp "$(release wasm32-wasip2)/hello_p3.wasm" examples/hello-p3.wasm
+cp "$(release wasm32-wasip2)/learning_progress.wasm" examples/learning-progress.wasm
 cp "$(release wasm32-wasip1)/wagi-hello.wasm" examples/wagi-hello.wasm
 clang --target=wasm32-wasi -O2 -s -Wall -Werror -o examples/c-hello.wasm examples/c-hello/hello.c
 

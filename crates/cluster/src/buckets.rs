@@ -69,7 +69,7 @@ pub(crate) async fn open(
     client: &async_nats::Client,
     config: &ClusterConfig,
 ) -> Result<Buckets, String> {
-    let js = jetstream::new(client.clone());
+    let js = config.jetstream(client);
     let replicas = config.replicas;
     let functions = key_value(&js, replicas, |num_replicas| kv::Config {
         bucket: FUNCTIONS.into(),

@@ -23,11 +23,23 @@ pub struct ClusterConfig {
     pub replicas: usize,
     /// How often the node reports itself; it counts as gone after three missed reports.
     pub heartbeat: Duration,
-    /// Pass requests this node has no room for to a peer that has (spill-over).
+    /// Pass requests this node has no room for to a peer that has (spill-over), and take
+    /// theirs.
     pub spill: bool,
+    /// The JetStream domain holding the cluster's buckets and streams, when it is not the
+    /// local server's: an edge site whose NATS is a leaf node of the hub's names the hub's.
+    pub domain: Option<String>,
 }
 
 impl ClusterConfig {
+    /// The JetStream context of the cluster's domain.
+    pub(crate) fn jetstream(&self, client: &async_nats::Client) -> async_nats::jetstream::Context {
+        match &self.domain {
+            Some(domain) => async_nats::jetstream::with_domain(client.clone(), domain),
+            None => async_nats::jetstream::new(client.clone()),
+        }
+    }
+
     /// Reads `--cluster`: comma-separated NATS URLs.
     pub fn parse_servers(list: &str) -> Result<Vec<String>, ClusterError> {
         let servers: Vec<String> = list
@@ -86,6 +98,18 @@ impl ClusterConfig {
                 "the cluster heartbeat must be longer than zero".into(),
             ));
         }
+        if let Some(domain) = &self.domain {
+            let fits = !domain.is_empty()
+                && domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !fits {
+                return Err(ClusterError::Config(format!(
+                    "--cluster-domain {domain:?} is not a JetStream domain: use letters, digits, \
+                     `-` or `_`, as the hub's NATS servers name it"
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -124,6 +148,7 @@ mod tests {
             replicas: 3,
             heartbeat: Duration::from_secs(2),
             spill: true,
+            domain: None,
         };
         config.validate().unwrap();
         for bad in ["", "a.b", "a b", "ä"] {

@@ -37,6 +37,10 @@ pub struct Member {
     pub connected: bool,
     /// When it reported, milliseconds since the Unix epoch (its clock).
     pub reported_at_ms: u64,
+    /// Whether it takes requests other nodes have no room for (an edge site across a slow
+    /// link does not).
+    #[serde(default = "takes_spill")]
+    pub spill: bool,
     /// How the node answering sees it.
     #[serde(default)]
     pub state: MemberState,
@@ -178,7 +182,13 @@ fn own(shared: &Shared, node: &Node) -> Member {
         connected: link.connected,
         reported_at_ms: now_ms(),
         state: MemberState::Up,
+        spill: shared.config.spill,
     }
+}
+
+/// Nodes that reported before members said whether they take spilled requests took them.
+fn takes_spill() -> bool {
+    true
 }
 
 fn now_ms() -> u64 {

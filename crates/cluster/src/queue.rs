@@ -127,7 +127,7 @@ impl NatsQueue {
         if let Some(opened) = &*opened {
             return Ok(opened.clone());
         }
-        let js = jetstream::new(self.shared.client.clone());
+        let js = self.shared.config.jetstream(&self.shared.client);
         let stream = match js.get_stream(STREAM).await {
             Ok(stream) => stream,
             Err(_) => self.make_stream(&js).await?,

@@ -183,7 +183,7 @@ impl NatsSpill {
             .lock()
             .expect("members lock")
             .iter()
-            .filter(|m| &m.name != me && m.state == MemberState::Up && m.connected)
+            .filter(|m| &m.name != me && m.state == MemberState::Up && m.connected && m.spill)
             .map(|m| {
                 let busy = m.in_flight + outstanding.get(&m.name).copied().unwrap_or(0);
                 let load = f64::from(busy) / f64::from(m.max_in_flight.max(1));

@@ -21,6 +21,7 @@ async fn node(dir: &std::path::Path, url: &str, name: &str) -> std::sync::Arc<dy
         replicas: 1,
         heartbeat: Duration::from_millis(300),
         spill: false,
+        domain: None,
     };
     let catalog = SqliteCatalog::open(&data).await.unwrap();
     let cluster = Cluster::connect(config, catalog).await.unwrap();

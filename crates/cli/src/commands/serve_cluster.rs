@@ -26,6 +26,10 @@ pub(crate) struct ClusterArgs {
     /// Where this node runs (a region, a site), shown by `kindling nodes`
     #[arg(long, env = "KINDLING_ZONE", requires = "cluster")]
     zone: Option<String>,
+    /// The JetStream domain of the cluster's registry, when this node's NATS server is a leaf
+    /// node of the cluster's (an edge site: the hub's domain, such as hub)
+    #[arg(long, env = "KINDLING_CLUSTER_DOMAIN", requires = "cluster")]
+    cluster_domain: Option<String>,
     /// NATS credentials file (.creds) for the cluster's servers
     #[arg(
         long,
@@ -91,6 +95,7 @@ impl ClusterArgs {
             replicas: self.cluster_replicas,
             heartbeat: self.cluster_heartbeat,
             spill: self.cluster_spill,
+            domain: self.cluster_domain.clone(),
         };
         config
             .validate()

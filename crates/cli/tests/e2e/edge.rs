@@ -237,3 +237,191 @@ fn sync_flags_and_config_mistakes_are_refused_with_the_fix() {
         "max_value_bytes must be at most 524288",
     );
 }
+
+/// The function's active version on a node, from its local copy.
+fn active_version(node: &Server, function: &str) -> Option<u64> {
+    let out = node.cli(&["inspect", function, "--json"]);
+    (out.code == 0).then(|| out.json()["active_version"].as_u64().unwrap_or(0))
+}
+
+fn json(node: &Server, path: &str) -> serde_json::Value {
+    let (status, body) = call("GET", &node.url(path), None);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|err| panic!("{path}: {err}: {body}"))
+}
+
+fn record(node: &Server, class: &str, student: &str, lesson: &str, percent: &str) {
+    let path = format!("/learning-progress/progress/{class}/{student}/{lesson}");
+    let (status, body) = call("POST", &node.url(&path), Some(percent));
+    assert_eq!(status, 200, "{path}: {body}");
+}
+
+#[test]
+fn the_example_deployed_once_at_the_hub_serves_at_every_edge_online_and_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = EdgeNats::start(dir.path(), &["site-1", "site-2"]);
+    let config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        "[key_value_store.progress]\ntype = \"spin\"\nsync = \"hub\"\n",
+    )
+    .unwrap();
+    let node = |name: &str, args: &[&str]| {
+        let mut all = vec![
+            "--runtime-config",
+            path_str(&config),
+            "--node-name",
+            name,
+            "--sync-heartbeat",
+            "300ms",
+            "--cluster-heartbeat",
+            "300ms",
+            "--cluster-replicas",
+            "1",
+        ];
+        all.extend_from_slice(args);
+        Server::start(&kindling(), &dir.path().join(name), &all, &[])
+    };
+    let hub_url = nats.hub_url();
+    let hub = node(
+        "hub-1",
+        &[
+            "--cluster",
+            &hub_url,
+            "--sync",
+            &hub_url,
+            "--sync-role",
+            "hub",
+        ],
+    );
+    let edge = |i: usize, name: &str| {
+        let leaf = nats.edge_url(i);
+        let args = [
+            "--cluster",
+            leaf.as_str(),
+            "--cluster-domain",
+            "hub",
+            "--cluster-spill",
+            "false",
+            "--cluster-queue",
+            "false",
+            "--zone",
+            name,
+            "--sync",
+            leaf.as_str(),
+        ];
+        node(name, &args)
+    };
+    let (site1, site2) = (edge(0, "site-1"), edge(1, "site-2"));
+
+    // Deployed once, at the hub.
+    let wasm = kindling_test_support::example("learning-progress");
+    hub.cli(&[
+        "deploy",
+        "learning-progress",
+        path_str(&wasm),
+        "--key-value",
+        "progress",
+    ])
+    .ok();
+    for site in [&site1, &site2] {
+        wait_for(
+            "the hub's deploy serves at the site",
+            Duration::from_millis(100),
+            || match call("GET", &site.url("/learning-progress/classes/c1"), None) {
+                (200, _) => Ok(()),
+                (status, body) => Err(format!("{status} {body}")),
+            },
+        );
+    }
+    record(&site1, "c1", "ana", "fractions", "100");
+    record(&site2, "c1", "ben", "fractions", "40");
+    record(&site2, "c1", "ben", "fractions", "100");
+    wait_for(
+        "the hub sums both sites",
+        Duration::from_millis(100),
+        || {
+            let class = json(&hub, "/learning-progress/classes/c1");
+            if class["students"] == 2 && class["completed_lessons"] == 2 {
+                Ok(())
+            } else {
+                Err(class.to_string())
+            }
+        },
+    );
+
+    // Site 1 goes offline: it keeps serving the version it has, and recording.
+    nats.link(0).cut();
+    wait_link(&site1, false);
+    record(&site1, "c1", "cleo", "fractions", "100");
+    let ana = json(&site1, "/learning-progress/progress/ana");
+    assert_eq!(ana["lessons"]["fractions"], 100, "{ana}");
+    hub.cli(&[
+        "deploy",
+        "learning-progress",
+        path_str(&wasm),
+        "--key-value",
+        "progress",
+        "--env",
+        "RELEASE=2",
+    ])
+    .ok();
+    wait_for(
+        "site 2 takes the new version",
+        Duration::from_millis(100),
+        || {
+            (active_version(&site2, "learning-progress") == Some(2))
+                .then_some(())
+                .ok_or_else(|| "not yet".to_string())
+        },
+    );
+    assert_eq!(active_version(&site1, "learning-progress"), Some(1));
+    let offline = json(&site1, "/learning-progress/classes/c1");
+    assert_eq!(offline["completed_lessons"], 3, "{offline}");
+
+    // Back online: the new version and every record meet.
+    nats.link(0).restore();
+    nats.wait_linked(0);
+    wait_for(
+        "site 1 takes the new version",
+        Duration::from_millis(100),
+        || {
+            (active_version(&site1, "learning-progress") == Some(2))
+                .then_some(())
+                .ok_or_else(|| "not yet".to_string())
+        },
+    );
+    for node in [&hub, &site1, &site2] {
+        wait_for(
+            "every node sums all three",
+            Duration::from_millis(100),
+            || {
+                let class = json(node, "/learning-progress/classes/c1");
+                if class["students"] == 3 && class["completed_lessons"] == 3 {
+                    Ok(())
+                } else {
+                    Err(class.to_string())
+                }
+            },
+        );
+    }
+    wait_for(
+        "the hub lists both sites",
+        Duration::from_millis(100),
+        || {
+            let listed = hub.cli(&["nodes", "--json"]).json();
+            let up_zones: Vec<&str> = listed["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["state"] == "up" && n["spill"] == false)
+                .filter_map(|n| n["zone"].as_str())
+                .collect();
+            if up_zones.contains(&"site-1") && up_zones.contains(&"site-2") {
+                Ok(())
+            } else {
+                Err(listed.to_string())
+            }
+        },
+    );
+}
