@@ -34,7 +34,7 @@ fi
 
 packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 curl)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(prometheus chromium redis-server nats-server)
+  packages+=(prometheus chromium redis-server nats-server iproute2)
   command -v npm >/dev/null || packages+=(nodejs npm)
 elif [ $# -gt 0 ]; then
   echo "setup: unknown argument $1; usage: scripts/setup.sh [--test]" >&2

@@ -61,6 +61,14 @@ impl Shared {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
+    /// Whether the cluster can be reached now, as `/readyz` and `kindling nodes` say. Through
+    /// a leaf node (an edge site naming the hub's `domain`), the connection to the local
+    /// server stays up while the uplink is down: there the registry's watch running is the
+    /// sign.
+    fn reachable(&self) -> bool {
+        self.connected() && (self.config.domain.is_none() || self.watching.load(Ordering::Relaxed))
+    }
+
     /// The error for a change asked while the cluster cannot be reached.
     pub(crate) fn unreachable(&self) -> RegistryError {
         RegistryError::Unavailable(format!(
@@ -116,7 +124,7 @@ impl Shared {
 
     pub(crate) fn link(&self) -> Link {
         Link {
-            connected: self.connected(),
+            connected: self.reachable(),
             synced: self.is_synced(),
             watching: self.watching.load(Ordering::Relaxed),
             revision: self.revision.load(Ordering::Relaxed),

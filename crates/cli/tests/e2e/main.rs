@@ -11,6 +11,7 @@ mod crash;
 mod dashboard;
 mod durability;
 mod edge;
+mod edge_netns;
 mod fleet;
 mod hostile;
 mod hostile_calls;
