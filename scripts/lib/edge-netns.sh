@@ -12,8 +12,8 @@
 # EDGE_ID (a short unique prefix for namespace and link names). Everything made is removed by
 # edge_teardown (call it from an EXIT trap).
 
-EDGE_ID="${EDGE_ID:-k$$}"
-EDGE_ID="${EDGE_ID:0:6}"
+EDGE_ID="${EDGE_ID:-k$(printf %x $$)}" # the whole process id: runs never share names
+EDGE_ID="${EDGE_ID:0:8}"               # link names are at most 15 characters
 edge_pids=()
 edge_count=0
 declare -A edge_kindling_pid=()

@@ -132,8 +132,12 @@ impl KeyValue {
             };
             let dir = self.sqlite_dir(dir.as_deref());
             for namespace in kindling_host::namespace_dirs(&dir)? {
-                if dir.join(&namespace).join(format!("{label}.db")).is_file() {
-                    self.synced_store(&namespace, &label)?;
+                if dir.join(&namespace).join(format!("{label}.db")).is_file()
+                    && let Err(err) = self.synced_store(&namespace, &label)
+                {
+                    // The others still send what they hold.
+                    tracing::error!(%namespace, %label, error = %err,
+                        "a synced store does not open; its changes wait in its outbox");
                 }
             }
         }

@@ -341,7 +341,16 @@ impl SyncedStore {
             let tx = db.conn.transaction().map_err(backend)?;
             let mut changed = 0;
             for change in &changes {
-                db.clock = db.clock.max(change.stamp.hlc);
+                if change.stamp.hlc > i64::MAX as u64 {
+                    return Err(KvError::Value(format!(
+                        "a change to {:?} from {} carries an impossible clock ({})",
+                        change.key, change.stamp.node, change.stamp.hlc
+                    )));
+                }
+                // A peer's clock far ahead would drag this one along for good: follow it at
+                // most an hour past this node's wall clock.
+                let bound = wall_clock().saturating_add(3_600_000 << 16);
+                db.clock = db.clock.max(change.stamp.hlc.min(bound));
                 if merge(&tx, change)? {
                     changed += 1;
                 }
@@ -358,13 +367,17 @@ impl SyncedStore {
     }
 }
 
-/// A stamp from the clock the write holds.
-fn tick(clock: &mut u64, node: &str) -> Stamp {
-    let wall = SystemTime::now()
+/// The wall clock as a hybrid logical clock reading.
+fn wall_clock() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64)
-        << 16;
-    *clock = clock.saturating_add(1).max(wall);
+        << 16
+}
+
+/// A stamp from the clock the write holds.
+fn tick(clock: &mut u64, node: &str) -> Stamp {
+    *clock = clock.saturating_add(1).max(wall_clock());
     Stamp {
         hlc: *clock,
         node: node.to_string(),
@@ -483,14 +496,27 @@ fn settle(tx: &Transaction<'_>, key: &str) -> Result<(), KvError> {
         .optional()
         .map_err(backend)?;
     let (epoch, base) = put.unwrap_or_default();
-    let (shares, up, down): (i64, i64, i64) = tx
-        .query_row(
-            "SELECT COUNT(*), COALESCE(SUM(up), 0), COALESCE(SUM(down), 0) FROM sync_count
+    // Summed here in 128 bits: SQLite's SUM fails on overflow, and a store that cannot apply
+    // a change would stop syncing.
+    let (mut shares, mut up, mut down) = (0u64, 0i128, 0i128);
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT up, down FROM sync_count
              WHERE key = ?1 AND epoch_hlc = ?2 AND epoch_node = ?3",
-            params![key, epoch.hlc as i64, epoch.node],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![key, epoch.hlc as i64, epoch.node], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        })
+        .map_err(backend)?;
+    for row in rows {
+        let (u, d) = row.map_err(backend)?;
+        shares += 1;
+        up += i128::from(u);
+        down += i128::from(d);
+    }
+    drop(stmt);
     let value = if shares == 0 {
         base
     } else {
@@ -498,7 +524,7 @@ fn settle(tx: &Transaction<'_>, key: &str) -> Result<(), KvError> {
             .as_deref()
             .and_then(|v| parse_counter(key, v).ok())
             .unwrap_or(0);
-        let total = (i128::from(start) + i128::from(up) - i128::from(down))
+        let total = (i128::from(start) + up - down)
             .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
         Some(total.to_string().into_bytes())
     };
@@ -536,8 +562,8 @@ impl Backend for SyncedStore {
     async fn delete(&self, key: &str) -> Result<(), KvError> {
         let key = key.to_string();
         self.write(move |tx, clock, inner| {
-            let present = put_stamp(tx, &key)?.is_some() || read(tx, &key)?.is_some();
-            if !present {
+            // Deleting what is not there (absent, or deleted already) changes nothing.
+            if read(tx, &key)?.is_none() {
                 return Ok(((), None));
             }
             let stamp = tick(clock, &inner.node);

@@ -161,3 +161,30 @@ fn changes_travel_as_json_with_values_in_base64() {
     );
     assert!(Change::from_json(b"{}").is_err());
 }
+
+#[tokio::test]
+async fn a_peer_clock_far_ahead_does_not_take_this_ones_along() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), "a");
+    let ahead = wall_clock() + ((48 * 3_600_000) << 16);
+    let far = |hlc: u64| Change {
+        key: "k".into(),
+        stamp: Stamp {
+            hlc,
+            node: "skewed".into(),
+        },
+        op: Op::Put {
+            value: Some(b"from the future".to_vec()),
+        },
+    };
+    assert!(store.apply(vec![far(u64::MAX)]).await.is_err());
+    store.apply(vec![far(ahead)]).await.unwrap();
+    // Its write wins (its stamp is later), but this node's clock stays within an hour.
+    store.set("mine", b"x").await.unwrap();
+    let mine = store.pending(10).await.unwrap().pop().unwrap();
+    assert!(mine.change.stamp.hlc < ahead);
+    assert!(mine.change.stamp.hlc <= wall_clock() + (3_600_000 << 16) + 1);
+    // Deleting an absent key writes nothing.
+    store.delete("never-set").await.unwrap();
+    assert_eq!(store.backlog().await.unwrap(), 1);
+}

@@ -69,7 +69,9 @@ async fn consume(sync: &Sync) -> Result<(), String> {
         if messages.is_empty() {
             continue;
         }
-        // By store, in stream order; the node's own changes came back and are skipped.
+        // By store, in stream order. The node's own changes come back too and are applied
+        // again (changing nothing), so that a store restored from a backup catches up on what
+        // it had sent.
         let mut changes: BTreeMap<(String, String), Vec<(usize, Change)>> = BTreeMap::new();
         let mut ack = vec![AckKind::Ack; messages.len()];
         for (at, message) in messages.iter().enumerate() {
@@ -78,10 +80,13 @@ async fn consume(sync: &Sync) -> Result<(), String> {
                 ack[at] = AckKind::Term;
                 continue;
             };
-            if origin == sync.config.node {
-                continue;
-            }
             match Change::from_json(&message.payload) {
+                // A node stamps only its own changes: another name is a forgery or a bug.
+                Ok(change) if change.stamp.node != origin => {
+                    tracing::warn!(subject = %message.subject, stamp = %change.stamp.node,
+                        "sync: a change stamped by another node than its subject's; dropped");
+                    ack[at] = AckKind::Term;
+                }
                 Ok(change) => changes
                     .entry((namespace.to_string(), label.to_string()))
                     .or_default()
@@ -99,11 +104,22 @@ async fn consume(sync: &Sync) -> Result<(), String> {
                     ack[*at] = AckKind::Nak(Some(Duration::from_secs(30)));
                 }
             };
+            if !sync.kv.synced_labels().contains(&label) {
+                // Waiting for a label this node does not sync would stall every other store
+                // behind the consumer's pending limit: the hub's stream keeps the change.
+                tracing::error!(%namespace, %label, changes = group.len(),
+                    "sync: changes to a label this node does not sync; mark it sync = \"hub\" \
+                     in the runtime config, as every node of the fleet must");
+                for (at, _) in &group {
+                    ack[*at] = AckKind::Term;
+                }
+                continue;
+            }
             let store = match open(sync, &mut stores, &namespace, &label).await {
                 Ok(store) => store,
                 Err(err) => {
                     tracing::warn!(%namespace, %label, error = %err,
-                        "sync: cannot apply changes to this store here; they wait in the stream");
+                        "sync: cannot open the store; its changes are retried in 30 s");
                     retry(&mut ack);
                     continue;
                 }

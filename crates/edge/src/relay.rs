@@ -70,7 +70,12 @@ async fn drain(
         for pending in &batch {
             let stamp = &pending.change.stamp;
             let message = PublishMessage::build()
-                .message_id(format!("{namespace}/{label}/{}/{}", stamp.node, stamp.hlc))
+                // The outbox's sequence number is never reused, even where a restart reissued
+                // a clock reading: two changes never share an id inside the duplicate window.
+                .message_id(format!(
+                    "{namespace}/{label}/{}/{}/{}",
+                    stamp.node, stamp.hlc, pending.seq
+                ))
                 .payload(pending.change.to_json().into());
             let ack = sync
                 .js
