@@ -244,6 +244,18 @@ fn active_version(node: &Server, function: &str) -> Option<u64> {
     (out.code == 0).then(|| out.json()["active_version"].as_u64().unwrap_or(0))
 }
 
+/// Waits until the node's local copy has `version` active.
+fn wait_version(node: &Server, function: &str, version: u64) {
+    wait_for(
+        &format!("{function} version {version} active on the node"),
+        Duration::from_millis(100),
+        || match active_version(node, function) {
+            Some(v) if v == version => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+}
+
 fn json(node: &Server, path: &str) -> serde_json::Value {
     let (status, body) = call("GET", &node.url(path), None);
     assert_eq!(status, 200, "{path}: {body}");
@@ -366,15 +378,7 @@ fn the_example_deployed_once_at_the_hub_serves_at_every_edge_online_and_offline(
         "RELEASE=2",
     ])
     .ok();
-    wait_for(
-        "site 2 takes the new version",
-        Duration::from_millis(100),
-        || {
-            (active_version(&site2, "learning-progress") == Some(2))
-                .then_some(())
-                .ok_or_else(|| "not yet".to_string())
-        },
-    );
+    wait_version(&site2, "learning-progress", 2);
     assert_eq!(active_version(&site1, "learning-progress"), Some(1));
     let offline = json(&site1, "/learning-progress/classes/c1");
     assert_eq!(offline["completed_lessons"], 3, "{offline}");
@@ -382,15 +386,7 @@ fn the_example_deployed_once_at_the_hub_serves_at_every_edge_online_and_offline(
     // Back online: the new version and every record meet.
     nats.link(0).restore();
     nats.wait_linked(0);
-    wait_for(
-        "site 1 takes the new version",
-        Duration::from_millis(100),
-        || {
-            (active_version(&site1, "learning-progress") == Some(2))
-                .then_some(())
-                .ok_or_else(|| "not yet".to_string())
-        },
-    );
+    wait_version(&site1, "learning-progress", 2);
     for node in [&hub, &site1, &site2] {
         wait_for(
             "every node sums all three",
