@@ -169,10 +169,22 @@ const SCHEMA: &str = "
         down INTEGER NOT NULL,
         PRIMARY KEY (key, epoch_hlc, epoch_node, node)
     ) WITHOUT ROWID;
+    -- Changes to send. `key` and, for a counter's share, the put it counts from (`epoch_*`)
+    -- let a change replace the unsent ones it makes moot.
     CREATE TABLE IF NOT EXISTS sync_outbox (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        change TEXT NOT NULL
+        change TEXT NOT NULL,
+        key TEXT,
+        epoch_hlc INTEGER,
+        epoch_node TEXT
     );";
+
+/// Outboxes written before changes replaced each other lack the columns that say what a
+/// change replaces; their changes are sent as they are.
+const OUTBOX_COLUMNS: &str = "
+    ALTER TABLE sync_outbox ADD COLUMN key TEXT;
+    ALTER TABLE sync_outbox ADD COLUMN epoch_hlc INTEGER;
+    ALTER TABLE sync_outbox ADD COLUMN epoch_node TEXT;";
 
 impl SyncedStore {
     /// Opens (creating) the store at `path` for node `node`; `outbox` is woken when a write
@@ -190,6 +202,18 @@ impl SyncedStore {
         let fail = |err: rusqlite::Error| format!("key-value database {}: {err}", path.display());
         let conn = Connection::open(path).map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
+        let keyed: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('sync_outbox') WHERE name = 'key'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(fail)?;
+        if !keyed {
+            conn.execute_batch(OUTBOX_COLUMNS).map_err(fail)?;
+        }
+        conn.execute_batch("CREATE INDEX IF NOT EXISTS sync_outbox_key ON sync_outbox (key)")
+            .map_err(fail)?;
         let clock: i64 = conn
             .query_row(
                 "SELECT MAX(COALESCE((SELECT MAX(hlc) FROM sync_put), 0),
@@ -384,12 +408,48 @@ fn tick(clock: &mut u64, node: &str) -> Stamp {
     }
 }
 
+/// Queues a local change, dropping the unsent ones it makes moot, so that a key rewritten a
+/// thousand times while the link is down costs one change to send, not a thousand:
+/// - a put replaces this node's earlier puts of the key (its stamp is greater: the local clock
+///   only moves forward) and its shares of counters that count from an earlier put (the new
+///   put wins over that put everywhere, so those shares can no longer count);
+/// - a counter's share replaces this node's earlier shares of the same counter since the same
+///   put (shares only grow, and the greatest is what every node keeps).
 fn enqueue(tx: &Transaction<'_>, change: &Change) -> Result<(), KvError> {
     let json = String::from_utf8(change.to_json()).expect("JSON is UTF-8");
-    tx.prepare_cached("INSERT INTO sync_outbox (change) VALUES (?1)")
-        .and_then(|mut stmt| stmt.execute(params![json]))
-        .map(|_| ())
-        .map_err(backend)
+    let (key, stamp) = (&change.key, &change.stamp);
+    match &change.op {
+        Op::Put { .. } => tx
+            .prepare_cached(
+                "DELETE FROM sync_outbox WHERE key = ?1
+                 AND (epoch_hlc IS NULL OR epoch_hlc < ?2 OR (epoch_hlc = ?2 AND epoch_node < ?3))",
+            )
+            .and_then(|mut stmt| stmt.execute(params![key, stamp.hlc as i64, stamp.node])),
+        Op::Count { epoch, .. } => tx
+            .prepare_cached(
+                "DELETE FROM sync_outbox
+                 WHERE key = ?1 AND epoch_hlc = ?2 AND epoch_node = ?3",
+            )
+            .and_then(|mut stmt| stmt.execute(params![key, epoch.hlc as i64, epoch.node])),
+    }
+    .map_err(backend)?;
+    let epoch = match &change.op {
+        Op::Put { .. } => None,
+        Op::Count { epoch, .. } => Some(epoch),
+    };
+    tx.prepare_cached(
+        "INSERT INTO sync_outbox (change, key, epoch_hlc, epoch_node) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            json,
+            key,
+            epoch.map(|e| e.hlc as i64),
+            epoch.map(|e| e.node.as_str())
+        ])
+    })
+    .map(|_| ())
+    .map_err(backend)
 }
 
 /// The stamp of the put `key` counts from (the default stamp when never set).

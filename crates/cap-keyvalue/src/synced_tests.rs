@@ -188,3 +188,103 @@ async fn a_peer_clock_far_ahead_does_not_take_this_ones_along() {
     store.delete("never-set").await.unwrap();
     assert_eq!(store.backlog().await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn a_key_rewritten_offline_costs_one_change_to_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let (edge, hub) = (open(dir.path(), "edge"), open(dir.path(), "hub"));
+    for n in 0..1000 {
+        edge.set("quiz", format!("{n}").as_bytes()).await.unwrap();
+        edge.increment("done", 1).await.unwrap();
+        edge.increment("done", -1).await.unwrap();
+        edge.increment("done", 1).await.unwrap();
+    }
+    edge.set("gone", b"x").await.unwrap();
+    edge.delete("gone").await.unwrap();
+    let changes = outbox(&edge).await;
+    assert_eq!(
+        changes.len(),
+        3,
+        "one put of quiz, one share of done, one delete"
+    );
+    hub.apply(changes).await.unwrap();
+    assert_eq!(value(&hub, "quiz").await.as_deref(), Some("999"));
+    assert_eq!(value(&hub, "done").await.as_deref(), Some("1000"));
+    assert_eq!(value(&hub, "gone").await, None);
+    // A set after increments replaces them; increments after it are a new share.
+    edge.increment("n", 5).await.unwrap();
+    edge.set("n", b"10").await.unwrap();
+    edge.increment("n", 1).await.unwrap();
+    let changes: Vec<Change> = outbox(&edge)
+        .await
+        .into_iter()
+        .filter(|c| c.key == "n")
+        .collect();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    hub.apply(changes).await.unwrap();
+    assert_eq!(value(&hub, "n").await.as_deref(), Some("11"));
+}
+
+#[tokio::test]
+async fn a_losing_set_keeps_the_shares_of_the_put_that_beat_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (edge, hub) = (open(dir.path(), "edge"), open(dir.path(), "hub"));
+    // A put from a peer whose clock runs two days ahead: the local set below loses to it.
+    let ahead = Change {
+        key: "n".into(),
+        stamp: Stamp {
+            hlc: wall_clock() + ((48 * 3_600_000) << 16),
+            node: "skewed".into(),
+        },
+        op: Op::Put {
+            value: Some(b"100".to_vec()),
+        },
+    };
+    edge.apply(vec![ahead.clone()]).await.unwrap();
+    hub.apply(vec![ahead]).await.unwrap();
+    assert_eq!(edge.increment("n", 3).await.unwrap(), 103);
+    edge.set("n", b"0").await.unwrap();
+    assert_eq!(value(&edge, "n").await.as_deref(), Some("103"));
+    hub.apply(outbox(&edge).await).await.unwrap();
+    assert_eq!(value(&hub, "n").await.as_deref(), Some("103"));
+}
+
+#[tokio::test]
+async fn an_outbox_from_before_replacing_changes_is_sent_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE sync_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, change TEXT NOT NULL)",
+        )
+        .unwrap();
+        let old = Change {
+            key: "k".into(),
+            stamp: Stamp {
+                hlc: 1 << 16,
+                node: "edge".into(),
+            },
+            op: Op::Put {
+                value: Some(b"old".to_vec()),
+            },
+        };
+        conn.execute(
+            "INSERT INTO sync_outbox (change) VALUES (?1)",
+            params![String::from_utf8(old.to_json()).unwrap()],
+        )
+        .unwrap();
+    }
+    let store = SyncedStore::open(&path, Limits::default(), "edge", Arc::default()).unwrap();
+    store.set("k", b"new").await.unwrap();
+    store.set("k", b"newer").await.unwrap();
+    let values: Vec<Op> = outbox(&store).await.into_iter().map(|c| c.op).collect();
+    assert_eq!(
+        values.len(),
+        2,
+        "the old change and the last set: {values:?}"
+    );
+    drop(store);
+    // Opening it again does not add the columns twice.
+    SyncedStore::open(&path, Limits::default(), "edge", Arc::default()).unwrap();
+}
