@@ -46,6 +46,7 @@ impl SqliteStore {
              ) WITHOUT ROWID;",
         )
         .map_err(fail)?;
+        track_usage(&conn).map_err(fail)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
@@ -71,6 +72,36 @@ impl SqliteStore {
         .await
         .map_err(|err| KvError::Backend(format!("the store's worker failed: {err}")))?
     }
+}
+
+/// Keeps the store's totals (keys, and bytes of keys and values) in `kv_usage`, maintained by
+/// triggers in the same transaction as every change to `kv`, so that checking a write against
+/// the store's limits reads one row instead of summing the whole store. A database from before
+/// the triggers is counted once, here.
+pub(crate) fn track_usage(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE IF NOT EXISTS kv_usage (
+             id INTEGER PRIMARY KEY CHECK (id = 0),
+             keys INTEGER NOT NULL,
+             bytes INTEGER NOT NULL
+         );
+         INSERT OR IGNORE INTO kv_usage (id, keys, bytes)
+             SELECT 0, COUNT(*), COALESCE(SUM(length(key) + length(value)), 0) FROM kv;
+         CREATE TRIGGER IF NOT EXISTS kv_usage_insert AFTER INSERT ON kv BEGIN
+             UPDATE kv_usage SET keys = keys + 1,
+                 bytes = bytes + length(NEW.key) + length(NEW.value) WHERE id = 0;
+         END;
+         CREATE TRIGGER IF NOT EXISTS kv_usage_update AFTER UPDATE ON kv BEGIN
+             UPDATE kv_usage SET bytes = bytes - length(OLD.key) - length(OLD.value)
+                 + length(NEW.key) + length(NEW.value) WHERE id = 0;
+         END;
+         CREATE TRIGGER IF NOT EXISTS kv_usage_delete AFTER DELETE ON kv BEGIN
+             UPDATE kv_usage SET keys = keys - 1,
+                 bytes = bytes - length(OLD.key) - length(OLD.value) WHERE id = 0;
+         END;
+         COMMIT;",
+    )
 }
 
 /// Sets `key` within the store's totals, in the caller's transaction.
@@ -140,16 +171,12 @@ pub(crate) fn list(
 }
 
 pub(crate) fn totals(conn: &Connection) -> Result<Usage, KvError> {
-    conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(length(key) + length(value)), 0) FROM kv",
-        [],
-        |row| {
-            Ok(Usage {
-                keys: row.get::<_, i64>(0)?.max(0) as u64,
-                bytes: row.get::<_, i64>(1)?.max(0) as u64,
-            })
-        },
-    )
+    conn.query_row("SELECT keys, bytes FROM kv_usage WHERE id = 0", [], |row| {
+        Ok(Usage {
+            keys: row.get::<_, i64>(0)?.max(0) as u64,
+            bytes: row.get::<_, i64>(1)?.max(0) as u64,
+        })
+    })
     .map_err(backend)
 }
 
@@ -288,5 +315,62 @@ mod tests {
         store.delete("k").await.unwrap();
         store.delete("k").await.unwrap();
         assert_eq!(store.usage().await.unwrap().keys, 2);
+    }
+
+    /// The totals as a full count computes them.
+    fn counted(path: &Path) -> Usage {
+        let conn = Connection::open(path).unwrap();
+        conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(length(key) + length(value)), 0) FROM kv",
+            [],
+            |row| {
+                Ok(Usage {
+                    keys: row.get::<_, i64>(0)? as u64,
+                    bytes: row.get::<_, i64>(1)? as u64,
+                })
+            },
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn kept_totals_match_a_full_count_after_every_kind_of_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        // A store from before the totals were kept.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
+                 INSERT INTO kv VALUES ('a', x'0102'), ('bb', 'three');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, Limits::default()).unwrap();
+        assert_eq!(store.usage().await.unwrap(), counted(&path));
+        store.set("a", b"longer value").await.unwrap();
+        store.set("c", b"").await.unwrap();
+        store.increment("n", 99).await.unwrap();
+        store.increment("n", 1).await.unwrap();
+        store.swap("c", Some(b""), b"swapped").await.unwrap();
+        store.delete("bb").await.unwrap();
+        store.delete("absent").await.unwrap();
+        let usage = store.usage().await.unwrap();
+        assert_eq!(usage, counted(&path));
+        assert_eq!(usage.keys, 3);
+        drop(store);
+        // Opening again neither counts twice nor loses the totals.
+        let store = SqliteStore::open(&path, Limits::default()).unwrap();
+        assert_eq!(store.usage().await.unwrap(), usage);
+        // A byte limit still sees the whole store.
+        let limits = Limits {
+            max_bytes: usage.bytes + 3,
+            ..Limits::default()
+        };
+        drop(store);
+        let store = SqliteStore::open(&path, limits).unwrap();
+        store.set("d", b"x").await.unwrap();
+        let err = store.set("e", b"xyz").await.unwrap_err();
+        assert!(matches!(err, KvError::Limit(_)), "{err}");
     }
 }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::backend::{Backend, KeyPage, KvError, Limits, Usage, parse_counter};
-use crate::sqlite::{backend, check_put, list, read, totals};
+use crate::sqlite::{backend, check_put, list, read, totals, track_usage};
 
 /// When and where a write was made. Stamps order by clock, then by node name, so that two
 /// nodes' writes never tie.
@@ -214,6 +214,7 @@ impl SyncedStore {
         }
         conn.execute_batch("CREATE INDEX IF NOT EXISTS sync_outbox_key ON sync_outbox (key)")
             .map_err(fail)?;
+        track_usage(&conn).map_err(fail)?;
         let clock: i64 = conn
             .query_row(
                 "SELECT MAX(COALESCE((SELECT MAX(hlc) FROM sync_put), 0),
