@@ -6,11 +6,13 @@
 #   edge i:          nats-server, a leaf node (JetStream domain site-i)
 #                    kindling site-i (--cluster-domain hub, --sync) on 127.0.0.1:3000
 #   uplink i:        a veth pair, 10.200.i.2 (edge) <-> 10.200.i.1 (hub): cut it with
-#                    edge_cut i, slow it with edge_netem i "delay 100ms loss 5%"
+#                    edge_cut i; make it lossy and slow with edge_link i DELAY_MS LOSS_PERCENT
 #
 # Callers set: kindling (the binary), wasm (learning-progress.wasm), dir (state), and may set
-# EDGE_ID (a short unique prefix for namespace and link names). Everything made is removed by
-# edge_teardown (call it from an EXIT trap).
+# EDGE_ID (a short unique prefix for namespace and link names) and EDGE_DELAY=1 (each site's
+# leaf connection goes through scripts/lib/delay-relay.py, so that edge_link can delay it:
+# this kernel may lack netem). Everything made is removed by edge_teardown (call it from an
+# EXIT trap).
 
 EDGE_ID="${EDGE_ID:-k$(printf %x $$)}" # the whole process id: runs never share names
 EDGE_ID="${EDGE_ID:0:8}"               # link names are at most 15 characters
@@ -36,6 +38,20 @@ edge_curl() { # hub|i CURL-ARGS...
   in_ns "$who" curl -sS -m 10 "$@"
 }
 
+# The example's routes, from inside a node's namespace.
+edge_record() { # hub|i CLASS STUDENT LESSON PERCENT -> prints the status (000: no answer)
+  edge_curl "$1" -o /dev/null -w '%{http_code}' -X POST --data-binary "$5" \
+    "http://127.0.0.1:3000/learning-progress/progress/$2/$3/$4" || echo 000
+}
+edge_class() { edge_curl "$1" "http://127.0.0.1:3000/learning-progress/classes/$2"; }
+edge_student() { edge_curl "$1" "http://127.0.0.1:3000/learning-progress/progress/$2"; }
+
+# Waits until CLASS at a node counts STUDENTS students and COMPLETED completed lessons.
+edge_converged() { # hub|i CLASS STUDENTS COMPLETED SECONDS
+  edge_wait "every record at $(name_of "$1")" $(($5 * 10)) \
+    sh -c "ip netns exec $(ns_of "$1") curl -s http://127.0.0.1:3000/learning-progress/classes/$2 | grep -q '\"students\":$3,\"completed_lessons\":$4'"
+}
+
 edge_wait() { # WHAT TRIES CMD... (every 0.1 s)
   local what=$1 tries=$2
   shift 2
@@ -59,12 +75,19 @@ jetstream { store_dir: "$dir/hub-js", domain: hub }
 leafnodes { listen: 10.200.255.1:7422, advertise: "10.200.255.1:7422" }
 CONF
   else
+    local uplink=10.200.255.1:7422
+    if [ "${EDGE_DELAY:-}" = 1 ]; then
+      ip netns exec "$(ns_of "$who")" python3 scripts/lib/delay-relay.py 7423 "$uplink" \
+        "$dir/site-$who.delay" 2>"$dir/site-$who-relay.log" &
+      edge_pids+=($!)
+      uplink=127.0.0.1:7423
+    fi
     cat >"$conf" <<CONF
 listen: 127.0.0.1:4222
 http: 127.0.0.1:8222
 server_name: site-$who
 jetstream { store_dir: "$dir/site-$who-js", domain: site-$who }
-leafnodes { remotes: [ { url: "nats-leaf://10.200.255.1:7422" } ] }
+leafnodes { remotes: [ { url: "nats-leaf://$uplink" } ] }
 CONF
   fi
   # Not through in_ns: $! must be the server itself, not a subshell.
@@ -101,13 +124,24 @@ edge_kill() { # i: kill -9 the site's kindling
 
 edge_cut() { in_ns hub ip link set "$EDGE_ID-h$1" down; }
 edge_restore() { in_ns hub ip link set "$EDGE_ID-h$1" up; }
-edge_netem() { # i "delay 100ms loss 5%": both directions
-  in_ns hub tc qdisc replace dev "$EDGE_ID-h$1" root netem $2
-  in_ns "$1" tc qdisc replace dev "$EDGE_ID-u$1" root netem $2
-}
-edge_clear() {
-  in_ns hub tc qdisc del dev "$EDGE_ID-h$1" root 2>/dev/null || true
-  in_ns "$1" tc qdisc del dev "$EDGE_ID-u$1" root 2>/dev/null || true
+# Site i's uplink drops LOSS_PERCENT of its packets each way (nftables, in the kernel) and,
+# with EDGE_DELAY=1, its leaf connection waits DELAY_MS each way; 0 0 makes it clean again.
+edge_link() { # i DELAY_MS LOSS_PERCENT
+  local who
+  for who in hub "$1"; do
+    in_ns "$who" nft delete table inet kindling_loss 2>/dev/null || true
+    [ "$3" -gt 0 ] || continue
+    local dev="$EDGE_ID-h$1"
+    [ "$who" = hub ] || dev="$EDGE_ID-u$1"
+    in_ns "$who" nft add table inet kindling_loss
+    in_ns "$who" nft add chain inet kindling_loss in "{ type filter hook input priority 0; }"
+    in_ns "$who" nft add rule inet kindling_loss in iifname "$dev" numgen random mod 100 "<" "$3" drop
+  done
+  if [ "$2" -gt 0 ] && [ "${EDGE_DELAY:-}" != 1 ]; then
+    echo "edge: a delay needs EDGE_DELAY=1 before edge_setup" >&2
+    return 1
+  fi
+  echo "$2" >"$dir/site-$1.delay"
 }
 
 # Namespaces, links, servers; the example deployed once at the hub and served at every site.
@@ -147,12 +181,15 @@ edge_setup() { # N
 }
 
 edge_teardown() {
-  kill -9 "${edge_pids[@]}" 2>/dev/null || true
-  local ns
-  for ns in "$(ns_of hub)" $(for i in $(seq 1 "$edge_count"); do ns_of "$i"; done); do
-    # Whatever still runs in the namespace, then the namespace.
-    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
-    ip netns del "$ns" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
+  # The shell's own "Killed" notices for the servers go to /dev/null too.
+  {
+    kill -9 "${edge_pids[@]}" 2>/dev/null || true
+    local ns
+    for ns in "$(ns_of hub)" $(for i in $(seq 1 "$edge_count"); do ns_of "$i"; done); do
+      # Whatever still runs in the namespace, then the namespace.
+      ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+      ip netns del "$ns" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+  } 2>/dev/null
 }

@@ -23,12 +23,8 @@ dir=$(mktemp -d)
 trap 'edge_teardown; rm -rf "$dir"' EXIT
 
 fail() { echo "edge-partition: FAIL: $*" >&2; for f in "$dir"/*.log; do echo "== $f"; tail -20 "$f"; done >&2; exit 1; }
-record() { # WHO CLASS STUDENT LESSON PERCENT -> prints the status
-  edge_curl "$1" -o /dev/null -w '%{http_code}' -X POST --data-binary "$5" \
-    "http://127.0.0.1:3000/learning-progress/progress/$2/$3/$4" || echo 000
-}
-class() { edge_curl "$1" "http://127.0.0.1:3000/learning-progress/classes/$2"; }
-student() { edge_curl "$1" "http://127.0.0.1:3000/learning-progress/progress/$2"; }
+record() { edge_record "$@"; }
+student() { edge_student "$@"; }
 
 edge_setup 3
 echo "edge-partition: hub and 3 sites up, the example serving everywhere"
@@ -72,9 +68,8 @@ edge_restore 1
 expected=$((site1 + hub + site2))
 students=$((expected + 1)) # and the quiz
 for who in hub 1 2 3; do
-  edge_wait "every record at $(name_of "$who")" $((converge_seconds * 10)) \
-    sh -c "ip netns exec $(ns_of "$who") curl -s http://127.0.0.1:3000/learning-progress/classes/c | grep -q '\"students\":$students,\"completed_lessons\":$expected'" \
-    || fail "$(name_of "$who") holds $(class "$who" c), expected $students students and $expected completed"
+  edge_converged "$who" c "$students" "$expected" "$converge_seconds" \
+    || fail "$(name_of "$who") holds $(edge_class "$who" c), expected $students students and $expected completed"
 done
 converged_ms=$((($(date +%s%N) - restored) / 1000000))
 winner=$(student hub quiz)

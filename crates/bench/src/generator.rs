@@ -23,6 +23,8 @@ pub struct Progress {
     pub completed: AtomicU64,
     /// Transport errors and timeouts.
     pub errors: AtomicU64,
+    /// Requests sent: the next one's number.
+    pub sent: AtomicU64,
 }
 
 /// Everything one connection worker saw.
@@ -250,7 +252,8 @@ async fn exchange(
 ) {
     let sent_at = Instant::now();
     stats.sent += 1;
-    let outcome = tokio::time::timeout(target.timeout, send(target, connection)).await;
+    let number = progress.sent.fetch_add(1, Ordering::Relaxed);
+    let outcome = tokio::time::timeout(target.timeout, send(target, number, connection)).await;
     let done = Instant::now();
     match outcome {
         Ok(Ok(status)) => {
@@ -279,6 +282,7 @@ async fn exchange(
 
 async fn send(
     target: &Target,
+    number: u64,
     connection: &mut Option<SendRequest<Full<Bytes>>>,
 ) -> Result<u16, String> {
     if connection.as_ref().is_none_or(|c| c.is_closed()) {
@@ -289,9 +293,15 @@ async fn send(
         .ready()
         .await
         .map_err(|e| format!("connection: {e}"))?;
+    let numbered =
+        (target.numbered_path.as_ref()).map(|path| path.replace("{n}", &number.to_string()));
+    let path = match &numbered {
+        Some(path) => path.as_str(),
+        None => target.url.path_and_query().map_or("/", |p| p.as_str()),
+    };
     let mut request = http::Request::builder()
         .method(target.method.clone())
-        .uri(target.url.path_and_query().map_or("/", |p| p.as_str()))
+        .uri(path)
         .header(
             http::header::HOST,
             target.url.authority().map_or("localhost", |a| a.as_str()),

@@ -18,6 +18,10 @@ pub struct Target {
     pub body: Bytes,
     /// How long one request may take before it counts as a timeout.
     pub timeout: Duration,
+    /// A path and query with `{n}` in it, sent instead of `url`'s with `{n}` replaced by
+    /// each request's number (0, 1, 2... across the phase's connections), so that every
+    /// request names a resource of its own: a new student per recorded lesson, say.
+    pub numbered_path: Option<String>,
 }
 
 impl Target {
@@ -29,6 +33,7 @@ impl Target {
             headers: HeaderMap::new(),
             body: Bytes::new(),
             timeout: Duration::from_secs(10),
+            numbered_path: None,
         }
     }
 }

@@ -3,8 +3,8 @@
 //! and backlog rather than as missing requests.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,17 +16,30 @@ use kindling_bench::{Load, Phase, Progress, Target, run_phase};
 
 /// Serves `/ok` with 200, `/teapot` with 418 and `/stall` never; counts requests.
 async fn server() -> (std::net::SocketAddr, Arc<AtomicU64>) {
+    let (addr, seen, _) = recording_server().await;
+    (addr, seen)
+}
+
+/// [`server`], also keeping every path and query it was sent.
+async fn recording_server() -> (
+    std::net::SocketAddr,
+    Arc<AtomicU64>,
+    Arc<Mutex<Vec<String>>>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(AtomicU64::new(0));
-    let counter = seen.clone();
+    let paths = Arc::new(Mutex::new(Vec::new()));
+    let (counter, recorded) = (seen.clone(), paths.clone());
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let counter = counter.clone();
+            let (counter, recorded) = (counter.clone(), recorded.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     counter.fetch_add(1, Ordering::Relaxed);
+                    let path = request.uri().path_and_query().map(|p| p.to_string());
+                    recorded.lock().unwrap().extend(path);
                     async move {
                         match request.uri().path() {
                             "/stall" => std::future::pending::<()>().await,
@@ -49,7 +62,7 @@ async fn server() -> (std::net::SocketAddr, Arc<AtomicU64>) {
             });
         }
     });
-    (addr, seen)
+    (addr, seen, paths)
 }
 
 fn target(addr: std::net::SocketAddr, path: &str, timeout: Duration) -> Target {
@@ -141,4 +154,26 @@ async fn a_stalled_server_shows_as_timeouts_and_backlog() {
         20,
         "every scheduled request is accounted for"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_numbered_path_names_every_request_once() {
+    let (addr, _, paths) = recording_server().await;
+    let mut target = target(addr, "/ok/0?x=0", Duration::from_secs(5));
+    target.numbered_path = Some("/ok/{n}?x={n}".into());
+    let phase = Phase {
+        name: "numbered".into(),
+        load: Load::Open {
+            from: 100.0,
+            to: 100.0,
+            connections: 4,
+        },
+        duration: Duration::from_millis(500),
+    };
+    let report = run_phase(&target, &phase, Arc::new(Progress::default()), None).await;
+    assert_eq!(report.completed, 50);
+    let mut paths = paths.lock().unwrap().clone();
+    paths.sort_by_key(|p| p[4..p.find('?').unwrap()].parse::<u64>().unwrap());
+    let expected: Vec<String> = (0..50).map(|n| format!("/ok/{n}?x={n}")).collect();
+    assert_eq!(paths, expected);
 }

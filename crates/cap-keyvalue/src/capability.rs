@@ -315,6 +315,10 @@ pub struct KeyValueSection {
 #[derive(Debug, Default)]
 pub struct Granted {
     pub(crate) stores: BTreeMap<String, Arc<dyn Backend>>,
+    /// The synced ones among them, with how long a site's copy counts as fresh.
+    pub(crate) synced: BTreeMap<String, std::time::Duration>,
+    /// The capability, to ask how long the site has been without its hub (with `synced`).
+    pub(crate) kv: Option<KeyValue>,
 }
 
 impl Capability for KeyValue {
@@ -362,15 +366,24 @@ impl Capability for KeyValue {
         let stores = grant_labels("key_value_stores", &section.key_value_stores, |label| {
             self.store(function.namespace, label)
         })?;
-        Ok(Arc::new(Granted { stores }))
+        let synced: BTreeMap<String, std::time::Duration> = (stores.keys())
+            .filter_map(|label| {
+                let config = self.shared.labels.get(label).filter(|c| c.synced)?;
+                Some((label.clone(), config.stale_after))
+            })
+            .collect();
+        let kv = (!synced.is_empty()).then(|| self.clone());
+        Ok(Arc::new(Granted { stores, synced, kv }))
     }
 
     fn prepare(
         &self,
         config: &Self::Config,
-        _: &mut InstanceBuilder<'_>,
+        instance: &mut InstanceBuilder<'_>,
     ) -> Result<KvState, String> {
-        Ok(KvState::new(config.clone()))
+        // Only a function granted a synced label may have to say its data is stale.
+        let headers = (config.kv.is_some()).then(|| instance.invocation().response_headers.clone());
+        Ok(KvState::new(config.clone(), headers))
     }
 
     fn inspect(&self, section: &KeyValueSection) -> Vec<(String, String)> {

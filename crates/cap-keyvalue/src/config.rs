@@ -10,6 +10,7 @@
 //! [key_value_store.progress]
 //! type = "spin"
 //! sync = "hub"                    # every node holds it; writes reach the others (edge mode)
+//! stale_after_seconds = 300       # at a site this long without its hub: reads say stale
 //!
 //! [key_value_store.cache]
 //! type = "redis"
@@ -19,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use kindling_host::check_label;
 use serde::Deserialize;
@@ -51,7 +53,14 @@ pub struct StoreConfig {
     /// `sync = "hub"`: a SQLite store every node of the fleet holds, each writing locally and
     /// sending its changes to the others (see `synced.rs`).
     pub synced: bool,
+    /// Synced: how long an edge site's copy counts as fresh without word from its hub; past
+    /// it, responses of functions that open the label say `kindling-stale` (300 s, the TTL
+    /// the seed's edge caches had).
+    pub stale_after: Duration,
 }
+
+/// How long a site's copy of a synced label counts as fresh without its hub, by default.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(300);
 
 /// The fields a `[key_value_store.<label>]` table may have besides `type`.
 #[derive(Debug, Deserialize)]
@@ -63,6 +72,8 @@ struct Fields {
     url: Option<String>,
     /// SQLite: `"hub"` to sync the label between the nodes.
     sync: Option<String>,
+    /// Synced: seconds without the hub before reads say they are stale.
+    stale_after_seconds: Option<u64>,
     max_key_bytes: Option<usize>,
     max_value_bytes: Option<usize>,
     max_keys: Option<u64>,
@@ -94,6 +105,7 @@ pub fn parse_stores(table: Option<&toml::Value>) -> Result<BTreeMap<String, Stor
             kind: StoreKind::Sqlite { dir: None },
             limits: Limits::default(),
             synced: false,
+            stale_after: DEFAULT_STALE_AFTER,
         },
     );
     let Some(table) = table else {
@@ -137,16 +149,32 @@ pub fn parse_stores(table: Option<&toml::Value>) -> Result<BTreeMap<String, Stor
                 ));
             }
         };
+        let stale_after = match fields.stale_after_seconds {
+            None => DEFAULT_STALE_AFTER,
+            Some(_) if !synced => {
+                return Err(format!(
+                    "[key_value_store.{label}]: stale_after_seconds is for synced labels; add                      sync = \"hub\" or remove it"
+                ));
+            }
+            Some(0) => {
+                return Err(format!(
+                    "[key_value_store.{label}]: stale_after_seconds must be at least 1"
+                ));
+            }
+            Some(seconds) => Duration::from_secs(seconds),
+        };
         let mut config = match (kind.as_str(), fields.url, fields.path) {
             ("spin" | "sqlite", None, dir) => StoreConfig {
                 kind: StoreKind::Sqlite { dir },
                 limits,
                 synced,
+                stale_after,
             },
             ("redis", Some(url), None) => StoreConfig {
                 kind: StoreKind::Redis { url },
                 limits,
                 synced,
+                stale_after,
             },
             ("spin" | "sqlite", Some(_), _) => {
                 return Err(format!(
@@ -221,6 +249,12 @@ mod tests {
         let stores =
             parse("[key_value_store.progress]\ntype = \"spin\"\nsync = \"hub\"\n").unwrap();
         assert!(stores["progress"].synced);
+        assert_eq!(stores["progress"].stale_after, DEFAULT_STALE_AFTER);
+        let stores = parse(
+            "[key_value_store.progress]\ntype = \"spin\"\nsync = \"hub\"\nstale_after_seconds = 60\n",
+        )
+        .unwrap();
+        assert_eq!(stores["progress"].stale_after, Duration::from_secs(60));
     }
 
     #[test]
@@ -242,6 +276,14 @@ mod tests {
             parse("[key_value_store.x]\ntype = \"redis\"\nurl = \"redis://h\"\nsync = \"hub\"\n")
                 .unwrap_err();
         assert!(err.contains("is for \"spin\""), "{err}");
+        let err =
+            parse("[key_value_store.x]\ntype = \"spin\"\nstale_after_seconds = 9\n").unwrap_err();
+        assert!(err.contains("sync = \"hub\""), "{err}");
+        let err = parse(
+            "[key_value_store.x]\ntype = \"spin\"\nsync = \"hub\"\nstale_after_seconds = 0\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("at least 1"), "{err}");
         let err = parse("[key_value_store.x]\ntype = \"spin\"\nsync = \"peers\"\n").unwrap_err();
         assert!(err.contains("sync = \"hub\""), "{err}");
     }

@@ -25,7 +25,7 @@ mod synced_status;
 
 pub use backend::{Backend, KeyPage, KvError, Limits, Usage};
 pub use capability::{Granted, KeyValue, KeyValueSection};
-pub use config::{StoreConfig, StoreKind, parse_stores};
-pub use state::{Cas, KvState, OpenStore};
+pub use config::{DEFAULT_STALE_AFTER, StoreConfig, StoreKind, parse_stores};
+pub use state::{Cas, KvState, OpenStore, STALE_HEADER};
 pub use synced::{Change, Op, Pending, Stamp, SyncedStore};
 pub use synced_status::{LinkReport, SyncStatus};

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use http::{HeaderName, HeaderValue};
+use kindling_host::ResponseHeaders;
 use wasmtime::component::{Resource, ResourceTable};
 
 use crate::backend::Backend;
@@ -27,7 +29,14 @@ pub struct KvState {
     granted: Arc<Granted>,
     pub(crate) table: ResourceTable,
     open: usize,
+    /// Where to say the response's synced data is stale (functions granted a synced label).
+    headers: Option<ResponseHeaders>,
 }
+
+/// The response header an edge site adds when a function opened a synced label whose copy
+/// is older than the label's `stale_after_seconds`: the seconds since the site last heard
+/// from its hub.
+pub const STALE_HEADER: &str = "kindling-stale";
 
 /// Why a label cannot be opened.
 pub(crate) enum OpenError {
@@ -38,11 +47,12 @@ pub(crate) enum OpenError {
 }
 
 impl KvState {
-    pub(crate) fn new(granted: Arc<Granted>) -> Self {
+    pub(crate) fn new(granted: Arc<Granted>, headers: Option<ResponseHeaders>) -> Self {
         Self {
             granted,
             table: ResourceTable::new(),
             open: 0,
+            headers,
         }
     }
 
@@ -60,7 +70,27 @@ impl KvState {
         let store = OpenStore { backend };
         let handle = self.table.push(store).map_err(|_| OpenError::Full)?;
         self.open += 1;
+        self.note_staleness(label);
         Ok(handle)
+    }
+
+    /// At an edge site too long without its hub, marks the response of a function that opened
+    /// a synced label: what it reads may be behind the rest of the fleet.
+    fn note_staleness(&self, label: &str) {
+        let (Some(headers), Some(kv)) = (&self.headers, &self.granted.kv) else {
+            return;
+        };
+        let Some(stale_after) = self.granted.synced.get(label) else {
+            return;
+        };
+        if let Some(silence) = kv.sync_status().hub_silence()
+            && silence > *stale_after
+        {
+            headers.set(
+                HeaderName::from_static(STALE_HEADER),
+                HeaderValue::from(silence.as_secs()),
+            );
+        }
     }
 
     /// The backend behind a handle the guest holds.

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -38,14 +38,40 @@ mod unix_seconds {
 }
 
 /// The sync's reports and counts; the sync writes them, `/metrics` reads them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SyncStatus {
     links: Mutex<Vec<LinkReport>>,
     sent: AtomicU64,
     applied: AtomicU64,
+    /// When the node started: a site that never heard from its hub has been without it since.
+    started: SystemTime,
 }
 
+impl Default for SyncStatus {
+    fn default() -> Self {
+        Self {
+            links: Mutex::default(),
+            sent: AtomicU64::default(),
+            applied: AtomicU64::default(),
+            started: SystemTime::now(),
+        }
+    }
+}
+
+/// The peer an edge site's link report names.
+const HUB: &str = "hub";
+
 impl SyncStatus {
+    /// At an edge site (its sync reports a link to the hub): how long it has gone without word
+    /// from the hub, since the last contact or, without one since it started, since then.
+    /// `None` elsewhere: a hub, or a node without sync, holds no one else's data.
+    pub fn hub_silence(&self) -> Option<Duration> {
+        let links = self.links.lock().expect("sync status lock");
+        let hub = links.iter().find(|link| link.peer == HUB)?;
+        let since = hub.last_contact.unwrap_or(self.started);
+        Some(SystemTime::now().duration_since(since).unwrap_or_default())
+    }
+
     /// Replaces the link reports.
     pub fn report(&self, links: Vec<LinkReport>) {
         *self.links.lock().expect("sync status lock") = links;

@@ -1,11 +1,12 @@
 //! What every capability may know about the request an instance serves ([`Invocation`]), the
-//! call chain a request belongs to ([`CallChain`]), and the way back into the node for calls
-//! between its functions ([`Dispatch`]).
+//! call chain a request belongs to ([`CallChain`]), the headers capabilities add to the
+//! function's response ([`ResponseHeaders`]), and the way back into the node for calls between
+//! its functions ([`Dispatch`]).
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -64,6 +65,36 @@ pub struct Invocation {
     /// Where calls to other functions of the node go; without it they fail like an
     /// unreachable host.
     pub dispatch: Option<Arc<dyn Dispatch>>,
+    /// Headers capabilities add to the function's response.
+    pub response_headers: ResponseHeaders,
+}
+
+/// Headers the host adds to a function's response on behalf of its capabilities (the
+/// key-value capability's `kindling-stale` when a site's synced data is old), shared by every
+/// clone of the [`Invocation`]. What is added before the guest sends its response head goes
+/// out with it; later additions are dropped.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseHeaders(Arc<Mutex<Vec<(http::HeaderName, http::HeaderValue)>>>);
+
+impl ResponseHeaders {
+    /// Adds `name: value`, replacing what was added under `name` before.
+    pub fn set(&self, name: http::HeaderName, value: http::HeaderValue) {
+        let mut headers = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        headers.retain(|(n, _)| *n != name);
+        headers.push((name, value));
+    }
+
+    /// Takes what was added so far.
+    pub fn take(&self) -> Vec<(http::HeaderName, http::HeaderValue)> {
+        let mut headers = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::take(&mut *headers)
+    }
 }
 
 impl fmt::Debug for Invocation {

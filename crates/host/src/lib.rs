@@ -37,7 +37,7 @@ pub use files::{
 };
 pub use invocation::{
     BoxError, CallChain, Dispatch, DispatchFuture, Invocation, LocalBody, LocalBodyError,
-    LocalCall, RequestTrace, ResponseBody,
+    LocalCall, RequestTrace, ResponseBody, ResponseHeaders,
 };
 pub use mounts::Mounts;
 pub use outbound::{

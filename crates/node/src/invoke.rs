@@ -193,6 +193,7 @@ impl Node {
                 trace,
                 chain,
                 dispatch: Some(self.dispatch.clone()),
+                response_headers: Default::default(),
             },
             script_name: cx.script_name,
             remote_addr: cx.remote_addr,
@@ -213,6 +214,9 @@ impl Node {
                 error,
             })?;
         let mut response = invoked.response;
+        for (name, value) in info.invocation.response_headers.take() {
+            response.headers_mut().insert(name, value);
+        }
         if let Ok(id) = http::HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, id);
         }

@@ -32,6 +32,7 @@ fn info() -> RequestInfo {
             trace: None,
             chain: CallChain::root(10),
             dispatch: None,
+            response_headers: Default::default(),
         },
         script_name: "/bench".into(),
         remote_addr: None,

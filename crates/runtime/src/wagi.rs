@@ -417,6 +417,7 @@ mod tests {
                 trace: None,
                 chain: kindling_host::CallChain::root(1),
                 dispatch: None,
+                response_headers: Default::default(),
             },
             script_name: "/hello".into(),
             remote_addr: Some("10.1.2.3:5555".parse().unwrap()),

@@ -54,6 +54,7 @@ fn info(script_name: &str) -> RequestInfo {
             trace: None,
             chain: CallChain::root(10),
             dispatch: None,
+            response_headers: Default::default(),
         },
         script_name: script_name.into(),
         remote_addr: Some("127.0.0.1:40000".parse().unwrap()),

@@ -19,7 +19,9 @@ use crate::units::parse_duration;
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchCommand {
-    /// The URL to load, http:// only (overrides a scenario's target)
+    /// The URL to load, http:// only (overrides a scenario's target); `{n}` in its path is
+    /// replaced by each request's number (0, 1, 2...), so that every request names its own
+    /// resource
     url: Option<String>,
     /// Open loop: requests per second, sent on schedule whether or not earlier ones finished
     #[arg(long, env = "KINDLING_BENCH_RATE")]
@@ -185,12 +187,21 @@ impl BenchCommand {
 
     fn target(&self, url: &str) -> anyhow::Result<Target> {
         let uri: http::Uri = url
+            .replace("{n}", "0")
             .parse()
             .map_err(|e| UsageError(format!("{url:?} is not a URL: {e}")))?;
         if uri.scheme_str() != Some("http") || uri.host().is_none() {
             return Err(UsageError(format!("{url:?}: kindling bench loads http:// URLs")).into());
         }
+        // The path and query as written, `{n}` and all (the parsed URI holds a 0 there).
+        let after_scheme = &url[url.find("://").map_or(0, |i| i + 3)..];
+        let path = &after_scheme[after_scheme.find('/').unwrap_or(after_scheme.len())..];
+        if url.contains("{n}") && !path.contains("{n}") {
+            return Err(UsageError(format!("{url:?}: {{n}} belongs in the path or query")).into());
+        }
+        let numbered_path = path.contains("{n}").then(|| path.to_string());
         let mut target = Target::get(uri);
+        target.numbered_path = numbered_path;
         target.timeout = self.timeout;
         target.method = http::Method::from_bytes(self.method.to_uppercase().as_bytes())
             .map_err(|_| UsageError(format!("--method {:?} is not an HTTP method", self.method)))?;

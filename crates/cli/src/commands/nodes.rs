@@ -1,5 +1,6 @@
-//! `kindling nodes`: the cluster's nodes, with their state, load and registry revision, and
-//! the answering node's link to the cluster.
+//! `kindling nodes`: the cluster's nodes, with their state, load and registry revision, the
+//! answering node's link to the cluster, and its sync's links (at a hub: each edge site's link
+//! state, last contact and replication lag).
 
 use clap::Args;
 use serde::Deserialize;
@@ -19,6 +20,18 @@ pub(crate) struct NodesCommand {
 struct NodesAnswer {
     cluster: Option<ClusterInfo>,
     nodes: Vec<kindling_cluster::Member>,
+    #[serde(default)]
+    sync: Vec<SyncLink>,
+}
+
+/// One link of the answering node's sync (`kindling_cap_keyvalue::LinkReport`, as JSON).
+#[derive(Debug, Deserialize, serde::Serialize)]
+struct SyncLink {
+    peer: String,
+    up: bool,
+    /// Seconds since 1970.
+    last_contact: Option<u64>,
+    lag: u64,
 }
 
 #[derive(Debug, Deserialize, serde::Serialize)]
@@ -36,6 +49,7 @@ impl NodesCommand {
         }
         let Some(cluster) = &answer.cluster else {
             println!("this node runs alone, not in a cluster (start it with --cluster NATS-URLS)");
+            print_sync(&answer.sync);
             return Ok(());
         };
         let rows: Vec<Vec<String>> = answer
@@ -71,6 +85,7 @@ impl NodesCommand {
             ],
             &rows,
         );
+        print_sync(&answer.sync);
         let link = &cluster.link;
         if let Some(error) = link.get("error").and_then(|e| e.as_str()) {
             println!("\n{}: {error}", cluster.node);
@@ -82,4 +97,29 @@ impl NodesCommand {
         }
         Ok(())
     }
+}
+
+/// The sync's links, when the node syncs state: peer, link state, last contact, lag.
+fn print_sync(sync: &[SyncLink]) {
+    if sync.is_empty() {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let rows: Vec<Vec<String>> = (sync.iter())
+        .map(|link| {
+            vec![
+                link.peer.clone(),
+                if link.up { "up" } else { "down" }.into(),
+                link.last_contact.map_or_else(
+                    || "never".into(),
+                    |at| format!("{}s ago", now.saturating_sub(at)),
+                ),
+                link.lag.to_string(),
+            ]
+        })
+        .collect();
+    println!();
+    print_table(&["SYNC PEER", "LINK", "LAST CONTACT", "LAG"], &rows);
 }

@@ -24,6 +24,27 @@ fn call(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
     (status.parse().unwrap(), body.trim().to_string())
 }
 
+/// The `kindling-stale` header of a GET's response (seconds without the hub), if any.
+fn stale(node: &Server, path: &str) -> Option<u64> {
+    let head = crate::curl(&[
+        "-sS",
+        "-m",
+        "10",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        &node.url(path),
+    ])
+    .expect("curl runs");
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+    head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        (name.eq_ignore_ascii_case(kindling_cap_keyvalue::STALE_HEADER))
+            .then(|| value.trim().parse().expect("seconds"))
+    })
+}
+
 fn set(node: &Server, key: &str, value: &str) {
     let (status, body) = call("PUT", &node.url(&format!("/kv/d2/set/{key}")), Some(value));
     assert_eq!(status, 200, "set {key} on a node: {body}");
@@ -102,6 +123,25 @@ fn wait_link(edge: &Server, up: bool) {
     );
 }
 
+/// Waits until `kindling nodes` at the hub shows `peer`'s sync link `state` (`up`, `down`).
+fn hub_shows_link(hub: &Server, peer: &str, state: &str) {
+    wait_for(
+        &format!("kindling nodes at the hub showing {peer}'s link {state}"),
+        Duration::from_millis(100),
+        || {
+            let out = hub.cli(&["nodes"]);
+            let row = out.stdout.lines().find(|line| {
+                let mut cells = line.split_whitespace();
+                cells.next() == Some(peer) && cells.next().is_some_and(|c| c == "up" || c == "down")
+            });
+            match row {
+                Some(row) if row.split_whitespace().nth(1) == Some(state) => Ok(()),
+                _ => Err(out.stdout.clone()),
+            }
+        },
+    );
+}
+
 #[test]
 fn an_edge_cut_off_serves_and_writes_and_every_write_reaches_every_node() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,6 +166,8 @@ fn an_edge_cut_off_serves_and_writes_and_every_write_reaches_every_node() {
     // own, and the same counter.
     nats.link(0).cut();
     wait_link(&e1, false);
+    hub_shows_link(&hub, "e1", "down");
+    hub_shows_link(&hub, "e2", "up");
     set(&hub, "conflict", "hub's");
     for i in 0..20 {
         increment(&e1, "lessons");
@@ -175,6 +217,7 @@ fn an_edge_cut_off_serves_and_writes_and_every_write_reaches_every_node() {
     converged(&all, "lessons", "61");
     converged(&all, "conflict", "e1's");
     wait_link(&e1, true);
+    hub_shows_link(&hub, "e1", "up");
     assert_eq!(
         metric(
             &e1,
@@ -275,7 +318,7 @@ fn the_example_deployed_once_at_the_hub_serves_at_every_edge_online_and_offline(
     let config = dir.path().join("runtime-config.toml");
     std::fs::write(
         &config,
-        "[key_value_store.progress]\ntype = \"spin\"\nsync = \"hub\"\n",
+        "[key_value_store.progress]\ntype = \"spin\"\nsync = \"hub\"\nstale_after_seconds = 1\n",
     )
     .unwrap();
     let node = |name: &str, args: &[&str]| {
@@ -362,10 +405,27 @@ fn the_example_deployed_once_at_the_hub_serves_at_every_edge_online_and_offline(
         },
     );
 
+    assert_eq!(
+        stale(&site1, "/learning-progress/progress/ana"),
+        None,
+        "online"
+    );
+
     // Site 1 goes offline: it keeps serving the version it has, and recording.
     nats.link(0).cut();
     wait_link(&site1, false);
     record(&site1, "c1", "cleo", "fractions", "100");
+    // Past the label's stale_after_seconds (1) without the hub, reads say so; the site that
+    // is still linked does not.
+    wait_for(
+        "site 1 saying its progress data is stale",
+        Duration::from_millis(200),
+        || match stale(&site1, "/learning-progress/progress/ana") {
+            Some(seconds) if seconds >= 1 => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert_eq!(stale(&site2, "/learning-progress/progress/ana"), None);
     let ana = json(&site1, "/learning-progress/progress/ana");
     assert_eq!(ana["lessons"]["fractions"], 100, "{ana}");
     hub.cli(&[
@@ -387,6 +447,14 @@ fn the_example_deployed_once_at_the_hub_serves_at_every_edge_online_and_offline(
     nats.link(0).restore();
     nats.wait_linked(0);
     wait_version(&site1, "learning-progress", 2);
+    wait_for(
+        "site 1's data fresh again",
+        Duration::from_millis(100),
+        || match stale(&site1, "/learning-progress/progress/ana") {
+            None => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
     for node in [&hub, &site1, &site2] {
         wait_for(
             "every node sums all three",
