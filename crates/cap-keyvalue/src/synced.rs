@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -135,6 +135,8 @@ struct Inner {
     node: String,
     /// Woken when the outbox gains a change.
     outbox: Arc<Notify>,
+    /// Local writes waiting for the next group commit.
+    queue: Mutex<group::Queue>,
 }
 
 #[derive(Debug)]
@@ -260,6 +262,7 @@ impl SyncedStore {
                 limits,
                 node: node.to_string(),
                 outbox,
+                queue: Mutex::default(),
             }),
         })
     }
@@ -282,33 +285,23 @@ impl SyncedStore {
         .map_err(|err| KvError::Backend(format!("the store's worker failed: {err}")))?
     }
 
-    /// Makes a local change: merged and queued in one transaction.
+    /// Makes a local change: merged and queued in the same transaction, committed with the
+    /// writes that arrived meanwhile (see `synced_group.rs`).
     async fn write<T, F>(&self, work: F) -> Result<T, KvError>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>, &mut u64, &Inner) -> Result<(T, Option<Change>), KvError>
+        F: FnOnce(&Connection, &mut u64, &Inner) -> Result<(T, Option<Change>), KvError>
             + Send
             + 'static,
     {
-        let (result, queued) = self
-            .with(move |db, inner| {
-                let mut clock = db.clock;
-                let tx = db.conn.transaction().map_err(backend)?;
-                let (result, change) = work(&tx, &mut clock, inner)?;
-                let queued = change.is_some();
-                if let Some(change) = change {
-                    merge(&tx, &change)?;
-                    enqueue(&tx, &change)?;
-                }
-                tx.commit().map_err(backend)?;
-                db.clock = clock;
-                Ok((result, queued))
-            })
-            .await?;
-        if queued {
-            self.inner.outbox.notify_one();
-        }
-        Ok(result)
+        let work: group::Work = Box::new(move |conn, clock, inner| {
+            let (answer, change) = work(conn, clock, inner)?;
+            Ok((Box::new(answer) as group::Answer, change))
+        });
+        let answer = group::write(&self.inner, work).await?;
+        Ok(*answer
+            .downcast::<T>()
+            .expect("a write answers with its own type"))
     }
 
     /// Up to `limit` changes of the outbox, oldest first.
@@ -416,7 +409,7 @@ fn tick(clock: &mut u64, node: &str) -> Stamp {
 ///   put wins over that put everywhere, so those shares can no longer count);
 /// - a counter's share replaces this node's earlier shares of the same counter since the same
 ///   put (shares only grow, and the greatest is what every node keeps).
-fn enqueue(tx: &Transaction<'_>, change: &Change) -> Result<(), KvError> {
+fn enqueue(tx: &Connection, change: &Change) -> Result<(), KvError> {
     let json = String::from_utf8(change.to_json()).expect("JSON is UTF-8");
     let (key, stamp) = (&change.key, &change.stamp);
     match &change.op {
@@ -470,7 +463,7 @@ fn put_stamp(conn: &Connection, key: &str) -> Result<Option<Stamp>, KvError> {
 }
 
 /// Merges one change into the store; whether it changed anything.
-fn merge(tx: &Transaction<'_>, change: &Change) -> Result<bool, KvError> {
+fn merge(tx: &Connection, change: &Change) -> Result<bool, KvError> {
     let key = &change.key;
     let current = put_stamp(tx, key)?.unwrap_or_default();
     match &change.op {
@@ -539,7 +532,7 @@ fn merge(tx: &Transaction<'_>, change: &Change) -> Result<bool, KvError> {
 }
 
 /// Writes `key`'s current value into `kv`: its put's value, plus the counter's shares.
-fn settle(tx: &Transaction<'_>, key: &str) -> Result<(), KvError> {
+fn settle(tx: &Connection, key: &str) -> Result<(), KvError> {
     let put: Option<(Stamp, Option<Vec<u8>>)> = tx
         .query_row(
             "SELECT hlc, node, value FROM sync_put WHERE key = ?1",
@@ -711,6 +704,9 @@ impl Backend for SyncedStore {
         self.with(|db, _| totals(&db.conn)).await
     }
 }
+
+#[path = "synced_group.rs"]
+mod group;
 
 #[cfg(test)]
 #[path = "synced_tests.rs"]

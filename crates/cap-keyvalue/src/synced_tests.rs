@@ -288,3 +288,56 @@ async fn an_outbox_from_before_replacing_changes_is_sent_whole() {
     // Opening it again does not add the columns twice.
     SyncedStore::open(&path, Limits::default(), "edge", Arc::default()).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_committed_together_answer_each_for_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_keys: 11,
+        ..Limits::default()
+    };
+    let store =
+        SyncedStore::open(&dir.path().join("g.db"), limits, "edge", Arc::default()).unwrap();
+    // 100 increments of one counter and 20 sets of keys of their own, all at once: the store
+    // has room for the counter and 10 of the keys.
+    store.increment("n", 0).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let counting = store.clone();
+        tasks.push(tokio::spawn(async move {
+            counting.increment("n", 1).await.map(|_| None)
+        }));
+        if i % 5 == 0 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let key = format!("k{i}");
+                store.set(&key, b"v").await.map(|()| Some(key))
+            }));
+        }
+    }
+    let mut set = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(Some(key)) => set.push(key),
+            Ok(None) => {}
+            Err(KvError::Limit(_)) => refused += 1,
+            Err(err) => panic!("{err}"),
+        }
+    }
+    assert_eq!((set.len(), refused), (10, 10));
+    assert_eq!(value(&store, "n").await.as_deref(), Some("100"));
+    for i in (0..100).step_by(5) {
+        let key = format!("k{i}");
+        // A key is there exactly when its set said it succeeded: a refused write undid
+        // itself only.
+        assert_eq!(
+            store.exists(&key).await.unwrap(),
+            set.contains(&key),
+            "{key}"
+        );
+    }
+    assert_eq!(store.usage().await.unwrap().keys, 11);
+    // The outbox: one share of the counter, one put per key set.
+    assert_eq!(outbox(&store).await.len(), 11);
+}
