@@ -113,11 +113,18 @@ fn record(bucket: &store::Bucket, class: &str, student: &str, lesson: &str, body
 
 /// Every key under `prefix`, following the store's cursor.
 fn keys_under(bucket: &store::Bucket, prefix: &str) -> Result<Vec<String>, (u16, String)> {
+    // Kindling lists keys in order, and a draft2 cursor is the last key listed: start the
+    // listing at the prefix and stop past it, instead of reading the whole store.
     let mut found = Vec::new();
-    let mut cursor = None;
+    let mut cursor = Some(prefix.to_string());
     loop {
         let page = bucket.list_keys(cursor.as_deref()).map_err(failed)?;
-        found.extend(page.keys.into_iter().filter(|k| k.starts_with(prefix)));
+        for key in page.keys {
+            if !key.starts_with(prefix) {
+                return Ok(found);
+            }
+            found.push(key);
+        }
         match page.cursor {
             Some(next) => cursor = Some(next),
             None => return Ok(found),
