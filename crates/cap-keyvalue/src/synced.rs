@@ -122,6 +122,9 @@ pub struct Pending {
     pub change: Change,
 }
 
+/// Other nodes' changes applied in one transaction.
+const APPLY_CHUNK: usize = 64;
+
 /// A synced store in an SQLite file.
 #[derive(Debug, Clone)]
 pub struct SyncedStore {
@@ -354,7 +357,21 @@ impl SyncedStore {
     /// Applies changes other nodes made (any order, any number of times: applying one twice
     /// changes nothing). Returns how many changed the store. Their limits are not checked
     /// here: the writing node checked them, and refusing one would make the nodes differ.
+    ///
+    /// They are applied 64 to a transaction (`APPLY_CHUNK`), the store free between two, so that
+    /// a site catching up on thousands of changes does not hold its own guests' writes back
+    /// for the whole batch.
     pub async fn apply(&self, changes: Vec<Change>) -> Result<usize, KvError> {
+        let mut changed = 0;
+        let mut changes = changes.into_iter().peekable();
+        while changes.peek().is_some() {
+            let chunk: Vec<Change> = changes.by_ref().take(APPLY_CHUNK).collect();
+            changed += self.apply_chunk(chunk).await?;
+        }
+        Ok(changed)
+    }
+
+    async fn apply_chunk(&self, changes: Vec<Change>) -> Result<usize, KvError> {
         self.with(move |db, _| {
             let tx = db.conn.transaction().map_err(backend)?;
             let mut changed = 0;
