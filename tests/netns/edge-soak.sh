@@ -23,7 +23,9 @@ converge_seconds="${EDGE_CONVERGE_SECONDS:-180}"
 dir=$(mktemp -d)
 # shellcheck source=../../scripts/lib/edge-netns.sh
 . scripts/lib/edge-netns.sh
-trap 'edge_teardown; rm -rf "$dir"' EXIT
+writers=()
+# Writers stop first (they stop on their own once the directory is gone, too).
+trap 'touch "$dir/stop" 2>/dev/null; kill "${writers[@]}" 2>/dev/null; edge_teardown; rm -rf "$dir"' EXIT
 
 fail() { echo "edge-soak: FAIL: $*" >&2; exit 1; }
 nodes=(hub $(seq 1 "$sites"))
@@ -37,7 +39,7 @@ echo "edge-soak: hub and $sites sites up in $(($(date +%s) - started)) s, the ex
 # acknowledged and what was not answered.
 writer() { # hub|i
   local who=$1 n=0 ok=0 failed=0
-  while [ ! -e "$dir/stop" ]; do
+  while [ -d "$dir" ] && [ ! -e "$dir/stop" ]; do
     n=$((n + 1))
     if [ "$(edge_record "$who" soak "w$who-$n" l1 100)" = 200 ]; then
       ok=$((ok + 1))
@@ -51,7 +53,6 @@ writer() { # hub|i
   done
   echo "$ok $failed" >"$dir/writer-$who"
 }
-writers=()
 for who in "${nodes[@]}"; do
   writer "$who" &
   writers+=($!)

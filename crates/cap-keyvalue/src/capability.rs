@@ -154,6 +154,11 @@ impl KeyValue {
         self.shared.outbox.clone()
     }
 
+    /// The node's data directory, where the sync keeps what it must remember across restarts.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.shared.data_dir
+    }
+
     /// Where the node's sync reports its link, for `/metrics`.
     pub fn sync_status(&self) -> &SyncStatus {
         &self.shared.status
@@ -381,8 +386,13 @@ impl Capability for KeyValue {
         config: &Self::Config,
         instance: &mut InstanceBuilder<'_>,
     ) -> Result<KvState, String> {
-        // Only a function granted a synced label may have to say its data is stale.
-        let headers = (config.kv.is_some()).then(|| instance.invocation().response_headers.clone());
+        // Only a function granted a synced label may have to say its data is stale; the header
+        // is the host's, whatever the guest writes.
+        let headers = (config.kv.is_some()).then(|| {
+            let headers = instance.invocation().response_headers.clone();
+            headers.claim(http::HeaderName::from_static(crate::state::STALE_HEADER));
+            headers
+        });
         Ok(KvState::new(config.clone(), headers))
     }
 

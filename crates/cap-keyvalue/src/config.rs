@@ -153,7 +153,8 @@ pub fn parse_stores(table: Option<&toml::Value>) -> Result<BTreeMap<String, Stor
             None => DEFAULT_STALE_AFTER,
             Some(_) if !synced => {
                 return Err(format!(
-                    "[key_value_store.{label}]: stale_after_seconds is for synced labels; add                      sync = \"hub\" or remove it"
+                    "[key_value_store.{label}]: stale_after_seconds is for synced labels; add \
+                     sync = \"hub\" or remove it"
                 ));
             }
             Some(0) => {

@@ -79,29 +79,48 @@ impl SqliteStore {
 /// the store's limits reads one row instead of summing the whole store. A database from before
 /// the triggers is counted once, here.
 pub(crate) fn track_usage(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(
-        "BEGIN IMMEDIATE;
-         CREATE TABLE IF NOT EXISTS kv_usage (
-             id INTEGER PRIMARY KEY CHECK (id = 0),
-             keys INTEGER NOT NULL,
-             bytes INTEGER NOT NULL
-         );
-         INSERT OR IGNORE INTO kv_usage (id, keys, bytes)
-             SELECT 0, COUNT(*), COALESCE(SUM(length(key) + length(value)), 0) FROM kv;
-         CREATE TRIGGER IF NOT EXISTS kv_usage_insert AFTER INSERT ON kv BEGIN
-             UPDATE kv_usage SET keys = keys + 1,
-                 bytes = bytes + length(NEW.key) + length(NEW.value) WHERE id = 0;
-         END;
-         CREATE TRIGGER IF NOT EXISTS kv_usage_update AFTER UPDATE ON kv BEGIN
-             UPDATE kv_usage SET bytes = bytes - length(OLD.key) - length(OLD.value)
-                 + length(NEW.key) + length(NEW.value) WHERE id = 0;
-         END;
-         CREATE TRIGGER IF NOT EXISTS kv_usage_delete AFTER DELETE ON kv BEGIN
-             UPDATE kv_usage SET keys = keys - 1,
-                 bytes = bytes - length(OLD.key) - length(OLD.value) WHERE id = 0;
-         END;
-         COMMIT;",
-    )
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let tracked = (|| {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS kv_usage (
+                 id INTEGER PRIMARY KEY CHECK (id = 0),
+                 keys INTEGER NOT NULL,
+                 bytes INTEGER NOT NULL
+             );
+             CREATE TRIGGER IF NOT EXISTS kv_usage_insert AFTER INSERT ON kv BEGIN
+                 UPDATE kv_usage SET keys = keys + 1,
+                     bytes = bytes + length(NEW.key) + length(NEW.value) WHERE id = 0;
+             END;
+             CREATE TRIGGER IF NOT EXISTS kv_usage_update AFTER UPDATE ON kv BEGIN
+                 UPDATE kv_usage SET bytes = bytes - length(OLD.key) - length(OLD.value)
+                     + length(NEW.key) + length(NEW.value) WHERE id = 0;
+             END;
+             CREATE TRIGGER IF NOT EXISTS kv_usage_delete AFTER DELETE ON kv BEGIN
+                 UPDATE kv_usage SET keys = keys - 1,
+                     bytes = bytes - length(OLD.key) - length(OLD.value) WHERE id = 0;
+             END;",
+        )?;
+        // Counted once, the first time: afterwards the triggers keep it.
+        let counted: bool =
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM kv_usage)", [], |row| {
+                row.get(0)
+            })?;
+        if !counted {
+            conn.execute(
+                "INSERT INTO kv_usage (id, keys, bytes)
+                 SELECT 0, COUNT(*), COALESCE(SUM(length(key) + length(value)), 0) FROM kv",
+                [],
+            )?;
+        }
+        Ok(())
+    })();
+    match tracked {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(err) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(err)
+        }
+    }
 }
 
 /// Sets `key` within the store's totals, in the caller's transaction.
@@ -138,7 +157,10 @@ pub(crate) fn check_put(
         .map_err(backend)?;
     let usage = totals(conn)?;
     let (keys, bytes) = match old {
-        Some(old) => (usage.keys, usage.bytes - old.max(0) as u64 + len as u64),
+        Some(old) => (
+            usage.keys,
+            (usage.bytes.saturating_sub(old.max(0) as u64)).saturating_add(len as u64),
+        ),
         None => (usage.keys + 1, usage.bytes + (key.len() + len) as u64),
     };
     limits.check_totals(keys, bytes)

@@ -187,9 +187,11 @@ const SCHEMA: &str = "
 /// Outboxes written before changes replaced each other lack the columns that say what a
 /// change replaces; their changes are sent as they are.
 const OUTBOX_COLUMNS: &str = "
+    BEGIN IMMEDIATE;
     ALTER TABLE sync_outbox ADD COLUMN key TEXT;
     ALTER TABLE sync_outbox ADD COLUMN epoch_hlc INTEGER;
-    ALTER TABLE sync_outbox ADD COLUMN epoch_node TEXT;";
+    ALTER TABLE sync_outbox ADD COLUMN epoch_node TEXT;
+    COMMIT;";
 
 impl SyncedStore {
     /// Opens (creating) the store at `path` for node `node`; `outbox` is woken when a write
@@ -425,7 +427,8 @@ fn tick(clock: &mut u64, node: &str) -> Stamp {
 ///   only moves forward) and its shares of counters that count from an earlier put (the new
 ///   put wins over that put everywhere, so those shares can no longer count);
 /// - a counter's share replaces this node's earlier shares of the same counter since the same
-///   put (shares only grow, and the greatest is what every node keeps).
+///   put (shares only grow, and the greatest is what every node keeps), stamped with the same
+///   node name: a database renamed (`--node-name`) still sends the old name's share.
 fn enqueue(tx: &Connection, change: &Change) -> Result<(), KvError> {
     let json = String::from_utf8(change.to_json()).expect("JSON is UTF-8");
     let (key, stamp) = (&change.key, &change.stamp);
@@ -439,9 +442,12 @@ fn enqueue(tx: &Connection, change: &Change) -> Result<(), KvError> {
         Op::Count { epoch, .. } => tx
             .prepare_cached(
                 "DELETE FROM sync_outbox
-                 WHERE key = ?1 AND epoch_hlc = ?2 AND epoch_node = ?3",
+                 WHERE key = ?1 AND epoch_hlc = ?2 AND epoch_node = ?3
+                 AND json_extract(change, '$.stamp.node') = ?4",
             )
-            .and_then(|mut stmt| stmt.execute(params![key, epoch.hlc as i64, epoch.node])),
+            .and_then(|mut stmt| {
+                stmt.execute(params![key, epoch.hlc as i64, epoch.node, stamp.node])
+            }),
     }
     .map_err(backend)?;
     let epoch = match &change.op {

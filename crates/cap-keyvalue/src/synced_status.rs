@@ -2,7 +2,7 @@
 //! `/metrics` (and `kindling nodes`) show it beside the stores' backlogs.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -45,6 +45,10 @@ pub struct SyncStatus {
     applied: AtomicU64,
     /// When the node started: a site that never heard from its hub has been without it since.
     started: SystemTime,
+    /// Whether this node is an edge site (its data may be behind its hub's).
+    edge: AtomicBool,
+    /// An edge's last contact with its hub before this process started, as it kept it.
+    restored_contact: Mutex<Option<SystemTime>>,
 }
 
 impl Default for SyncStatus {
@@ -54,6 +58,8 @@ impl Default for SyncStatus {
             sent: AtomicU64::default(),
             applied: AtomicU64::default(),
             started: SystemTime::now(),
+            edge: AtomicBool::new(false),
+            restored_contact: Mutex::new(None),
         }
     }
 }
@@ -62,13 +68,25 @@ impl Default for SyncStatus {
 const HUB: &str = "hub";
 
 impl SyncStatus {
-    /// At an edge site (its sync reports a link to the hub): how long it has gone without word
-    /// from the hub, since the last contact or, without one since it started, since then.
-    /// `None` elsewhere: a hub, or a node without sync, holds no one else's data.
+    /// Says this node is an edge site, whose last contact with its hub before this process
+    /// was `last_contact` (kept on disk by the sync). Called when the sync starts, before its
+    /// link reports anything.
+    pub fn mark_edge(&self, last_contact: Option<SystemTime>) {
+        *self.restored_contact.lock().expect("sync status lock") = last_contact;
+        self.edge.store(true, Ordering::Relaxed);
+    }
+
+    /// At an edge site: how long it has gone without word from its hub, since the last contact
+    /// (in this process or, kept on disk, an earlier one), or since it started when it never
+    /// had one. `None` elsewhere: a hub, or a node without sync, holds no one else's data.
     pub fn hub_silence(&self) -> Option<Duration> {
+        if !self.edge.load(Ordering::Relaxed) {
+            return None;
+        }
         let links = self.links.lock().expect("sync status lock");
-        let hub = links.iter().find(|link| link.peer == HUB)?;
-        let since = hub.last_contact.unwrap_or(self.started);
+        let reported = (links.iter().find(|link| link.peer == HUB)).and_then(|l| l.last_contact);
+        let restored = *self.restored_contact.lock().expect("sync status lock");
+        let since = reported.max(restored).unwrap_or(self.started);
         Some(SystemTime::now().duration_since(since).unwrap_or_default())
     }
 

@@ -341,3 +341,44 @@ async fn writes_committed_together_answer_each_for_itself() {
     // The outbox: one share of the counter, one put per key set.
     assert_eq!(outbox(&store).await.len(), 11);
 }
+
+#[tokio::test]
+async fn a_renamed_node_still_sends_the_old_names_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("renamed.db");
+    let before = SyncedStore::open(&path, Limits::default(), "old-name", Arc::default()).unwrap();
+    before.increment("n", 2).await.unwrap();
+    drop(before);
+    let after = SyncedStore::open(&path, Limits::default(), "new-name", Arc::default()).unwrap();
+    after.increment("n", 3).await.unwrap();
+    let changes = outbox(&after).await;
+    assert_eq!(changes.len(), 2, "one share per name: {changes:?}");
+    let hub = open(dir.path(), "hub");
+    hub.apply(changes).await.unwrap();
+    assert_eq!(value(&hub, "n").await.as_deref(), Some("5"));
+}
+
+#[test]
+fn only_an_edge_is_ever_without_its_hub() {
+    use std::time::{Duration, SystemTime};
+    let status = crate::SyncStatus::default();
+    assert_eq!(status.hub_silence(), None, "not an edge");
+    status.report(vec![crate::LinkReport {
+        peer: "hub".into(),
+        up: false,
+        last_contact: None,
+        lag: 0,
+    }]);
+    assert_eq!(status.hub_silence(), None, "a hub with an edge named hub");
+    // An edge restarted a day after it last heard from its hub.
+    let day = Duration::from_secs(86_400);
+    status.mark_edge(Some(SystemTime::now() - day));
+    assert!(status.hub_silence().unwrap() >= day);
+    status.report(vec![crate::LinkReport {
+        peer: "hub".into(),
+        up: true,
+        last_contact: Some(SystemTime::now()),
+        lag: 0,
+    }]);
+    assert!(status.hub_silence().unwrap() < Duration::from_secs(60));
+}

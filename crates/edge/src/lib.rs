@@ -122,6 +122,11 @@ pub async fn start(config: SyncConfig, kv: KeyValue) -> Result<(), SyncError> {
         .connect(config.url.as_str())
         .await
         .map_err(|err| SyncError(format!("cannot connect to {}: {err}", config.url)))?;
+    if !matches!(config.role, Role::Hub) {
+        // Known as an edge from now on, so that reads say they are stale while the link has
+        // never come up; and since when it has been without its hub, across restarts.
+        kv.sync_status().mark_edge(link::kept_contact(&kv).await);
+    }
     let sync = Arc::new(Sync {
         js: async_nats::jetstream::new(client.clone()),
         client,

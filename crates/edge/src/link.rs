@@ -26,8 +26,36 @@ pub(crate) async fn run(sync: Arc<Sync>) {
 /// Missed heartbeats after which a link is reported down.
 const MISSED: u32 = 3;
 
+/// Where an edge keeps its last contact with the hub (seconds since 1970), for the staleness
+/// of its reads after a restart.
+const CONTACT_FILE: &str = "sync-hub-contact";
+
+/// How often the kept contact is brought up to date while the link is up.
+const KEEP_CONTACT_EVERY: Duration = Duration::from_secs(10);
+
+/// The last contact an earlier process kept, if any.
+pub(crate) async fn kept_contact(kv: &kindling_cap_keyvalue::KeyValue) -> Option<SystemTime> {
+    let text = tokio::fs::read_to_string(kv.data_dir().join(CONTACT_FILE))
+        .await
+        .ok()?;
+    let seconds: u64 = text.trim().parse().ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(seconds))
+}
+
+async fn keep_contact(sync: &Sync, at: SystemTime) {
+    let seconds = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let path = sync.kv.data_dir().join(CONTACT_FILE);
+    if let Err(err) = tokio::fs::write(&path, seconds.to_string()).await {
+        tracing::warn!(path = %path.display(), error = %err,
+            "sync: cannot keep the hub's last contact; after a restart, reads count from then");
+    }
+}
+
 async fn edge(sync: Arc<Sync>) {
     let mut last_contact = None;
+    let mut kept: Option<SystemTime> = None;
     let mut was_up = None;
     loop {
         let asked = tokio::time::timeout(
@@ -43,7 +71,14 @@ async fn edge(sync: Arc<Sync>) {
         };
         let up = answer == "ok";
         if up {
-            last_contact = Some(SystemTime::now());
+            let now = SystemTime::now();
+            last_contact = Some(now);
+            let due = kept
+                .is_none_or(|at| now.duration_since(at).unwrap_or_default() >= KEEP_CONTACT_EVERY);
+            if due {
+                keep_contact(&sync, now).await;
+                kept = Some(now);
+            }
         }
         if was_up != Some(up) {
             if up {

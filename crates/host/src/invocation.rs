@@ -71,24 +71,41 @@ pub struct Invocation {
 
 /// Headers the host adds to a function's response on behalf of its capabilities (the
 /// key-value capability's `kindling-stale` when a site's synced data is old), shared by every
-/// clone of the [`Invocation`]. What is added before the guest sends its response head goes
-/// out with it; later additions are dropped.
+/// clone of the [`Invocation`]. A capability claims a name when it prepares the instance: the
+/// guest's own header of that name is dropped, so that a client can trust what it reads there.
+/// What is set before the guest sends its response head goes out with it; later settings are
+/// dropped.
 #[derive(Debug, Clone, Default)]
-pub struct ResponseHeaders(Arc<Mutex<Vec<(http::HeaderName, http::HeaderValue)>>>);
+pub struct ResponseHeaders(Arc<Mutex<Vec<ClaimedHeader>>>);
+
+/// A header name the host claimed, with the value it set, if any.
+pub type ClaimedHeader = (http::HeaderName, Option<http::HeaderValue>);
 
 impl ResponseHeaders {
-    /// Adds `name: value`, replacing what was added under `name` before.
+    /// Claims `name` for the host: the response carries only what [`ResponseHeaders::set`]
+    /// gives it, if anything.
+    pub fn claim(&self, name: http::HeaderName) {
+        let mut headers = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !headers.iter().any(|(n, _)| *n == name) {
+            headers.push((name, None));
+        }
+    }
+
+    /// Sets `name: value` (claiming the name), replacing what was set under it before.
     pub fn set(&self, name: http::HeaderName, value: http::HeaderValue) {
         let mut headers = self
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         headers.retain(|(n, _)| *n != name);
-        headers.push((name, value));
+        headers.push((name, Some(value)));
     }
 
-    /// Takes what was added so far.
-    pub fn take(&self) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    /// Takes the claimed names, each with its value if one was set.
+    pub fn take(&self) -> Vec<ClaimedHeader> {
         let mut headers = self
             .0
             .lock()

@@ -36,8 +36,8 @@ pub use files::{
     put_back_database, snapshot_database, world_imports,
 };
 pub use invocation::{
-    BoxError, CallChain, Dispatch, DispatchFuture, Invocation, LocalBody, LocalBodyError,
-    LocalCall, RequestTrace, ResponseBody, ResponseHeaders,
+    BoxError, CallChain, ClaimedHeader, Dispatch, DispatchFuture, Invocation, LocalBody,
+    LocalBodyError, LocalCall, RequestTrace, ResponseBody, ResponseHeaders,
 };
 pub use mounts::Mounts;
 pub use outbound::{

@@ -214,8 +214,12 @@ impl Node {
                 error,
             })?;
         let mut response = invoked.response;
+        // Headers the host claimed: the guest's are dropped, the host's set.
         for (name, value) in info.invocation.response_headers.take() {
-            response.headers_mut().insert(name, value);
+            response.headers_mut().remove(&name);
+            if let Some(value) = value {
+                response.headers_mut().insert(name, value);
+            }
         }
         if let Ok(id) = http::HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, id);

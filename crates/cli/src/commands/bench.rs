@@ -84,7 +84,12 @@ impl BenchCommand {
         let target = self.target(&url)?;
         let mut reports: Vec<PhaseReport> = Vec::new();
         for phase in &phases {
+            // Request numbers ({n}) go on from the phases before.
             let progress = Arc::new(Progress::default());
+            let sent: u64 = reports.iter().map(|r| r.sent).sum();
+            progress
+                .sent
+                .store(sent, std::sync::atomic::Ordering::Relaxed);
             let bar = progress_bar(phase, progress.clone(), self.output.json);
             let report = kindling_bench::run_phase(&target, phase, progress, self.pid).await;
             if let Some((bar, ticker)) = bar {
@@ -195,11 +200,14 @@ impl BenchCommand {
         }
         // The path and query as written, `{n}` and all (the parsed URI holds a 0 there).
         let after_scheme = &url[url.find("://").map_or(0, |i| i + 3)..];
-        let path = &after_scheme[after_scheme.find('/').unwrap_or(after_scheme.len())..];
+        let path = &after_scheme[after_scheme.find(['/', '?']).unwrap_or(after_scheme.len())..];
         if url.contains("{n}") && !path.contains("{n}") {
             return Err(UsageError(format!("{url:?}: {{n}} belongs in the path or query")).into());
         }
-        let numbered_path = path.contains("{n}").then(|| path.to_string());
+        let numbered_path = path.contains("{n}").then(|| match path.starts_with('?') {
+            true => format!("/{path}"),
+            false => path.to_string(),
+        });
         let mut target = Target::get(uri);
         target.numbered_path = numbered_path;
         target.timeout = self.timeout;
