@@ -25,7 +25,9 @@ dir=$(mktemp -d)
 . scripts/lib/edge-netns.sh
 writers=()
 # Writers stop first (they stop on their own once the directory is gone, too).
-trap 'touch "$dir/stop" 2>/dev/null; kill "${writers[@]}" 2>/dev/null; edge_teardown; rm -rf "$dir"' EXIT
+# Under set -e a failing command in the trap would become the script's status: each is allowed
+# to fail (the writers may have stopped already).
+trap 'touch "$dir/stop" 2>/dev/null || true; kill "${writers[@]}" 2>/dev/null || true; edge_teardown; rm -rf "$dir"' EXIT
 
 fail() { echo "edge-soak: FAIL: $*" >&2; exit 1; }
 nodes=(hub $(seq 1 "$sites"))

@@ -6,8 +6,11 @@
 //! - `edge-soak.sh`: twenty sites writing while their links flap at random; no acknowledged
 //!   write is lost, and every node converges after the last reconnect.
 //!
-//! Namespaces need root, as CI runs; elsewhere the tests say they did not run. The two run one
-//! at a time: together they would starve each other on a small machine.
+//! Namespaces need root, as CI runs; elsewhere the tests say they did not run. Twenty-one
+//! nodes and their NATS servers take a small machine whole, and the rest of the suite has
+//! deadlines of its own (a 1 s guest deadline missed under that load is not a Kindling
+//! failure), so both are `#[ignore]`d in the parallel run and `scripts/test.sh` runs them after
+//! it, one at a time: `cargo test --test e2e edge_netns -- --ignored --test-threads=1`.
 
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -17,7 +20,7 @@ use kindling_test_support::{example, repo_root};
 
 use crate::kindling;
 
-/// One script at a time.
+/// One script at a time, even when run with several test threads.
 static NETNS: Mutex<()> = Mutex::new(());
 
 /// Runs `tests/netns/{script}` with `env`, killing it after `limit`; its output, and whether
@@ -74,6 +77,7 @@ fn run(
 }
 
 #[test]
+#[ignore = "takes the machine: scripts/test.sh runs it alone after the suite"]
 fn a_site_cut_off_for_a_minute_loses_nothing_on_separate_network_stacks() {
     // The script's own bound: setup, the 60 s cut, convergence, teardown.
     let limit = Duration::from_secs(300);
@@ -87,6 +91,7 @@ fn a_site_cut_off_for_a_minute_loses_nothing_on_separate_network_stacks() {
 }
 
 #[test]
+#[ignore = "takes the machine: scripts/test.sh runs it alone after the suite"]
 fn twenty_sites_with_flapping_links_lose_no_write() {
     // Setup (about 10 s for 21 nodes), 45 s of flapping, convergence, teardown.
     let limit = Duration::from_secs(360);
