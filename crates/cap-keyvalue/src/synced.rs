@@ -145,7 +145,8 @@ struct Inner {
 #[derive(Debug)]
 struct Db {
     conn: Connection,
-    /// The clock's last reading here, never behind any stamp this database holds.
+    /// The clock's last reading here: never behind a stamp this node made, nor behind another
+    /// node's stamp up to an hour past the wall clock.
     clock: u64,
 }
 
@@ -222,17 +223,23 @@ impl SyncedStore {
         conn.execute_batch("CREATE INDEX IF NOT EXISTS sync_outbox_key ON sync_outbox (key)")
             .map_err(fail)?;
         track_usage(&conn).map_err(fail)?;
-        let clock: i64 = conn
+        // The clock starts past every stamp this node made (a later write must beat them even
+        // if the wall clock went back) and follows other nodes' stamps only as far as
+        // `apply` does: a peer's clock far ahead must not take this one along after a restart.
+        let (own, others): (i64, i64) = conn
             .query_row(
-                "SELECT MAX(COALESCE((SELECT MAX(hlc) FROM sync_put), 0),
+                "SELECT MAX(COALESCE((SELECT MAX(hlc) FROM sync_put WHERE node = ?1), 0),
+                            COALESCE((SELECT MAX(epoch_hlc) FROM sync_count
+                                      WHERE epoch_node = ?1), 0)),
+                        MAX(COALESCE((SELECT MAX(hlc) FROM sync_put), 0),
                             COALESCE((SELECT MAX(epoch_hlc) FROM sync_count), 0))",
-                [],
-                |row| row.get(0),
+                params![node],
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .map_err(fail)?;
         let mut db = Db {
             conn,
-            clock: clock.max(0) as u64,
+            clock: (own.max(0) as u64).max((others.max(0) as u64).min(clock_bound())),
         };
         // Keys a plain store held before the label was synced.
         let tx = db.conn.transaction().map_err(fail)?;
@@ -386,8 +393,7 @@ impl SyncedStore {
                 }
                 // A peer's clock far ahead would drag this one along for good: follow it at
                 // most an hour past this node's wall clock.
-                let bound = wall_clock().saturating_add(3_600_000 << 16);
-                db.clock = db.clock.max(change.stamp.hlc.min(bound));
+                db.clock = db.clock.max(change.stamp.hlc.min(clock_bound()));
                 if merge(&tx, change)? {
                     changed += 1;
                 }
@@ -410,6 +416,11 @@ fn wall_clock() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64)
         << 16
+}
+
+/// How far this node's clock follows a peer's: an hour past its own wall clock.
+fn clock_bound() -> u64 {
+    wall_clock().saturating_add(3_600_000 << 16)
 }
 
 /// A stamp from the clock the write holds.

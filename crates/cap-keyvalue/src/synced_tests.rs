@@ -187,6 +187,41 @@ async fn a_peer_clock_far_ahead_does_not_take_this_ones_along() {
     // Deleting an absent key writes nothing.
     store.delete("never-set").await.unwrap();
     assert_eq!(store.backlog().await.unwrap(), 1);
+    // Nor does a restart take the clock to the peer's stamp the database holds.
+    drop(store);
+    let store = open(dir.path(), "a");
+    store.set("after", b"x").await.unwrap();
+    let after = store.pending(10).await.unwrap().pop().unwrap();
+    assert_eq!(after.change.key, "after");
+    assert!(after.change.stamp.hlc < ahead);
+    assert!(after.change.stamp.hlc > mine.change.stamp.hlc);
+}
+
+#[tokio::test]
+async fn after_a_restart_a_write_beats_this_nodes_earlier_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), "a");
+    // A write this node stamped two days ahead (its wall clock was wrong, then corrected).
+    let ahead = wall_clock() + ((48 * 3_600_000) << 16);
+    store
+        .apply(vec![Change {
+            key: "k".into(),
+            stamp: Stamp {
+                hlc: ahead,
+                node: "a".into(),
+            },
+            op: Op::Put {
+                value: Some(b"old".to_vec()),
+            },
+        }])
+        .await
+        .unwrap();
+    drop(store);
+    let store = open(dir.path(), "a");
+    store.set("k", b"new").await.unwrap();
+    assert_eq!(value(&store, "k").await.as_deref(), Some("new"));
+    let sent = store.pending(10).await.unwrap().pop().unwrap();
+    assert!(sent.change.stamp.hlc > ahead);
 }
 
 #[tokio::test]
