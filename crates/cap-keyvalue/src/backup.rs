@@ -110,12 +110,25 @@ pub(crate) fn restore(kv: &KeyValue, src: &Path) -> Result<Vec<String>, String> 
     Ok(lines)
 }
 
-/// Copies `db` into the new file `snapshot`; returns how many keys it holds.
+/// Copies `db` into the new file `snapshot`; returns how many keys it holds. A synced store's
+/// copy forgets its incarnation, so that once put back it opens as a new one (its clock may be
+/// behind what the store sent after the backup; see `synced.rs`).
 fn snapshot_into(db: &Path, snapshot: &Path) -> Result<u64, String> {
     snapshot_database(db, snapshot)?;
     let fail = |err: rusqlite::Error| format!("backing up {}: {err}", db.display());
     let copy =
-        Connection::open_with_flags(snapshot, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(fail)?;
+        Connection::open_with_flags(snapshot, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(fail)?;
+    let synced: bool = copy
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'sync_meta'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(fail)?;
+    if synced {
+        copy.execute("DELETE FROM sync_meta WHERE name = 'incarnation'", [])
+            .map_err(fail)?;
+    }
     let keys: i64 = copy
         .query_row("SELECT count(*) FROM kv", [], |row| row.get(0))
         .map_err(fail)?;
@@ -156,5 +169,31 @@ mod tests {
         std::fs::write(dest.join("default").join("other.db"), b"not sqlite").unwrap();
         let err = restore(&kv, &dest).unwrap_err();
         assert!(err.contains("other.db is damaged"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_synced_store_put_back_from_a_backup_is_a_new_incarnation() {
+        use crate::backend::{Backend as _, Limits};
+        use crate::synced::SyncedStore;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (db, copy) = (dir.path().join("live.db"), dir.path().join("copy.db"));
+        let open = |path: &Path| {
+            SyncedStore::open(path, Limits::default(), "edge", Default::default()).unwrap()
+        };
+        let store = open(&db);
+        store.set("k", b"v").await.unwrap();
+        let incarnation = store.incarnation().to_string();
+        assert_eq!(incarnation.len(), 16, "{incarnation:?}");
+        assert_eq!(snapshot_into(&db, &copy).unwrap(), 1);
+        drop(store);
+        assert_eq!(
+            open(&db).incarnation(),
+            incarnation,
+            "the same across restarts"
+        );
+        let restored = open(&copy);
+        assert_ne!(restored.incarnation(), incarnation);
+        assert_eq!(restored.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
     }
 }

@@ -255,6 +255,7 @@ impl KeyValue {
         let (sent, applied) = status.counts();
         let now = std::time::SystemTime::now();
         let links = status.links();
+        let stream = status.stream_size();
         let per_link = |value: &dyn Fn(&crate::LinkReport) -> Option<f64>| {
             links
                 .iter()
@@ -302,6 +303,27 @@ impl KeyValue {
                 counter: false,
                 labels: &["peer"],
                 samples: per_link(&|link| Some(link.lag as f64)),
+            },
+            Metric {
+                name: "kindling_sync_stream_messages",
+                help: "Changes held by the stream this node applies from (the hub's, or a site's \
+                       mirror of it): one per key, kind and writing node",
+                counter: false,
+                labels: &[],
+                samples: stream
+                    .map(|(messages, _)| (vec![], messages as f64))
+                    .into_iter()
+                    .collect(),
+            },
+            Metric {
+                name: "kindling_sync_stream_bytes",
+                help: "Bytes held by the stream this node applies from",
+                counter: false,
+                labels: &[],
+                samples: stream
+                    .map(|(_, bytes)| (vec![], bytes as f64))
+                    .into_iter()
+                    .collect(),
             },
         ]
     }

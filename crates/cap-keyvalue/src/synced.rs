@@ -136,6 +136,8 @@ struct Inner {
     db: Mutex<Db>,
     limits: Limits,
     node: String,
+    /// This copy of the database (see `sync_meta` in the schema).
+    incarnation: String,
     /// Woken when the outbox gains a change.
     outbox: Arc<Notify>,
     /// Local writes waiting for the next group commit.
@@ -177,6 +179,14 @@ const SCHEMA: &str = "
     ) WITHOUT ROWID;
     -- Changes to send. `key` and, for a counter's share, the put it counts from (`epoch_*`)
     -- let a change replace the unsent ones it makes moot.
+    -- `incarnation`: this database's name among the copies of the store's history. The
+    -- streams keep one change per key and incarnation of each node, which holds only while
+    -- its clock moves forward; a copy put back from a backup is a new incarnation.
+    CREATE TABLE IF NOT EXISTS sync_meta (
+        name TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO sync_meta VALUES ('incarnation', lower(hex(randomblob(8))));
     CREATE TABLE IF NOT EXISTS sync_outbox (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         change TEXT NOT NULL,
@@ -223,6 +233,13 @@ impl SyncedStore {
         conn.execute_batch("CREATE INDEX IF NOT EXISTS sync_outbox_key ON sync_outbox (key)")
             .map_err(fail)?;
         track_usage(&conn).map_err(fail)?;
+        let incarnation: String = conn
+            .query_row(
+                "SELECT value FROM sync_meta WHERE name = 'incarnation'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(fail)?;
         // The clock starts past every stamp this node made (a later write must beat them even
         // if the wall clock went back) and follows other nodes' stamps only as far as
         // `apply` does: a peer's clock far ahead must not take this one along after a restart.
@@ -273,6 +290,7 @@ impl SyncedStore {
                 db: Mutex::new(db),
                 limits,
                 node: node.to_string(),
+                incarnation,
                 outbox,
                 queue: Mutex::default(),
             }),
@@ -407,6 +425,12 @@ impl SyncedStore {
     /// The node whose writes this store stamps.
     pub fn node(&self) -> &str {
         &self.inner.node
+    }
+
+    /// This copy of the store's database: 16 hex digits, the same across restarts, new for a
+    /// database put back from a backup (whose clock may be behind stamps it already sent).
+    pub fn incarnation(&self) -> &str {
+        &self.inner.incarnation
     }
 }
 

@@ -49,6 +49,8 @@ pub struct SyncStatus {
     edge: AtomicBool,
     /// An edge's last contact with its hub before this process started, as it kept it.
     restored_contact: Mutex<Option<SystemTime>>,
+    /// The messages and bytes of the stream this node applies from, when last read.
+    stream: Mutex<Option<(u64, u64)>>,
 }
 
 impl Default for SyncStatus {
@@ -60,6 +62,7 @@ impl Default for SyncStatus {
             started: SystemTime::now(),
             edge: AtomicBool::new(false),
             restored_contact: Mutex::new(None),
+            stream: Mutex::new(None),
         }
     }
 }
@@ -98,6 +101,17 @@ impl SyncStatus {
     /// The last link reports.
     pub fn links(&self) -> Vec<LinkReport> {
         self.links.lock().expect("sync status lock").clone()
+    }
+
+    /// Notes the size of the stream this node applies from (the hub's, or an edge's mirror
+    /// of it): `messages` changes in `bytes`.
+    pub fn note_stream(&self, messages: u64, bytes: u64) {
+        *self.stream.lock().expect("sync status lock") = Some((messages, bytes));
+    }
+
+    /// The messages and bytes of that stream, once read.
+    pub fn stream_size(&self) -> Option<(u64, u64)> {
+        *self.stream.lock().expect("sync status lock")
     }
 
     /// Counts changes sent from this node's outboxes.

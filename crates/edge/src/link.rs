@@ -91,7 +91,10 @@ async fn edge(sync: Arc<Sync>) {
         }
         let lag = match sync.js.get_stream(EDGE_IN).await {
             Ok(stream) => match stream.get_info().await {
-                Ok(info) => info.mirror.map_or(0, |mirror| mirror.lag),
+                Ok(info) => {
+                    (sync.kv.sync_status()).note_stream(info.state.messages, info.state.bytes);
+                    info.mirror.map_or(0, |mirror| mirror.lag)
+                }
                 Err(_) => 0,
             },
             Err(_) => 0,
@@ -204,6 +207,7 @@ async fn report(sync: Arc<Sync>, joined: Arc<std::sync::Mutex<HashMap<String, Sy
             sync.kv.sync_status().report(links);
             continue;
         };
+        (sync.kv.sync_status()).note_stream(info.state.messages, info.state.bytes);
         let joined = joined.lock().expect("joined lock").clone();
         let now = SystemTime::now();
         let links = info

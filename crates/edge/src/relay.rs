@@ -60,7 +60,6 @@ async fn drain(
     label: &str,
     store: &SyncedStore,
 ) -> Result<(), String> {
-    let subject = streams::subject(sync, namespace, label);
     loop {
         let batch = store.pending(BATCH).await.map_err(|err| err.to_string())?;
         let Some(last) = batch.last().map(|pending| pending.seq) else {
@@ -69,6 +68,8 @@ async fn drain(
         let mut acks = Vec::with_capacity(batch.len());
         for pending in &batch {
             let stamp = &pending.change.stamp;
+            let subject =
+                streams::subject(sync, namespace, label, store.incarnation(), &pending.change);
             let message = PublishMessage::build()
                 // The outbox's sequence number is never reused, even where a restart reissued
                 // a clock reading: two changes never share an id inside the duplicate window.
@@ -82,9 +83,9 @@ async fn drain(
                 .send_publish(subject.clone(), message)
                 .await
                 .map_err(|err| format!("cannot publish to {subject}: {err}"))?;
-            acks.push(ack);
+            acks.push((subject, ack));
         }
-        for ack in acks {
+        for (subject, ack) in acks {
             ack.await
                 .map_err(|err| format!("{subject} did not acknowledge a change: {err}"))?;
         }

@@ -1,11 +1,18 @@
 //! The streams and subjects of the sync.
 //!
-//! - Hub nodes publish to `kindling.hubstate.<node>.<namespace>.<label>`, kept by the hub's
-//!   `KINDLING_STATE`, which also sources every edge's stream.
-//! - Edge `E` publishes to `kindling.state.E.<namespace>.<label>`, kept by
+//! - Hub nodes publish to `kindling.hubstate.<node>.<namespace>.<label>.<incarnation>.<key>`,
+//!   kept by the hub's `KINDLING_STATE`, which also sources every edge's stream.
+//! - Edge `E` publishes to `kindling.state.E.<namespace>.<label>.<incarnation>.<key>`, kept by
 //!   `KINDLING_STATE_OUT_E` in its own domain (`discard = new`: a full stream refuses, so the
 //!   outbox keeps the change, instead of silently dropping an old one).
 //! - Edge `E`'s `KINDLING_STATE_IN` mirrors the hub's stream.
+//!
+//! `<key>` is `p` (a set or delete) or `c` (a counter's share) and 32 hex digits of the key's
+//! SHA-256, and every stream keeps the last message of each subject only: a node's later put
+//! of a key beats its earlier ones everywhere (its clock moves forward, within one
+//! `<incarnation>` of its database), and its later share of a counter is at least the earlier
+//! ones or counts from a put that beat theirs. So a stream holds one change per key, kind and
+//! writer, not one per write: a site that joins, or returns after weeks, fetches that much.
 //!
 //! The two subject spaces never overlap, so no stream captures another domain's publishes
 //! across the leaf link (which shares the account's subjects).
@@ -15,6 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::stream::{Config, DiscardPolicy, External, Source, StorageType};
+use kindling_cap_keyvalue::{Change, Op};
+use sha2::{Digest as _, Sha256};
 
 use crate::{Role, Sync};
 
@@ -28,26 +37,42 @@ pub fn edge_stream(node: &str) -> String {
     format!("KINDLING_STATE_OUT_{node}")
 }
 
-/// Where this node publishes a change to `namespace`'s `label`.
-pub(crate) fn subject(sync: &Sync, namespace: &str, label: &str) -> String {
+/// Where this node publishes `change` to `namespace`'s `label`, from the store's database
+/// `incarnation`.
+pub(crate) fn subject(
+    sync: &Sync,
+    namespace: &str,
+    label: &str,
+    incarnation: &str,
+    change: &Change,
+) -> String {
     let space = if sync.is_hub() { "hubstate" } else { "state" };
-    format!("kindling.{space}.{}.{namespace}.{label}", sync.config.node)
+    format!(
+        "kindling.{space}.{}.{namespace}.{label}.{incarnation}.{}",
+        sync.config.node,
+        key_token(change)
+    )
 }
 
-/// The origin node, namespace and label of a change's subject.
-pub(crate) fn parse_subject(subject: &str) -> Option<(&str, &str, &str)> {
-    let mut tokens = subject.split('.');
-    let (Some("kindling"), Some("state" | "hubstate"), Some(node), Some(ns), Some(label), None) = (
-        tokens.next(),
-        tokens.next(),
-        tokens.next(),
-        tokens.next(),
-        tokens.next(),
-        tokens.next(),
-    ) else {
-        return None;
+/// The last token of a change's subject: what it changed (any key becomes a valid token).
+fn key_token(change: &Change) -> String {
+    let kind = match change.op {
+        Op::Put { .. } => 'p',
+        Op::Count { .. } => 'c',
     };
-    Some((node, ns, label))
+    let digest = Sha256::digest(change.key.as_bytes());
+    format!("{kind}{}", hex::encode(&digest[..16]))
+}
+
+/// The origin node, namespace and label of a change's subject (also of the subjects without
+/// incarnation and key that Kindling used before its streams kept one change per key).
+pub(crate) fn parse_subject(subject: &str) -> Option<(&str, &str, &str)> {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    match tokens[..] {
+        ["kindling", "state" | "hubstate", node, ns, label]
+        | ["kindling", "state" | "hubstate", node, ns, label, _, _] => Some((node, ns, label)),
+        _ => None,
+    }
 }
 
 /// The stream this node applies changes from.
@@ -58,11 +83,22 @@ pub(crate) fn inbound(sync: &Sync) -> &'static str {
 async fn ensure(sync: &Sync) -> Result<(), String> {
     let make = |config: Config| async move {
         let name = config.name.clone();
-        sync.js
+        let config = Config {
+            max_messages_per_subject: 1,
+            ..config
+        };
+        let stream = sync
+            .js
             .get_or_create_stream(config)
             .await
-            .map(|_| ())
-            .map_err(|err| format!("cannot make the stream {name}: {err}"))
+            .map_err(|err| format!("cannot make the stream {name}: {err}"))?;
+        // Limiting an older stream now would drop changes not every node has applied.
+        if stream.cached_info().config.max_messages_per_subject != 1 {
+            tracing::warn!(stream = %name,
+                "sync: this stream was made by an earlier Kindling and keeps every change, not \
+                 one per key; it grows with every write");
+        }
+        Ok::<(), String>(())
     };
     match &sync.config.role {
         Role::Hub => {
@@ -136,10 +172,45 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::parse_subject;
+    use kindling_cap_keyvalue::{Change, Op, Stamp};
+
+    use super::{key_token, parse_subject};
+
+    fn change(key: &str, op: Op) -> Change {
+        Change {
+            key: key.into(),
+            stamp: Stamp::default(),
+            op,
+        }
+    }
+
+    #[test]
+    fn a_key_token_is_one_per_key_and_kind_and_valid_in_a_subject() {
+        let put = |key: &str| change(key, Op::Put { value: None });
+        let count = |key: &str| {
+            let op = Op::Count {
+                epoch: Stamp::default(),
+                up: 1,
+                down: 0,
+            };
+            change(key, op)
+        };
+        let odd = key_token(&put("class-1.student 7 *>"));
+        assert_eq!(odd.len(), 33);
+        assert!(odd.bytes().all(|b| b.is_ascii_alphanumeric()), "{odd}");
+        assert_eq!(key_token(&put("k")), key_token(&put("k")));
+        assert_ne!(key_token(&put("k")), key_token(&put("k2")));
+        assert_ne!(key_token(&put("k")), key_token(&count("k")));
+        assert!(key_token(&count("k")).starts_with('c'));
+    }
 
     #[test]
     fn subjects_name_the_origin_namespace_and_label() {
+        assert_eq!(
+            parse_subject("kindling.state.edge-1.default.progress.0a1b2c3d4e5f6a7b.p0123"),
+            Some(("edge-1", "default", "progress"))
+        );
+        assert_eq!(parse_subject("kindling.state.e.ns.l.x.y.z"), None);
         assert_eq!(
             parse_subject("kindling.state.edge-1.default.progress"),
             Some(("edge-1", "default", "progress"))

@@ -218,19 +218,49 @@ fn an_edge_cut_off_serves_and_writes_and_every_write_reaches_every_node() {
     converged(&all, "conflict", "e1's");
     wait_link(&e1, true);
     hub_shows_link(&hub, "e1", "up");
-    assert_eq!(
-        metric(
-            &e1,
-            "kindling_kv_sync_backlog{label=\"default\",namespace=\"default\"} "
-        ),
-        Some(0.0)
-    );
+    assert_eq!(metric(&e1, BACKLOG), Some(0.0));
     let hub_metrics = crate::curl(&["-sS", &hub.url("/metrics")]).unwrap();
     assert!(
         hub_metrics.contains("kindling_sync_link_up{peer=\"e1\"}")
             && hub_metrics.contains("kindling_sync_link_up{peer=\"e2\"}"),
         "the hub lists both edges: {hub_metrics}"
     );
+
+    // The streams keep one change per key and writer: e2 rewriting a key 30 times, each write
+    // sent on its own, leaves one more change in the hub's stream and in e1's mirror of it.
+    let (hub_before, e1_before) = (stream_messages(&hub), stream_messages(&e1));
+    for i in 0..30 {
+        set(&e2, "rewritten", &i.to_string());
+        wait_for(
+            "e2 sending its write",
+            Duration::from_millis(20),
+            || match metric(&e2, BACKLOG) {
+                Some(0.0) => Ok(()),
+                other => Err(format!("{other:?} changes in the outbox")),
+            },
+        );
+    }
+    converged(&all, "rewritten", "29");
+    assert_eq!(stream_messages(&hub), hub_before + 1.0);
+    assert_eq!(stream_messages(&e1), e1_before + 1.0);
+}
+
+const BACKLOG: &str = "kindling_kv_sync_backlog{label=\"default\",namespace=\"default\"} ";
+
+/// The size of the stream `node` applies from, once two of its reports agree.
+fn stream_messages(node: &Server) -> f64 {
+    let mut last = None;
+    // Reports come every heartbeat (300 ms).
+    wait_for("a steady stream size", Duration::from_millis(700), || {
+        let now = metric(node, "kindling_sync_stream_messages ");
+        match now {
+            Some(messages) if last == now => Ok(messages),
+            _ => {
+                last = now;
+                Err(format!("{now:?}"))
+            }
+        }
+    })
 }
 
 #[test]
