@@ -103,6 +103,11 @@ for i in $(seq 1 "$sites"); do
     || fail "the quiz differs at site $i: $(edge_student "$i" quiz) vs $winner"
 done
 echo "edge-soak: $acknowledged acknowledged writes, 0 lost, 0 unanswered; all $((sites + 1)) nodes converged ${converged_ms} ms after the last reconnect; the quiz holds {$winner} everywhere"
+# The streams keep one change per key, kind and writer, not one per write.
+stream_size() { # hub|i
+  in_ns "$1" curl -s http://127.0.0.1:3000/metrics | awk '$1 == "kindling_sync_stream_messages" { print $2 }'
+}
+echo "edge-soak: the hub's stream holds $(stream_size hub || true) changes, site 1's mirror of it $(stream_size 1 || true)"
 # What the nodes and their NATS servers hold in memory, per node, after the soak.
 ps -o comm=,rss= -p "$(IFS=,; echo "${edge_pids[*]}")" 2>/dev/null \
   | awk -v n=$((sites + 1)) '{ rss[$1] += $2 } END { for (c in rss) printf "edge-soak: %s: %.0f MiB per node\n", c, rss[c] / 1024 / n }' || true

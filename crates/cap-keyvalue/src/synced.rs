@@ -177,8 +177,6 @@ const SCHEMA: &str = "
         down INTEGER NOT NULL,
         PRIMARY KEY (key, epoch_hlc, epoch_node, node)
     ) WITHOUT ROWID;
-    -- Changes to send. `key` and, for a counter's share, the put it counts from (`epoch_*`)
-    -- let a change replace the unsent ones it makes moot.
     -- `incarnation`: this database's name among the copies of the store's history. The
     -- streams keep one change per key and incarnation of each node, which holds only while
     -- its clock moves forward; a copy put back from a backup is a new incarnation.
@@ -187,6 +185,8 @@ const SCHEMA: &str = "
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     INSERT OR IGNORE INTO sync_meta VALUES ('incarnation', lower(hex(randomblob(8))));
+    -- Changes to send. `key` and, for a counter's share, the put it counts from (`epoch_*`)
+    -- let a change replace the unsent ones it makes moot.
     CREATE TABLE IF NOT EXISTS sync_outbox (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         change TEXT NOT NULL,
