@@ -21,7 +21,7 @@ rate="${BENCH_RATE:-200}"
 duration="${BENCH_DURATION:-20s}"
 backlogs="${BENCH_BACKLOGS:-1000 5000 20000}"
 build_release
-ensure_packages iproute2 nftables python3
+ensure_packages iproute2 nftables python3 nats-server
 out="$RESULTS/edge"
 rm -rf "$out" && mkdir -p "$out"
 kindling="$KINDLING"
