@@ -61,17 +61,37 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection, &Limits) -> Result<T, KvError> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner
-                .conn
-                .lock()
-                .map_err(|_| KvError::Backend("an earlier operation panicked".into()))?;
-            work(&mut conn, &inner.limits)
-        })
+        on_blocking_pool(
+            &self.inner,
+            |inner| &inner.conn,
+            |conn, inner| work(conn, &inner.limits),
+        )
         .await
-        .map_err(|err| KvError::Backend(format!("the store's worker failed: {err}")))?
     }
+}
+
+/// Runs `work` on the blocking pool (SQLite never runs on an async thread) with the database
+/// `db` picks out of `shared` locked, and `shared` itself.
+pub(crate) async fn on_blocking_pool<S, D, T, F>(
+    shared: &Arc<S>,
+    db: fn(&S) -> &Mutex<D>,
+    work: F,
+) -> Result<T, KvError>
+where
+    S: Send + Sync + 'static,
+    D: 'static,
+    T: Send + 'static,
+    F: FnOnce(&mut D, &S) -> Result<T, KvError> + Send + 'static,
+{
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut guard = db(&shared)
+            .lock()
+            .map_err(|_| KvError::Backend("an earlier operation panicked".into()))?;
+        work(&mut guard, &shared)
+    })
+    .await
+    .map_err(|err| KvError::Backend(format!("the store's worker failed: {err}")))?
 }
 
 /// Keeps the store's totals (keys, and bytes of keys and values) in `kv_usage`, maintained by

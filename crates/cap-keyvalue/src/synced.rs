@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::backend::{Backend, KeyPage, KvError, Limits, Usage, parse_counter};
-use crate::sqlite::{backend, check_put, list, read, totals, track_usage};
+use crate::sqlite::{backend, check_put, list, on_blocking_pool, read, totals, track_usage};
 
 /// When and where a write was made. Stamps order by clock, then by node name, so that two
 /// nodes' writes never tie.
@@ -303,16 +303,7 @@ impl SyncedStore {
         T: Send + 'static,
         F: FnOnce(&mut Db, &Inner) -> Result<T, KvError> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut db = inner
-                .db
-                .lock()
-                .map_err(|_| KvError::Backend("an earlier operation panicked".into()))?;
-            work(&mut db, &inner)
-        })
-        .await
-        .map_err(|err| KvError::Backend(format!("the store's worker failed: {err}")))?
+        on_blocking_pool(&self.inner, |inner| &inner.db, work).await
     }
 
     /// Makes a local change: merged and queued in the same transaction, committed with the
