@@ -558,22 +558,26 @@ impl SharedQueue for NatsQueue {
         }
     }
 
-    async fn find(&self, id: &str) -> Option<InvocationRecord> {
+    async fn find(&self, id: &str) -> Result<Option<InvocationRecord>, EventsError> {
         if !valid_id(id) {
-            return None;
+            return Ok(None);
         }
-        let opened = self.open().await.ok()?;
-        if let Ok(Some((record, _))) = self.recorded(&opened, id).await {
-            return Some(record);
+        let unreachable = |err: String| {
+            EventsError::Unreachable(format!(
+                "this node does not hold invocation {id:?} and cannot ask the cluster: {err}"
+            ))
+        };
+        let opened = self.open().await.map_err(unreachable)?;
+        if let Some((record, _)) = self.recorded(&opened, id).await.map_err(unreachable)? {
+            return Ok(Some(record));
         }
-        let message = opened
-            .stream
-            .direct_get_last_for_subject(subject(id))
-            .await
-            .ok()?;
-        Envelope::decode(&message.payload)
-            .ok()
-            .map(|envelope| envelope.queued_record())
+        match opened.stream.direct_get_last_for_subject(subject(id)).await {
+            Ok(message) => Ok(Envelope::decode(&message.payload)
+                .ok()
+                .map(|envelope| envelope.queued_record())),
+            Err(err) if err.kind() == jetstream::stream::DirectGetErrorKind::NotFound => Ok(None),
+            Err(err) => Err(unreachable(err.to_string())),
+        }
     }
 
     async fn cancel(&self, id: &str) -> Result<bool, EventsError> {
@@ -581,7 +585,7 @@ impl SharedQueue for NatsQueue {
             return Ok(false);
         }
         let opened = self.open().await.map_err(|err| {
-            EventsError::Storage(format!("{err}; retry once the cluster is reachable"))
+            EventsError::Unreachable(format!("cannot cancel invocation {id:?}: {err}"))
         })?;
         let record = self
             .recorded(&opened, id)

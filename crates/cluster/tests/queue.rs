@@ -84,7 +84,10 @@ async fn a_node_taking_over_counts_the_attempts_started_before_it() {
         (sent.id.as_str(), false)
     );
     // Waiting: any node shows it queued, from the stream.
-    assert_eq!(b.find(&sent.id).await.unwrap().state, State::Queued);
+    assert_eq!(
+        b.find(&sent.id).await.unwrap().unwrap().state,
+        State::Queued
+    );
 
     // Node a takes it and gives it back before an attempt started: it does not count.
     let taken = take(&*a, &sent.id).await;
@@ -111,7 +114,7 @@ async fn a_node_taking_over_counts_the_attempts_started_before_it() {
     running.state = State::Running;
     running.attempts = 1;
     assert!(b.report(running.clone()).await);
-    let seen = a.find(&sent.id).await.unwrap();
+    let seen = a.find(&sent.id).await.unwrap().unwrap();
     assert_eq!(
         (seen.state, seen.node.as_deref()),
         (State::Running, Some("b"))
@@ -146,7 +149,7 @@ async fn a_node_taking_over_counts_the_attempts_started_before_it() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let seen = b.find(&sent.id).await.unwrap();
+    let seen = b.find(&sent.id).await.unwrap().unwrap();
     assert_eq!(
         (seen.state, seen.node.as_deref()),
         (State::Succeeded, Some("a"))
@@ -154,7 +157,7 @@ async fn a_node_taking_over_counts_the_attempts_started_before_it() {
 
     // Deleted on one node, it is gone on every node.
     b.forget(&sent.id).await;
-    assert_eq!(a.find(&sent.id).await, None);
+    assert_eq!(a.find(&sent.id).await.unwrap(), None);
     assert!(!a.cancel(&sent.id).await.unwrap());
 
     // A node cut off past the ack wait loses the invocation to another: its late report
@@ -173,7 +176,7 @@ async fn a_node_taking_over_counts_the_attempts_started_before_it() {
     let mut stale = late.queued_record();
     stale.state = State::Succeeded;
     assert!(!b.report(stale).await);
-    let seen = a.find(&late.id).await.unwrap();
+    let seen = a.find(&late.id).await.unwrap().unwrap();
     assert_eq!(
         (seen.state, seen.node.as_deref()),
         (State::Queued, Some("a"))
@@ -214,7 +217,7 @@ async fn keys_cancels_and_sizes_across_nodes() {
     // A waiting invocation is cancelled from any node.
     let waiting = a.publish(envelope(None, vec![1; 10])).await.unwrap();
     assert!(b.cancel(&waiting.id).await.unwrap());
-    assert_eq!(a.find(&waiting.id).await, None);
+    assert_eq!(a.find(&waiting.id).await.unwrap(), None);
     assert!(!b.cancel("inv_00").await.unwrap());
     assert!(!b.cancel("not an id").await.unwrap());
 
@@ -226,4 +229,33 @@ async fn keys_cancels_and_sizes_across_nodes() {
     // ... and its key was not claimed by the refused attempt.
     let small = a.publish(envelope(Some("big"), vec![])).await.unwrap();
     assert!(!small.duplicate);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_cannot_reach_the_cluster_does_not_call_an_invocation_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = NatsServer::start(&dir.path().join("nats"));
+    let a = node(dir.path(), &nats.url(), "a").await;
+    let sent = a.publish(envelope(None, vec![])).await.unwrap();
+    assert!(a.find(&sent.id).await.unwrap().is_some());
+
+    nats.kill();
+    // The client notices the lost connection within moments; until then an answer may still
+    // come from the server's last moments, never a "missing".
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match a.find(&sent.id).await {
+            Err(EventsError::Unreachable(why)) => {
+                assert!(why.contains(&sent.id), "{why}");
+                break;
+            }
+            Ok(None) => panic!("an invocation the cluster holds was reported missing"),
+            other => assert!(Instant::now() < deadline, "still {other:?} after 20 s"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    match a.cancel(&sent.id).await {
+        Err(EventsError::Unreachable(why)) => assert!(why.contains(&sent.id), "{why}"),
+        other => panic!("a cancel without the cluster answered {other:?}"),
+    }
 }

@@ -37,6 +37,9 @@ pub enum EventsError {
     /// same idempotency key is safe.
     #[error("{0}; retry with the same idempotency key")]
     Unavailable(String),
+    /// The cluster, which may hold what was asked for, cannot be reached now.
+    #[error("{0}; retry once the cluster is reachable")]
+    Unreachable(String),
 }
 
 impl From<rusqlite::Error> for EventsError {

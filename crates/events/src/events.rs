@@ -369,13 +369,10 @@ impl Events {
     /// that node last reported it.
     pub async fn get(&self, id: &str) -> Result<InvocationRecord, EventsError> {
         match self.local(id).await {
-            Err(EventsError::NotFound(_)) if self.shared.get().is_some() => {
-                let queue = self.shared.get().expect("checked");
-                queue
-                    .find(id)
-                    .await
-                    .ok_or_else(|| EventsError::NotFound(id.to_string()))
-            }
+            Err(EventsError::NotFound(_)) if let Some(queue) = self.shared.get() => queue
+                .find(id)
+                .await?
+                .ok_or_else(|| EventsError::NotFound(id.to_string())),
             other => other.map(|record| self.held_here(record)),
         }
     }

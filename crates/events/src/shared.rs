@@ -59,8 +59,9 @@ pub trait SharedQueue: Send + Sync + 'static {
     async fn forget(&self, id: &str);
 
     /// An invocation this node does not have: as its holder last reported it, or as it waits
-    /// in the cluster's queue.
-    async fn find(&self, id: &str) -> Option<InvocationRecord>;
+    /// in the cluster's queue; `Ok(None)` when the cluster has no such id, and
+    /// [`EventsError::Unreachable`] when it cannot say.
+    async fn find(&self, id: &str) -> Result<Option<InvocationRecord>, EventsError>;
 
     /// Cancels an invocation this node does not hold: `Ok(true)` when it was waiting and is
     /// gone, or finished and its record is gone; `Ok(false)` when the cluster has no such id.

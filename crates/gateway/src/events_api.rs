@@ -77,6 +77,11 @@ impl From<EventsError> for ApiError {
                 "queue_unavailable",
                 err.to_string(),
             ),
+            EventsError::Unreachable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cluster_unreachable",
+                err.to_string(),
+            ),
             _ => ApiError::internal(&err, None),
         }
     }
