@@ -189,7 +189,8 @@ impl KeyValue {
                             config.limits,
                             &shared.node_name,
                             shared.outbox.clone(),
-                        )?;
+                        )?
+                        .append_only(config.append_only);
                         Ok(Arc::new(store))
                     })?;
                     Arc::new(SyncedStore::clone(&synced))

@@ -12,6 +12,11 @@
 //! sync = "hub"                    # every node holds it; writes reach the others (edge mode)
 //! stale_after_seconds = 300       # at a site this long without its hub: reads say stale
 //!
+//! [key_value_store.events]
+//! type = "spin"
+//! sync = "hub"
+//! append_only = true              # keys are written once, never replaced or deleted
+//!
 //! [key_value_store.cache]
 //! type = "redis"
 //! url = "redis://127.0.0.1:6379"
@@ -57,6 +62,9 @@ pub struct StoreConfig {
     /// it, responses of functions that open the label say `kindling-stale` (300 s, the TTL
     /// the seed's edge caches had).
     pub stale_after: Duration,
+    /// Synced, `append_only = true`: a key is written once and never replaced or deleted
+    /// (events, each under a key of its own); counters still count.
+    pub append_only: bool,
 }
 
 /// How long a site's copy of a synced label counts as fresh without its hub, by default.
@@ -74,6 +82,8 @@ struct Fields {
     sync: Option<String>,
     /// Synced: seconds without the hub before reads say they are stale.
     stale_after_seconds: Option<u64>,
+    /// Synced: keys are written once.
+    append_only: Option<bool>,
     max_key_bytes: Option<usize>,
     max_value_bytes: Option<usize>,
     max_keys: Option<u64>,
@@ -106,6 +116,7 @@ pub fn parse_stores(table: Option<&toml::Value>) -> Result<BTreeMap<String, Stor
             limits: Limits::default(),
             synced: false,
             stale_after: DEFAULT_STALE_AFTER,
+            append_only: false,
         },
     );
     let Some(table) = table else {
@@ -164,18 +175,27 @@ pub fn parse_stores(table: Option<&toml::Value>) -> Result<BTreeMap<String, Stor
             }
             Some(seconds) => Duration::from_secs(seconds),
         };
+        let append_only = fields.append_only.unwrap_or(false);
+        if append_only && !synced {
+            return Err(format!(
+                "[key_value_store.{label}]: append_only is for synced labels; add sync = \"hub\" \
+                 or remove it"
+            ));
+        }
         let mut config = match (kind.as_str(), fields.url, fields.path) {
             ("spin" | "sqlite", None, dir) => StoreConfig {
                 kind: StoreKind::Sqlite { dir },
                 limits,
                 synced,
                 stale_after,
+                append_only,
             },
             ("redis", Some(url), None) => StoreConfig {
                 kind: StoreKind::Redis { url },
                 limits,
                 synced,
                 stale_after,
+                append_only,
             },
             ("spin" | "sqlite", Some(_), _) => {
                 return Err(format!(
@@ -256,6 +276,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(stores["progress"].stale_after, Duration::from_secs(60));
+        assert!(!stores["progress"].append_only);
+        let stores = parse(
+            "[key_value_store.events]\ntype = \"spin\"\nsync = \"hub\"\nappend_only = true\n",
+        )
+        .unwrap();
+        assert!(stores["events"].append_only);
+        let err =
+            parse("[key_value_store.events]\ntype = \"spin\"\nappend_only = true\n").unwrap_err();
+        assert!(
+            err.contains("[key_value_store.events]: append_only is for synced labels"),
+            "{err}"
+        );
     }
 
     #[test]

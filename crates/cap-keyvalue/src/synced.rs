@@ -135,6 +135,8 @@ pub struct SyncedStore {
 struct Inner {
     db: Mutex<Db>,
     limits: Limits,
+    /// Keys are written once (`append_only = true`).
+    append_only: bool,
     node: String,
     /// This copy of the database (see `sync_meta` in the schema).
     incarnation: String,
@@ -142,6 +144,19 @@ struct Inner {
     outbox: Arc<Notify>,
     /// Local writes waiting for the next group commit.
     queue: Mutex<group::Queue>,
+}
+
+impl Inner {
+    /// Refuses a write that would replace or delete `key` in an append-only store.
+    fn check_append(&self, tx: &Connection, key: &str, what: &str) -> Result<(), KvError> {
+        if self.append_only && read(tx, key)?.is_some() {
+            return Err(KvError::Value(format!(
+                "{key:?} is written already and this store is append-only (append_only = true \
+                 in the runtime config): {what}; write each event under a key of its own"
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -289,12 +304,22 @@ impl SyncedStore {
             inner: Arc::new(Inner {
                 db: Mutex::new(db),
                 limits,
+                append_only: false,
                 node: node.to_string(),
                 incarnation,
                 outbox,
                 queue: Mutex::default(),
             }),
         })
+    }
+
+    /// Makes the store append-only: a key is written once and never replaced or deleted, so
+    /// that events, each under a key of its own, never conflict. Increments still count.
+    pub(crate) fn append_only(mut self, on: bool) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("a store just opened has one owner")
+            .append_only = on;
+        self
     }
 
     /// Runs `work` on the database, on the blocking pool.
@@ -654,6 +679,7 @@ impl Backend for SyncedStore {
         self.inner.limits.check(key, Some(value))?;
         let (key, value) = (key.to_string(), value.to_vec());
         self.write(move |tx, clock, inner| {
+            inner.check_append(tx, &key, "it is not set again")?;
             check_put(tx, &inner.limits, &key, value.len())?;
             let stamp = tick(clock, &inner.node);
             let op = Op::Put { value: Some(value) };
@@ -663,6 +689,12 @@ impl Backend for SyncedStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
+        if self.inner.append_only {
+            return Err(KvError::Value(format!(
+                "{key:?} is not deleted: this store is append-only (append_only = true in the \
+                 runtime config), its keys are never deleted"
+            )));
+        }
         let key = key.to_string();
         self.write(move |tx, clock, inner| {
             // Deleting what is not there (absent, or deleted already) changes nothing.
@@ -741,6 +773,7 @@ impl Backend for SyncedStore {
             if read(tx, &key)? != expected {
                 return Ok((false, None));
             }
+            inner.check_append(tx, &key, "it is not swapped")?;
             check_put(tx, &inner.limits, &key, value.len())?;
             let stamp = tick(clock, &inner.node);
             let op = Op::Put { value: Some(value) };

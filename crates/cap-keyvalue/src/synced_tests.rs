@@ -417,3 +417,46 @@ fn only_an_edge_is_ever_without_its_hub() {
     }]);
     assert!(status.hub_silence().unwrap() < Duration::from_secs(60));
 }
+
+#[tokio::test]
+async fn an_append_only_store_takes_each_key_once_and_loses_no_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        open(dir.path(), "a").append_only(true),
+        open(dir.path(), "b").append_only(true),
+    );
+    a.set("event/a-1", b"lesson 1 done").await.unwrap();
+    b.set("event/b-1", b"lesson 2 done").await.unwrap();
+    a.increment("events", 1).await.unwrap();
+    b.increment("events", 1).await.unwrap();
+    assert!(a.swap("event/a-2", None, b"quiz passed").await.unwrap());
+
+    // What would replace or delete an event is refused, and says why.
+    for refused in [
+        a.set("event/a-1", b"rewritten").await,
+        a.delete("event/a-1").await,
+        a.swap("event/a-1", Some(b"lesson 1 done"), b"rewritten")
+            .await
+            .map(|_| ()),
+    ] {
+        match refused {
+            Err(KvError::Value(why)) => assert!(why.contains("append-only"), "{why}"),
+            other => panic!("an append-only store took {other:?}"),
+        }
+    }
+    assert_eq!(
+        value(&a, "event/a-1").await.as_deref(),
+        Some("lesson 1 done")
+    );
+
+    let (from_a, from_b) = (outbox(&a).await, outbox(&b).await);
+    a.apply(from_b).await.unwrap();
+    b.apply(from_a).await.unwrap();
+    for store in [&a, &b] {
+        assert_eq!(
+            store.keys(None, 10).await.unwrap().keys,
+            ["event/a-1", "event/a-2", "event/b-1", "events"]
+        );
+        assert_eq!(value(store, "events").await.as_deref(), Some("2"));
+    }
+}

@@ -378,3 +378,32 @@ fn kindling_kv_reads_and_writes_what_guests_see_and_metrics_count_it() {
     .expect("get operations are counted");
     assert!(!gets.ends_with(" 0"), "{gets}");
 }
+
+#[test]
+fn an_append_only_label_takes_each_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_file, server) = start(
+        dir.path(),
+        "events",
+        "[key_value_store.events]\ntype = \"spin\"\nsync = \"hub\"\nappend_only = true\n",
+    );
+    server
+        .cli(&["kv", "set", "default/events", "lesson/1", "done"])
+        .ok();
+    for refused in [
+        server.cli(&["kv", "set", "default/events", "lesson/1", "again"]),
+        server.cli(&["kv", "rm", "default/events", "lesson/1"]),
+    ] {
+        assert_ne!(refused.code, 0, "{refused:?}");
+        assert!(
+            refused.stderr.contains("append-only (append_only = true"),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        server
+            .cli(&["kv", "get", "default/events", "lesson/1"])
+            .ok(),
+        "done"
+    );
+}
