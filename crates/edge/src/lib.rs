@@ -56,6 +56,9 @@ pub struct SyncConfig {
     pub role: Role,
     /// How often an edge tells the hub it is there (and learns whether the link is up).
     pub heartbeat: Duration,
+    /// Replicas of the streams this node makes on its NATS servers (1, 3 or 5): at the hub,
+    /// its stream of every change; at an edge, its outbox stream and its mirror of the hub's.
+    pub replicas: usize,
 }
 
 /// Why the sync's configuration cannot work.
@@ -99,6 +102,13 @@ impl SyncConfig {
                     self.node
                 )));
             }
+        }
+        if !matches!(self.replicas, 1 | 3 | 5) {
+            return Err(SyncError(format!(
+                "--sync-replicas {} is not a JetStream replica count: use 1, 3 or 5 (at most \
+                 the NATS servers this node's JetStream has)",
+                self.replicas
+            )));
         }
         if self.heartbeat < Duration::from_millis(100) {
             return Err(SyncError(

@@ -83,8 +83,10 @@ pub(crate) fn inbound(sync: &Sync) -> &'static str {
 async fn ensure(sync: &Sync) -> Result<(), String> {
     let make = |config: Config| async move {
         let name = config.name.clone();
+        let replicas = sync.config.replicas;
         let config = Config {
             max_messages_per_subject: 1,
+            num_replicas: replicas,
             ..config
         };
         let stream = sync
@@ -92,11 +94,30 @@ async fn ensure(sync: &Sync) -> Result<(), String> {
             .get_or_create_stream(config)
             .await
             .map_err(|err| format!("cannot make the stream {name}: {err}"))?;
+        let made = stream.cached_info().config.clone();
         // Limiting an older stream now would drop changes not every node has applied.
-        if stream.cached_info().config.max_messages_per_subject != 1 {
+        if made.max_messages_per_subject != 1 {
             tracing::warn!(stream = %name,
                 "sync: this stream was made by an earlier Kindling and keeps every change, not \
                  one per key; it grows with every write");
+        }
+        // Replicas change in place (JetStream copies the stream to the new peers).
+        if made.num_replicas != replicas {
+            let from = made.num_replicas;
+            match sync
+                .js
+                .update_stream(Config {
+                    num_replicas: replicas,
+                    ..made
+                })
+                .await
+            {
+                Ok(_) => tracing::info!(stream = %name, from, to = replicas,
+                    "sync: the stream's replicas changed to --sync-replicas"),
+                Err(err) => tracing::warn!(stream = %name, from, to = replicas, error = %err,
+                    "sync: cannot change the stream's replicas to --sync-replicas; it keeps \
+                     its own"),
+            }
         }
         Ok::<(), String>(())
     };

@@ -282,6 +282,10 @@ fn sync_flags_and_config_mistakes_are_refused_with_the_fix() {
     };
     refuse(&["--sync", "http://x"], "must be a nats://");
     refuse(
+        &["--sync", "nats://127.0.0.1:1", "--sync-replicas", "2"],
+        "--sync-replicas 2 is not a JetStream replica count",
+    );
+    refuse(
         &["--sync", "nats://127.0.0.1:1", "--node-name", "a.b"],
         "letters, digits",
     );
@@ -518,4 +522,52 @@ fn the_example_deployed_once_at_the_hub_serves_at_every_edge_online_and_offline(
             }
         },
     );
+}
+
+#[test]
+fn a_hub_on_three_nats_servers_keeps_every_change_on_three_and_through_the_loss_of_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = kindling_test_support::NatsCluster::start(dir.path(), 3);
+    let url = nats.url(0);
+    let hub = start(
+        dir.path(),
+        "hub",
+        &["--sync", &url, "--sync-role", "hub", "--sync-replicas", "3"],
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let placed = || {
+        runtime.block_on(async {
+            let client = async_nats::connect(url.as_str()).await.ok()?;
+            let js = async_nats::jetstream::new(client);
+            let mut stream = js.get_stream("KINDLING_STATE").await.ok()?;
+            let info = stream.info().await.ok()?;
+            let peers = info.cluster.as_ref().map_or(0, |c| c.replicas.len());
+            Some((info.config.num_replicas, peers))
+        })
+    };
+    wait_for(
+        "the hub's stream on three NATS servers",
+        Duration::from_millis(100),
+        || match placed() {
+            Some((3, 2)) => Ok(()),
+            other => Err(format!("(replicas, other peers) = {other:?}")),
+        },
+    );
+    let held = |n: f64| {
+        wait_for(
+            &format!("the hub's stream holding {n} changes"),
+            Duration::from_millis(100),
+            || match metric(&hub, "kindling_sync_stream_messages ") {
+                Some(now) if now == n => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        )
+    };
+    set(&hub, "before", "1");
+    held(1.0);
+    // One of the three goes: two of three replicas still take every change.
+    nats.kill(2);
+    set(&hub, "after", "2");
+    held(2.0);
+    assert_eq!(get(&hub, "after").as_deref(), Some("2"));
 }
