@@ -222,7 +222,8 @@ const OUTBOX_COLUMNS: &str = "
 impl SyncedStore {
     /// Opens (creating) the store at `path` for node `node`; `outbox` is woken when a write
     /// adds a change to send. Keys set before the label was synced are sent as this node's
-    /// sets. Blocking.
+    /// sets, which lose to any write made since; keys changed while it was plain again, as
+    /// this node's latest writes. Blocking.
     pub(crate) fn open(
         path: &Path,
         limits: Limits,
@@ -273,27 +274,51 @@ impl SyncedStore {
             conn,
             clock: (own.max(0) as u64).max((others.max(0) as u64).min(clock_bound())),
         };
-        // Keys a plain store held before the label was synced.
         let tx = db.conn.transaction().map_err(fail)?;
-        let unsynced: Vec<(String, Vec<u8>)> = {
-            let mut stmt = tx
-                .prepare(
-                    "SELECT key, value FROM kv WHERE key NOT IN (SELECT key FROM sync_put)
-                     AND key NOT IN (SELECT key FROM sync_count)",
-                )
-                .map_err(fail)?;
+        // A key and its value (`None`: absent).
+        type Rows = Vec<(String, Option<Vec<u8>>)>;
+        let rows = |sql: &str| -> Result<Rows, String> {
+            let mut stmt = tx.prepare(sql).map_err(fail)?;
             stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
                 .map_err(fail)?
                 .collect::<Result<_, _>>()
-                .map_err(fail)?
+                .map_err(fail)
         };
+        // Keys a plain store held before the label was synced, stamped with the lowest clock:
+        // whenever this node joins, what it held before never beats a write made since the
+        // label is synced (among nodes importing one key, the node name decides).
+        let imported = rows(
+            "SELECT key, value FROM kv WHERE key NOT IN (SELECT key FROM sync_put)
+             AND key NOT IN (SELECT key FROM sync_count)",
+        )?;
+        // Keys set or deleted while the label was plain again (a counter's value is its
+        // shares', so counters are left out): this node's writes, made after what it synced.
+        let edited = rows(
+            "SELECT p.key, k.value FROM sync_put p LEFT JOIN kv k ON k.key = p.key
+             WHERE p.key NOT IN (SELECT key FROM sync_count) AND k.value IS NOT p.value",
+        )?;
         let mut clock = db.clock;
-        for (key, value) in unsynced {
-            let stamp = tick(&mut clock, node);
+        let stamped = imported
+            .into_iter()
+            .map(|(key, value)| {
+                (
+                    key,
+                    value,
+                    Stamp {
+                        hlc: 0,
+                        node: node.to_string(),
+                    },
+                )
+            })
+            .chain(edited.into_iter().map(|(key, value)| {
+                let stamp = tick(&mut clock, node);
+                (key, value, stamp)
+            }));
+        for (key, value, stamp) in stamped.collect::<Vec<_>>() {
             let change = Change {
                 key,
                 stamp,
-                op: Op::Put { value: Some(value) },
+                op: Op::Put { value },
             };
             merge(&tx, &change).map_err(|err| err.to_string())?;
             enqueue(&tx, &change).map_err(|err| err.to_string())?;

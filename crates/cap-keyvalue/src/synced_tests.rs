@@ -460,3 +460,69 @@ async fn an_append_only_store_takes_each_key_once_and_loses_no_event() {
         assert_eq!(value(store, "events").await.as_deref(), Some("2"));
     }
 }
+
+#[tokio::test]
+async fn what_a_node_held_before_the_label_was_synced_never_beats_a_synced_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = open(dir.path(), "hub");
+    hub.set("lesson", b"written since the label is synced")
+        .await
+        .unwrap();
+    // A site joins later with an old copy of the key, from when the label was plain there.
+    let path = dir.path().join("site.db");
+    {
+        let plain = crate::sqlite::SqliteStore::open(&path, Limits::default()).unwrap();
+        plain.set("lesson", b"stale, from before").await.unwrap();
+        plain.set("only-here", b"kept").await.unwrap();
+    }
+    let site = SyncedStore::open(&path, Limits::default(), "site", Arc::default()).unwrap();
+    let (from_hub, from_site) = (outbox(&hub).await, outbox(&site).await);
+    hub.apply(from_site).await.unwrap();
+    site.apply(from_hub).await.unwrap();
+    for store in [&hub, &site] {
+        assert_eq!(
+            value(store, "lesson").await.as_deref(),
+            Some("written since the label is synced")
+        );
+        assert_eq!(value(store, "only-here").await.as_deref(), Some("kept"));
+    }
+}
+
+#[tokio::test]
+async fn writes_made_while_the_label_was_plain_again_are_sent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("site.db");
+    let peer = open(dir.path(), "peer");
+    let site = SyncedStore::open(&path, Limits::default(), "site", Arc::default()).unwrap();
+    for key in ["kept", "changed", "deleted"] {
+        site.set(key, b"synced").await.unwrap();
+    }
+    site.increment("counter", 3).await.unwrap();
+    peer.apply(outbox(&site).await).await.unwrap();
+    let sent = site.pending(100).await.unwrap().last().unwrap().seq;
+    site.sent(sent).await.unwrap();
+    drop(site);
+    // The label is plain for a while: its writes go to the store alone.
+    {
+        let plain = crate::sqlite::SqliteStore::open(&path, Limits::default()).unwrap();
+        plain.set("changed", b"while plain").await.unwrap();
+        plain.delete("deleted").await.unwrap();
+    }
+    let site = SyncedStore::open(&path, Limits::default(), "site", Arc::default()).unwrap();
+    let resent: Vec<String> = outbox(&site).await.into_iter().map(|c| c.key).collect();
+    assert_eq!(resent, ["changed", "deleted"]);
+    peer.apply(outbox(&site).await).await.unwrap();
+    assert_eq!(
+        value(&peer, "changed").await.as_deref(),
+        Some("while plain")
+    );
+    assert_eq!(value(&peer, "deleted").await, None);
+    assert_eq!(value(&peer, "kept").await.as_deref(), Some("synced"));
+    assert_eq!(value(&peer, "counter").await.as_deref(), Some("3"));
+    // Opened again, nothing is sent again.
+    let sent = site.pending(100).await.unwrap().last().unwrap().seq;
+    site.sent(sent).await.unwrap();
+    drop(site);
+    let site = SyncedStore::open(&path, Limits::default(), "site", Arc::default()).unwrap();
+    assert_eq!(site.backlog().await.unwrap(), 0);
+}
