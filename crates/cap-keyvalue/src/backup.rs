@@ -102,6 +102,9 @@ pub(crate) fn restore(kv: &KeyValue, src: &Path) -> Result<Vec<String>, String> 
         };
         let target = kv.sqlite_path(dir.as_deref(), &store.namespace, &store.label);
         put_back(&store.path, &target)?;
+        // Also when the backup still names one (a copy made some other way, or a backup cut
+        // short before its copy forgot it): the store put back is a new incarnation.
+        forget_incarnation(&target)?;
         lines.push(format!(
             "label {} of namespace {} restored",
             store.label, store.namespace
@@ -115,10 +118,21 @@ pub(crate) fn restore(kv: &KeyValue, src: &Path) -> Result<Vec<String>, String> 
 /// behind what the store sent after the backup; see `synced.rs`).
 fn snapshot_into(db: &Path, snapshot: &Path) -> Result<u64, String> {
     snapshot_database(db, snapshot)?;
+    forget_incarnation(snapshot)?;
     let fail = |err: rusqlite::Error| format!("backing up {}: {err}", db.display());
     let copy =
-        Connection::open_with_flags(snapshot, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(fail)?;
-    let synced: bool = copy
+        Connection::open_with_flags(snapshot, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(fail)?;
+    let keys: i64 = copy
+        .query_row("SELECT count(*) FROM kv", [], |row| row.get(0))
+        .map_err(fail)?;
+    Ok(keys.max(0) as u64)
+}
+
+/// A synced store's database at `path` forgets its incarnation: it opens as a new one.
+fn forget_incarnation(path: &Path) -> Result<(), String> {
+    let fail = |err: rusqlite::Error| format!("{}: {err}", path.display());
+    let db = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(fail)?;
+    let synced: bool = db
         .query_row(
             "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'sync_meta'",
             [],
@@ -126,13 +140,10 @@ fn snapshot_into(db: &Path, snapshot: &Path) -> Result<u64, String> {
         )
         .map_err(fail)?;
     if synced {
-        copy.execute("DELETE FROM sync_meta WHERE name = 'incarnation'", [])
+        db.execute("DELETE FROM sync_meta WHERE name = 'incarnation'", [])
             .map_err(fail)?;
     }
-    let keys: i64 = copy
-        .query_row("SELECT count(*) FROM kv", [], |row| row.get(0))
-        .map_err(fail)?;
-    Ok(keys.max(0) as u64)
+    Ok(())
 }
 
 /// A backed-up store must open, pass SQLite's check and hold the `kv` table.

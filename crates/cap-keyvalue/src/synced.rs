@@ -704,6 +704,10 @@ impl Backend for SyncedStore {
         self.inner.limits.check(key, Some(value))?;
         let (key, value) = (key.to_string(), value.to_vec());
         self.write(move |tx, clock, inner| {
+            // Recording the same event again (a retried invocation) is no change.
+            if inner.append_only && read(tx, &key)?.as_deref() == Some(value.as_slice()) {
+                return Ok(((), None));
+            }
             inner.check_append(tx, &key, "it is not set again")?;
             check_put(tx, &inner.limits, &key, value.len())?;
             let stamp = tick(clock, &inner.node);
@@ -749,6 +753,12 @@ impl Backend for SyncedStore {
         self.inner.limits.check(key, None)?;
         let key = key.to_string();
         self.write(move |tx, clock, inner| {
+            if inner.append_only && put_stamp(tx, &key)?.is_some() && read(tx, &key)?.is_some() {
+                return Err(KvError::Value(format!(
+                    "{key:?} was set, and this store is append-only (append_only = true in the \
+                     runtime config): only keys never set count increments"
+                )));
+            }
             let current = read(tx, &key)?.map_or(Ok(0), |v| parse_counter(&key, &v))?;
             let next = current.checked_add(delta).ok_or_else(|| {
                 KvError::Value(format!("incrementing {key:?} by {delta} overflows"))

@@ -431,10 +431,14 @@ async fn an_append_only_store_takes_each_key_once_and_loses_no_event() {
     b.increment("events", 1).await.unwrap();
     assert!(a.swap("event/a-2", None, b"quiz passed").await.unwrap());
 
+    // The same event again (a retried invocation) is no change.
+    a.set("event/a-1", b"lesson 1 done").await.unwrap();
+    a.set("event/a-9", b"9").await.unwrap();
     // What would replace or delete an event is refused, and says why.
     for refused in [
         a.set("event/a-1", b"rewritten").await,
         a.delete("event/a-1").await,
+        a.increment("event/a-9", 1).await.map(|_| ()),
         a.swap("event/a-1", Some(b"lesson 1 done"), b"rewritten")
             .await
             .map(|_| ()),
@@ -455,7 +459,7 @@ async fn an_append_only_store_takes_each_key_once_and_loses_no_event() {
     for store in [&a, &b] {
         assert_eq!(
             store.keys(None, 10).await.unwrap().keys,
-            ["event/a-1", "event/a-2", "event/b-1", "events"]
+            ["event/a-1", "event/a-2", "event/a-9", "event/b-1", "events"]
         );
         assert_eq!(value(store, "events").await.as_deref(), Some("2"));
     }

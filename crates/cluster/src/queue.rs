@@ -584,13 +584,14 @@ impl SharedQueue for NatsQueue {
         if !valid_id(id) {
             return Ok(false);
         }
-        let opened = self.open().await.map_err(|err| {
+        let unreachable = |err: String| {
             EventsError::Unreachable(format!("cannot cancel invocation {id:?}: {err}"))
-        })?;
+        };
+        let opened = self.open().await.map_err(unreachable)?;
         let record = self
             .recorded(&opened, id)
             .await
-            .map_err(EventsError::Storage)?
+            .map_err(unreachable)?
             .map(|(record, _)| record);
         if let Some(record) = &record
             && !record.state.is_final()
@@ -601,19 +602,23 @@ impl SharedQueue for NatsQueue {
             )));
         }
         let mut gone = false;
-        if let Ok(message) = opened.stream.direct_get_last_for_subject(subject(id)).await {
-            gone = opened
-                .stream
-                .delete_message(message.sequence)
-                .await
-                .map_err(|err| EventsError::Storage(format!("cannot cancel {id:?}: {err}")))?;
+        match opened.stream.direct_get_last_for_subject(subject(id)).await {
+            Ok(message) => {
+                gone = opened
+                    .stream
+                    .delete_message(message.sequence)
+                    .await
+                    .map_err(|err| unreachable(err.to_string()))?;
+            }
+            Err(err) if err.kind() == jetstream::stream::DirectGetErrorKind::NotFound => {}
+            Err(err) => return Err(unreachable(err.to_string())),
         }
         if record.is_some() {
             opened
                 .records
                 .delete(id)
                 .await
-                .map_err(|err| EventsError::Storage(format!("cannot delete {id:?}: {err}")))?;
+                .map_err(|err| unreachable(err.to_string()))?;
             gone = true;
         }
         Ok(gone)

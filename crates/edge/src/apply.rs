@@ -12,10 +12,13 @@ use futures::StreamExt as _;
 use kindling_cap_keyvalue::{Change, SyncedStore};
 
 use crate::Sync;
-use crate::streams::{inbound, parse_subject};
+use crate::streams::{inbound, names_change, parse_subject};
 
 /// Changes fetched per batch.
 const BATCH: usize = 512;
+
+/// Whether this process has warned of a change in the subject form of an earlier Kindling.
+static LEGACY_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 pub(crate) async fn run(sync: Arc<Sync>) {
     let mut last_error = String::new();
@@ -87,10 +90,25 @@ async fn consume(sync: &Sync) -> Result<(), String> {
                         "sync: a change stamped by another node than its subject's; dropped");
                     ack[at] = AckKind::Term;
                 }
-                Ok(change) => changes
-                    .entry((namespace.to_string(), label.to_string()))
-                    .or_default()
-                    .push((at, change)),
+                Ok(change) if names_change(message.subject.as_str(), &change) == Some(false) => {
+                    tracing::warn!(subject = %message.subject, key = %change.key,
+                        "sync: a change published under another key's subject; dropped");
+                    ack[at] = AckKind::Term;
+                }
+                Ok(change) => {
+                    if names_change(message.subject.as_str(), &change).is_none()
+                        && !LEGACY_SEEN.swap(true, std::sync::atomic::Ordering::Relaxed)
+                    {
+                        tracing::warn!(subject = %message.subject,
+                            "sync: a change from a Kindling before streams kept one change per \
+                             key: a stream made since may have dropped some of its kind; run \
+                             every node of the fleet on one version (README, edge sites)");
+                    }
+                    changes
+                        .entry((namespace.to_string(), label.to_string()))
+                        .or_default()
+                        .push((at, change));
+                }
                 Err(err) => {
                     tracing::warn!(subject = %message.subject, error = %err, "sync: dropped");
                     ack[at] = AckKind::Term;

@@ -56,8 +56,8 @@ pub struct SyncConfig {
     pub role: Role,
     /// How often an edge tells the hub it is there (and learns whether the link is up).
     pub heartbeat: Duration,
-    /// Replicas of the streams this node makes on its NATS servers (1, 3 or 5): at the hub,
-    /// its stream of every change; at an edge, its outbox stream and its mirror of the hub's.
+    /// Replicas of the hub's stream of every change on the hub's NATS servers (1, 3 or 5); an
+    /// edge's streams live on its one leaf node (1).
     pub replicas: usize,
 }
 
@@ -90,6 +90,14 @@ impl SyncConfig {
             )));
         }
         if let Role::Edge { hub_domain } = &self.role {
+            if self.replicas != 1 {
+                return Err(SyncError(format!(
+                    "--sync-replicas {} is for the hub's nodes: an edge site's streams live on \
+                     its one leaf node; drop it here (or KINDLING_SYNC_REPLICAS) or add \
+                     --sync-role hub",
+                    self.replicas
+                )));
+            }
             if !token(hub_domain) {
                 return Err(SyncError(format!(
                     "--sync-hub-domain {hub_domain:?} must be 1 to 64 letters, digits, '-' or '_'"

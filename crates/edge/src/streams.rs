@@ -64,6 +64,14 @@ fn key_token(change: &Change) -> String {
     format!("{kind}{}", hex::encode(&digest[..16]))
 }
 
+/// Whether `subject` is where `change` belongs: a stream keeps one message per subject, so a
+/// change published under another key's subject would erase that key's change. `None` for
+/// a subject of an earlier Kindling, which carries no key.
+pub(crate) fn names_change(subject: &str, change: &Change) -> Option<bool> {
+    let tokens = subject.split('.').count();
+    (tokens == 7).then(|| subject.rsplit('.').next() == Some(key_token(change).as_str()))
+}
+
 /// The origin node, namespace and label of a change's subject (also of the subjects without
 /// incarnation and key that Kindling used before its streams kept one change per key).
 pub(crate) fn parse_subject(subject: &str) -> Option<(&str, &str, &str)> {
@@ -101,14 +109,16 @@ async fn ensure(sync: &Sync) -> Result<(), String> {
                 "sync: this stream was made by an earlier Kindling and keeps every change, not \
                  one per key; it grows with every write");
         }
-        // Replicas change in place (JetStream copies the stream to the new peers).
+        // Replicas change in place (JetStream copies the stream to the new peers), on the
+        // config as it is now: another hub node may have added an edge's source meanwhile.
         if made.num_replicas != replicas {
             let from = made.num_replicas;
+            let now = stream.get_info().await.map_or(made, |info| info.config);
             match sync
                 .js
                 .update_stream(Config {
                     num_replicas: replicas,
-                    ..made
+                    ..now
                 })
                 .await
             {
@@ -195,7 +205,7 @@ where
 mod tests {
     use kindling_cap_keyvalue::{Change, Op, Stamp};
 
-    use super::{key_token, parse_subject};
+    use super::{key_token, names_change, parse_subject};
 
     fn change(key: &str, op: Op) -> Change {
         Change {
@@ -243,5 +253,14 @@ mod tests {
         assert_eq!(parse_subject("kindling.state.e.ns"), None);
         assert_eq!(parse_subject("kindling.state.e.ns.l.x"), None);
         assert_eq!(parse_subject("other.state.e.ns.l"), None);
+    }
+
+    #[test]
+    fn a_change_under_another_keys_subject_is_told_apart() {
+        let put = |key: &str| change(key, Op::Put { value: None });
+        let at = |key: &str| format!("kindling.state.e.ns.l.0a1b.{}", key_token(&put(key)));
+        assert_eq!(names_change(&at("k"), &put("k")), Some(true));
+        assert_eq!(names_change(&at("other"), &put("k")), Some(false));
+        assert_eq!(names_change("kindling.state.e.ns.l", &put("k")), None);
     }
 }

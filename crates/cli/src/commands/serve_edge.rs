@@ -34,8 +34,9 @@ pub(crate) struct EdgeArgs {
     /// How often an edge reports to the hub; three missed reports mark the link down
     #[arg(long, env = "KINDLING_SYNC_HEARTBEAT", default_value = "2s", value_parser = parse_duration)]
     sync_heartbeat: Duration,
-    /// Replicas of the sync's streams on this node's NATS servers (1, 3 or 5): 3 at a hub of
-    /// three NATS servers keeps every change through the loss of one
+    /// At the hub's nodes: replicas of the hub's stream of every change on its NATS servers (1,
+    /// 3 or 5; the same on every hub node): 3 on three NATS servers keeps it through the loss
+    /// of one
     #[arg(long, env = "KINDLING_SYNC_REPLICAS", default_value_t = 1)]
     sync_replicas: usize,
 }

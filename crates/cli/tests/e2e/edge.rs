@@ -282,8 +282,19 @@ fn sync_flags_and_config_mistakes_are_refused_with_the_fix() {
     };
     refuse(&["--sync", "http://x"], "must be a nats://");
     refuse(
-        &["--sync", "nats://127.0.0.1:1", "--sync-replicas", "2"],
+        &[
+            "--sync",
+            "nats://127.0.0.1:1",
+            "--sync-role",
+            "hub",
+            "--sync-replicas",
+            "2",
+        ],
         "--sync-replicas 2 is not a JetStream replica count",
+    );
+    refuse(
+        &["--sync", "nats://127.0.0.1:1", "--sync-replicas", "3"],
+        "is for the hub's nodes",
     );
     refuse(
         &["--sync", "nats://127.0.0.1:1", "--node-name", "a.b"],
