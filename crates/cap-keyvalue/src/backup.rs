@@ -104,7 +104,7 @@ pub(crate) fn restore(kv: &KeyValue, src: &Path) -> Result<Vec<String>, String> 
         put_back(&store.path, &target)?;
         // Also when the backup still names one (a copy made some other way, or a backup cut
         // short before its copy forgot it): the store put back is a new incarnation.
-        forget_incarnation(&target)?;
+        forget_incarnation(&target, true)?;
         lines.push(format!(
             "label {} of namespace {} restored",
             store.label, store.namespace
@@ -118,7 +118,7 @@ pub(crate) fn restore(kv: &KeyValue, src: &Path) -> Result<Vec<String>, String> 
 /// behind what the store sent after the backup; see `synced.rs`).
 fn snapshot_into(db: &Path, snapshot: &Path) -> Result<u64, String> {
     snapshot_database(db, snapshot)?;
-    forget_incarnation(snapshot)?;
+    forget_incarnation(snapshot, false)?;
     let fail = |err: rusqlite::Error| format!("backing up {}: {err}", db.display());
     let copy =
         Connection::open_with_flags(snapshot, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(fail)?;
@@ -128,8 +128,10 @@ fn snapshot_into(db: &Path, snapshot: &Path) -> Result<u64, String> {
     Ok(keys.max(0) as u64)
 }
 
-/// A synced store's database at `path` forgets its incarnation: it opens as a new one.
-fn forget_incarnation(path: &Path) -> Result<(), String> {
+/// A synced store's database at `path` forgets its incarnation: it opens as a new one. Put
+/// back (`restored`), it also counts its increments under a name of its own from then on, and
+/// the node reads the whole stream again, its own changes since the backup among them.
+fn forget_incarnation(path: &Path, restored: bool) -> Result<(), String> {
     let fail = |err: rusqlite::Error| format!("{}: {err}", path.display());
     let db = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(fail)?;
     let synced: bool = db
@@ -142,6 +144,13 @@ fn forget_incarnation(path: &Path) -> Result<(), String> {
     if synced {
         db.execute("DELETE FROM sync_meta WHERE name = 'incarnation'", [])
             .map_err(fail)?;
+        if restored {
+            db.execute_batch(
+                "INSERT OR REPLACE INTO sync_meta VALUES ('share', '');
+                 INSERT OR REPLACE INTO sync_meta VALUES ('reread', '1');",
+            )
+            .map_err(fail)?;
+        }
     }
     Ok(())
 }
@@ -206,5 +215,62 @@ mod tests {
         let restored = open(&copy);
         assert_ne!(restored.incarnation(), incarnation);
         assert_eq!(restored.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_store_put_back_counts_under_a_new_name_and_reads_its_own_changes_again() {
+        use crate::backend::{Backend as _, Limits};
+        use crate::synced::SyncedStore;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (db, copy) = (dir.path().join("live.db"), dir.path().join("copy.db"));
+        let open = |path: &Path, node: &str| {
+            SyncedStore::open(path, Limits::default(), node, Default::default()).unwrap()
+        };
+        let (store, peer) = (open(&db, "edge"), open(&dir.path().join("peer.db"), "peer"));
+        store.increment("n", 7).await.unwrap();
+        snapshot_into(&db, &copy).unwrap();
+        // After the backup the node counts on to 10, and the peer hears of it.
+        store.increment("n", 3).await.unwrap();
+        let sent: Vec<_> = store
+            .pending(100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.change)
+            .collect();
+        peer.apply(sent.clone()).await.unwrap();
+        drop(store);
+
+        // The copy is put back in the node's place.
+        std::fs::copy(&copy, &db).unwrap();
+        forget_incarnation(&db, true).unwrap();
+        let restored = open(&db, "edge");
+        assert!(restored.needs_reread().await.unwrap());
+        assert_eq!(
+            restored.increment("n", 1).await.unwrap(),
+            8,
+            "the backup's 7, and 1"
+        );
+        // Its own changes since the backup come back with the stream, read again...
+        restored.apply(sent).await.unwrap();
+        restored.reread_started().await.unwrap();
+        assert!(!restored.needs_reread().await.unwrap());
+        // ... and its new increments are a share of their own: none is hidden.
+        let after: Vec<_> = restored
+            .pending(100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.change)
+            .collect();
+        peer.apply(after).await.unwrap();
+        for store in [&restored, &peer] {
+            assert_eq!(store.get("n").await.unwrap().as_deref(), Some(&b"11"[..]));
+        }
+        drop(restored);
+        // Restarted, it keeps counting under that name.
+        let again = open(&db, "edge");
+        assert_eq!(again.increment("n", 1).await.unwrap(), 12);
     }
 }

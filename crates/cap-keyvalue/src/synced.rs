@@ -74,7 +74,24 @@ pub enum Op {
         up: u64,
         /// The sum of this node's negative increments, as a positive number.
         down: u64,
+        /// The name this share counts under when it is not the stamp's node: a store put back
+        /// from a backup counts under a name of its own, since the share its node had sent
+        /// before is greater than the backup's, and would hide its next increments.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        share: Option<String>,
     },
+}
+
+impl Change {
+    /// Whose share of a counter a `Count` change is.
+    fn sharer(&self) -> &str {
+        match &self.op {
+            Op::Count {
+                share: Some(share), ..
+            } => share,
+            _ => &self.stamp.node,
+        }
+    }
 }
 
 impl Change {
@@ -140,6 +157,9 @@ struct Inner {
     node: String,
     /// This copy of the database (see `sync_meta` in the schema).
     incarnation: String,
+    /// The name this store's counter shares count under, when not the node's (`share` in
+    /// `sync_meta`: a store put back from a backup).
+    share: Option<String>,
     /// Woken when the outbox gains a change.
     outbox: Arc<Notify>,
     /// Local writes waiting for the next group commit.
@@ -256,6 +276,22 @@ impl SyncedStore {
                 |row| row.get(0),
             )
             .map_err(fail)?;
+        // Put back from a backup (`share` left empty by the restore): from now on this store
+        // counts under a name of its own, as a new writer would.
+        conn.execute(
+            "UPDATE sync_meta SET value = ?1 WHERE name = 'share' AND value = ''",
+            params![incarnation],
+        )
+        .map_err(fail)?;
+        let share = conn
+            .query_row(
+                "SELECT value FROM sync_meta WHERE name = 'share'",
+                [],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(fail)?
+            .map(|suffix| format!("{node}~{suffix}"));
         // The clock starts past every stamp this node made (a later write must beat them even
         // if the wall clock went back) and follows other nodes' stamps only as far as
         // `apply` does: a peer's clock far ahead must not take this one along after a restart.
@@ -332,6 +368,7 @@ impl SyncedStore {
                 append_only: false,
                 node: node.to_string(),
                 incarnation,
+                share,
                 outbox,
                 queue: Mutex::default(),
             }),
@@ -473,6 +510,33 @@ impl SyncedStore {
     pub fn incarnation(&self) -> &str {
         &self.inner.incarnation
     }
+
+    /// Whether this store was put back from a backup and the node has not read the stream it
+    /// applies from again since: what this node wrote after the backup is there, and only
+    /// there.
+    pub async fn needs_reread(&self) -> Result<bool, KvError> {
+        self.with(|db, _| {
+            db.conn
+                .query_row(
+                    "SELECT COUNT(*) > 0 FROM sync_meta WHERE name = 'reread'",
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(backend)
+        })
+        .await
+    }
+
+    /// The node reads the stream again from its start (see [`SyncedStore::needs_reread`]).
+    pub async fn reread_started(&self) -> Result<(), KvError> {
+        self.with(|db, _| {
+            db.conn
+                .execute("DELETE FROM sync_meta WHERE name = 'reread'", [])
+                .map(|_| ())
+                .map_err(backend)
+        })
+        .await
+    }
 }
 
 /// The wall clock as a hybrid logical clock reading.
@@ -519,10 +583,11 @@ fn enqueue(tx: &Connection, change: &Change) -> Result<(), KvError> {
             .prepare_cached(
                 "DELETE FROM sync_outbox
                  WHERE key = ?1 AND epoch_hlc = ?2 AND epoch_node = ?3
-                 AND json_extract(change, '$.stamp.node') = ?4",
+                 AND COALESCE(json_extract(change, '$.share'),
+                              json_extract(change, '$.stamp.node')) = ?4",
             )
             .and_then(|mut stmt| {
-                stmt.execute(params![key, epoch.hlc as i64, epoch.node, stamp.node])
+                stmt.execute(params![key, epoch.hlc as i64, epoch.node, change.sharer()])
             }),
     }
     .map_err(backend)?;
@@ -585,15 +650,18 @@ fn merge(tx: &Connection, change: &Change) -> Result<bool, KvError> {
             )
             .map_err(backend)?;
         }
-        Op::Count { epoch, up, down } => {
+        Op::Count {
+            epoch, up, down, ..
+        } => {
             if *epoch < current {
                 return Ok(false);
             }
+            let sharer = change.sharer();
             let before: Option<(i64, i64)> = tx
                 .query_row(
                     "SELECT up, down FROM sync_count
                      WHERE key = ?1 AND epoch_hlc = ?2 AND epoch_node = ?3 AND node = ?4",
-                    params![key, epoch.hlc as i64, epoch.node, change.stamp.node],
+                    params![key, epoch.hlc as i64, epoch.node, sharer],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()
@@ -610,14 +678,7 @@ fn merge(tx: &Connection, change: &Change) -> Result<bool, KvError> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (key, epoch_hlc, epoch_node, node) DO UPDATE SET
                      up = max(up, excluded.up), down = max(down, excluded.down)",
-                params![
-                    key,
-                    epoch.hlc as i64,
-                    epoch.node,
-                    change.stamp.node,
-                    up,
-                    down
-                ],
+                params![key, epoch.hlc as i64, epoch.node, sharer, up, down],
             )
             .map_err(backend)?;
             if *epoch != current {
@@ -770,7 +831,12 @@ impl Backend for SyncedStore {
                 .query_row(
                     "SELECT up, down FROM sync_count
                      WHERE key = ?1 AND epoch_hlc = ?2 AND epoch_node = ?3 AND node = ?4",
-                    params![key, epoch.hlc as i64, epoch.node, inner.node],
+                    params![
+                        key,
+                        epoch.hlc as i64,
+                        epoch.node,
+                        inner.share.as_deref().unwrap_or(&inner.node)
+                    ],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()
@@ -786,6 +852,7 @@ impl Backend for SyncedStore {
                 epoch,
                 up: up as u64,
                 down: down as u64,
+                share: inner.share.clone(),
             };
             Ok((next, Some(Change { key, stamp, op })))
         })

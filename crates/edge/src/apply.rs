@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::stream::ConsumerErrorKind;
+use async_nats::jetstream::{AckKind, ErrorCode};
 use futures::StreamExt as _;
 use kindling_cap_keyvalue::{Change, SyncedStore};
 
@@ -41,6 +42,35 @@ async fn consume(sync: &Sync) -> Result<(), String> {
         .await
         .map_err(|err| format!("cannot open the stream {name}: {err}"))?;
     let durable = format!("apply-{}", sync.config.node);
+    // A store put back from a backup lacks what this node wrote since: it is in the stream,
+    // behind the consumer. Read everything again (applying it again changes nothing else).
+    let kv = sync.kv.clone();
+    let stores = tokio::task::spawn_blocking(move || kv.open_synced())
+        .await
+        .map_err(|err| format!("cannot open the synced stores: {err}"))??;
+    let mut restored = Vec::new();
+    for (_, _, store) in stores {
+        if store.needs_reread().await.map_err(|err| err.to_string())? {
+            restored.push(store);
+        }
+    }
+    if !restored.is_empty() {
+        match stream.delete_consumer(&durable).await {
+            Ok(_) => {}
+            Err(err)
+                if matches!(err.kind(), ConsumerErrorKind::JetStream(ref js)
+                    if js.error_code() == ErrorCode::CONSUMER_NOT_FOUND) => {}
+            Err(err) => {
+                return Err(format!(
+                    "cannot read {name} again for a restored store: {err}"
+                ));
+            }
+        }
+        tracing::info!(
+            stores = restored.len(),
+            "sync: a store was put back from a backup; reading every change again"
+        );
+    }
     let consumer = stream
         .get_or_create_consumer(
             &durable,
@@ -56,6 +86,12 @@ async fn consume(sync: &Sync) -> Result<(), String> {
         )
         .await
         .map_err(|err| format!("cannot make the consumer {durable} on {name}: {err}"))?;
+    for store in restored {
+        store
+            .reread_started()
+            .await
+            .map_err(|err| err.to_string())?;
+    }
     let mut stores: HashMap<(String, String), Arc<SyncedStore>> = HashMap::new();
     loop {
         let mut batch = consumer

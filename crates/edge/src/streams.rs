@@ -223,6 +223,7 @@ mod tests {
                 epoch: Stamp::default(),
                 up: 1,
                 down: 0,
+                share: None,
             };
             change(key, op)
         };
