@@ -227,18 +227,19 @@ mod tests {
         let open = |path: &Path, node: &str| {
             SyncedStore::open(path, Limits::default(), node, Default::default()).unwrap()
         };
+        let outbox = |store: &SyncedStore| {
+            let store = store.clone();
+            async move {
+                let pending = store.pending(100).await.unwrap();
+                pending.into_iter().map(|p| p.change).collect::<Vec<_>>()
+            }
+        };
         let (store, peer) = (open(&db, "edge"), open(&dir.path().join("peer.db"), "peer"));
         store.increment("n", 7).await.unwrap();
         snapshot_into(&db, &copy).unwrap();
         // After the backup the node counts on to 10, and the peer hears of it.
         store.increment("n", 3).await.unwrap();
-        let sent: Vec<_> = store
-            .pending(100)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|p| p.change)
-            .collect();
+        let sent = outbox(&store).await;
         peer.apply(sent.clone()).await.unwrap();
         drop(store);
 
@@ -257,13 +258,7 @@ mod tests {
         restored.reread_started().await.unwrap();
         assert!(!restored.needs_reread().await.unwrap());
         // ... and its new increments are a share of their own: none is hidden.
-        let after: Vec<_> = restored
-            .pending(100)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|p| p.change)
-            .collect();
+        let after = outbox(&restored).await;
         peer.apply(after).await.unwrap();
         for store in [&restored, &peer] {
             assert_eq!(store.get("n").await.unwrap().as_deref(), Some(&b"11"[..]));
