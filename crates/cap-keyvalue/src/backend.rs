@@ -13,6 +13,9 @@ pub enum KvError {
     /// The value is not what the operation needs (an increment of a non-number).
     #[error("{0}")]
     Value(String),
+    /// The store is append-only and the write would replace or delete a key.
+    #[error("{0}")]
+    AppendOnly(String),
     /// The backend failed (I/O, the Redis server).
     #[error("the store failed: {0}")]
     Backend(String),

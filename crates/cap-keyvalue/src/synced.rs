@@ -170,7 +170,7 @@ impl Inner {
     /// Refuses a write that would replace or delete `key` in an append-only store.
     fn check_append(&self, tx: &Connection, key: &str, what: &str) -> Result<(), KvError> {
         if self.append_only && read(tx, key)?.is_some() {
-            return Err(KvError::Value(format!(
+            return Err(KvError::AppendOnly(format!(
                 "{key:?} is written already and this store is append-only (append_only = true \
                  in the runtime config): {what}; write each event under a key of its own"
             )));
@@ -780,7 +780,7 @@ impl Backend for SyncedStore {
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
         if self.inner.append_only {
-            return Err(KvError::Value(format!(
+            return Err(KvError::AppendOnly(format!(
                 "{key:?} is not deleted: this store is append-only (append_only = true in the \
                  runtime config), its keys are never deleted"
             )));
@@ -815,7 +815,7 @@ impl Backend for SyncedStore {
         let key = key.to_string();
         self.write(move |tx, clock, inner| {
             if inner.append_only && put_stamp(tx, &key)?.is_some() && read(tx, &key)?.is_some() {
-                return Err(KvError::Value(format!(
+                return Err(KvError::AppendOnly(format!(
                     "{key:?} was set, and this store is append-only (append_only = true in the \
                      runtime config): only keys never set count increments"
                 )));

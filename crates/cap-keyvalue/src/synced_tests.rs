@@ -444,7 +444,7 @@ async fn an_append_only_store_takes_each_key_once_and_loses_no_event() {
             .map(|_| ()),
     ] {
         match refused {
-            Err(KvError::Value(why)) => assert!(why.contains("append-only"), "{why}"),
+            Err(KvError::AppendOnly(why)) => assert!(why.contains("append-only"), "{why}"),
             other => panic!("an append-only store took {other:?}"),
         }
     }

@@ -92,6 +92,7 @@ fn failed(err: KvError) -> ApiError {
     match err {
         KvError::Limit(why) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "store_limit", why),
         KvError::Value(why) => ApiError::new(StatusCode::BAD_REQUEST, "invalid", why),
+        KvError::AppendOnly(why) => ApiError::new(StatusCode::CONFLICT, "append_only", why),
         other => ApiError::internal(other, None),
     }
 }

@@ -235,6 +235,7 @@ pub fn document(capabilities: &Capabilities) -> Value {
                         "204": { "description": "set" },
                         "400": error("a bad namespace"),
                         "404": error("no such store"),
+                        "409": error("an append-only store holds the key with another value"),
                         "507": error("the store's limits do not allow it")
                     }
                 },
@@ -243,7 +244,8 @@ pub fn document(capabilities: &Capabilities) -> Value {
                     "responses": {
                         "204": { "description": "removed" },
                         "400": error("a bad namespace"),
-                        "404": error("no such store")
+                        "404": error("no such store"),
+                        "409": error("the store is append-only")
                     }
                 }
             },

@@ -396,7 +396,8 @@ fn an_append_only_label_takes_each_key_once() {
     ] {
         assert_ne!(refused.code, 0, "{refused:?}");
         assert!(
-            refused.stderr.contains("append-only (append_only = true"),
+            refused.stderr.contains("append-only (append_only = true")
+                && refused.stderr.contains("409"),
             "{refused:?}"
         );
     }
