@@ -104,7 +104,7 @@ pub(crate) fn restore(kv: &KeyValue, src: &Path) -> Result<Vec<String>, String> 
         put_back(&store.path, &target)?;
         // Also when the backup still names one (a copy made some other way, or a backup cut
         // short before its copy forgot it): the store put back is a new incarnation.
-        forget_incarnation(&target, true)?;
+        mark_put_back(&target)?;
         lines.push(format!(
             "label {} of namespace {} restored",
             store.label, store.namespace
@@ -118,7 +118,8 @@ pub(crate) fn restore(kv: &KeyValue, src: &Path) -> Result<Vec<String>, String> 
 /// behind what the store sent after the backup; see `synced.rs`).
 fn snapshot_into(db: &Path, snapshot: &Path) -> Result<u64, String> {
     snapshot_database(db, snapshot)?;
-    forget_incarnation(snapshot, false)?;
+    // Marked as put back already: a copy put in place by hand behaves as one restored.
+    mark_put_back(snapshot)?;
     let fail = |err: rusqlite::Error| format!("backing up {}: {err}", db.display());
     let copy =
         Connection::open_with_flags(snapshot, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(fail)?;
@@ -128,29 +129,32 @@ fn snapshot_into(db: &Path, snapshot: &Path) -> Result<u64, String> {
     Ok(keys.max(0) as u64)
 }
 
-/// A synced store's database at `path` forgets its incarnation: it opens as a new one. Put
-/// back (`restored`), it also counts its increments under a name of its own from then on, and
-/// the node reads the whole stream again, its own changes since the backup among them.
-fn forget_incarnation(path: &Path, restored: bool) -> Result<(), String> {
+/// A synced store's database at `path` is marked as put back from a backup: it forgets its
+/// incarnation and opens as a new one, counts its increments under a name of its own from
+/// then on, and the node reads the whole stream again, its own changes since the backup among
+/// them. A backup is marked so too, for a copy put in place without `kindling restore`.
+fn mark_put_back(path: &Path) -> Result<(), String> {
     let fail = |err: rusqlite::Error| format!("{}: {err}", path.display());
     let db = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(fail)?;
+    // A synced store's database, also one from before `sync_meta`.
     let synced: bool = db
         .query_row(
-            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'sync_meta'",
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'sync_put'",
             [],
             |row| row.get(0),
         )
         .map_err(fail)?;
     if synced {
-        db.execute("DELETE FROM sync_meta WHERE name = 'incarnation'", [])
-            .map_err(fail)?;
-        if restored {
-            db.execute_batch(
-                "INSERT OR REPLACE INTO sync_meta VALUES ('share', '');
-                 INSERT OR REPLACE INTO sync_meta VALUES ('reread', '1');",
-            )
-            .map_err(fail)?;
-        }
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS sync_meta (
+                 name TEXT PRIMARY KEY NOT NULL,
+                 value TEXT NOT NULL
+             ) WITHOUT ROWID;
+             DELETE FROM sync_meta WHERE name = 'incarnation';
+             INSERT OR REPLACE INTO sync_meta VALUES ('share', '');
+             INSERT OR REPLACE INTO sync_meta VALUES ('reread', '1');",
+        )
+        .map_err(fail)?;
     }
     Ok(())
 }
@@ -245,7 +249,7 @@ mod tests {
 
         // The copy is put back in the node's place.
         std::fs::copy(&copy, &db).unwrap();
-        forget_incarnation(&db, true).unwrap();
+        mark_put_back(&db).unwrap();
         let restored = open(&db, "edge");
         assert!(restored.needs_reread().await.unwrap());
         assert_eq!(

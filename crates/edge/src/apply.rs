@@ -45,9 +45,16 @@ async fn consume(sync: &Sync) -> Result<(), String> {
     // A store put back from a backup lacks what this node wrote since: it is in the stream,
     // behind the consumer. Read everything again (applying it again changes nothing else).
     let kv = sync.kv.clone();
-    let stores = tokio::task::spawn_blocking(move || kv.open_synced())
-        .await
-        .map_err(|err| format!("cannot open the synced stores: {err}"))??;
+    let stores = match tokio::task::spawn_blocking(move || kv.open_synced()).await {
+        Ok(Ok(stores)) => stores,
+        // The stores that opened are still applied to; one that did not is looked at again
+        // when this restarts.
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "sync: cannot list the synced stores");
+            sync.kv.synced_opened()
+        }
+        Err(err) => return Err(format!("cannot open the synced stores: {err}")),
+    };
     let mut restored = Vec::new();
     for (_, _, store) in stores {
         if store.needs_reread().await.map_err(|err| err.to_string())? {
@@ -128,7 +135,8 @@ async fn consume(sync: &Sync) -> Result<(), String> {
                 }
                 Ok(change) if names_change(message.subject.as_str(), &change) == Some(false) => {
                     tracing::warn!(subject = %message.subject, key = %change.key,
-                        "sync: a change published under another key's subject; dropped");
+                        "sync: a change published under another key's subject, or a counter \
+                         share named after another node; dropped");
                     ack[at] = AckKind::Term;
                 }
                 Ok(change) => {

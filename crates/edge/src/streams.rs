@@ -54,22 +54,40 @@ pub(crate) fn subject(
     )
 }
 
-/// The last token of a change's subject: what it changed (any key becomes a valid token).
+/// The last token of a change's subject: what it changed (any key becomes a valid token). A
+/// counter share under a name of its own (a store put back from a backup) has a subject of
+/// its own: the stream must keep the node's earlier share beside it.
 fn key_token(change: &Change) -> String {
     let kind = match change.op {
         Op::Put { .. } => 'p',
-        Op::Count { .. } => 'c',
+        Op::Count { share: None, .. } => 'c',
+        Op::Count { share: Some(_), .. } => 's',
     };
     let digest = Sha256::digest(change.key.as_bytes());
     format!("{kind}{}", hex::encode(&digest[..16]))
 }
 
 /// Whether `subject` is where `change` belongs: a stream keeps one message per subject, so a
-/// change published under another key's subject would erase that key's change. `None` for
-/// a subject of an earlier Kindling, which carries no key.
+/// change published under another key's subject would erase that key's change; and a counter
+/// share under a name of its own must be named after the subject's node and incarnation (or
+/// one node could raise another's share). `None` for a subject of an earlier Kindling, which
+/// carries no key.
 pub(crate) fn names_change(subject: &str, change: &Change) -> Option<bool> {
-    let tokens = subject.split('.').count();
-    (tokens == 7).then(|| subject.rsplit('.').next() == Some(key_token(change).as_str()))
+    let tokens: Vec<&str> = subject.split('.').collect();
+    let share = match &change.op {
+        Op::Count {
+            share: Some(share), ..
+        } => Some(share.as_str()),
+        _ => None,
+    };
+    match tokens[..] {
+        [_, _, node, _, _, incarnation, token] => Some(
+            token == key_token(change)
+                && share.is_none_or(|share| share == format!("{node}~{incarnation}")),
+        ),
+        _ if share.is_some() => Some(false),
+        _ => None,
+    }
 }
 
 /// The origin node, namespace and label of a change's subject (also of the subjects without
@@ -263,5 +281,23 @@ mod tests {
         assert_eq!(names_change(&at("k"), &put("k")), Some(true));
         assert_eq!(names_change(&at("other"), &put("k")), Some(false));
         assert_eq!(names_change("kindling.state.e.ns.l", &put("k")), None);
+        // A share under a name of its own: the subject's node and incarnation, nobody else's.
+        let share = |name: &str| {
+            let op = Op::Count {
+                epoch: Stamp::default(),
+                up: 1,
+                down: 0,
+                share: Some(name.into()),
+            };
+            change("n", op)
+        };
+        let own = share("e~0a1b");
+        let subject = format!("kindling.state.e.ns.l.0a1b.{}", key_token(&own));
+        assert!(key_token(&own).starts_with('s'));
+        assert_eq!(names_change(&subject, &own), Some(true));
+        let forged = share("hub~0a1b");
+        let subject = format!("kindling.state.e.ns.l.0a1b.{}", key_token(&forged));
+        assert_eq!(names_change(&subject, &forged), Some(false));
+        assert_eq!(names_change("kindling.state.e.ns.l", &own), Some(false));
     }
 }
