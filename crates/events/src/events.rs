@@ -181,6 +181,8 @@ pub struct Events {
     pub(crate) callback_key: Vec<u8>,
     /// The cluster's queue, in cluster mode.
     pub(crate) shared: std::sync::OnceLock<Arc<dyn SharedQueue>>,
+    /// Invocations queued here while the cluster's queue could not take them.
+    pub(crate) unreported: crate::unreported::Unreported,
 }
 
 impl std::fmt::Debug for Events {
@@ -217,6 +219,7 @@ impl Events {
             callback_key,
             config,
             shared: std::sync::OnceLock::new(),
+            unreported: Default::default(),
         }))
     }
 
@@ -339,12 +342,24 @@ impl Events {
             Some(queue) => crate::shared::enqueue(&**queue, &new).await?,
             None => None,
         };
+        let in_cluster = self.shared.get().is_some();
         let (id, duplicate) = match shared {
             Some(accepted) => (accepted.id, accepted.duplicate),
             None => {
-                self.store
-                    .call(move |conn| sql::enqueue(conn, &new, sql::now_ms(), limits))
-                    .await?
+                let (id, duplicate) = self
+                    .store
+                    .call(move |conn| {
+                        let (id, duplicate) = sql::enqueue(conn, &new, sql::now_ms(), limits)?;
+                        if in_cluster && !duplicate {
+                            crate::sql_shared::mark_reported(conn, &id)?;
+                        }
+                        Ok((id, duplicate))
+                    })
+                    .await?;
+                if in_cluster && !duplicate {
+                    self.unreported.add(id.clone()).await;
+                }
+                (id, duplicate)
             }
         };
         self.counters
@@ -459,6 +474,9 @@ impl Events {
     /// An attempt of an invocation the cluster knows starts: the other nodes see it
     /// running here, and a node that takes it over counts it.
     pub(crate) async fn shared_attempt_started(&self, id: &str) {
+        if self.report_deferred(id).await {
+            return;
+        }
         if let (Some(queue), Ok(record)) = (self.shared.get(), self.local(id).await) {
             queue.report(record).await;
         }
@@ -471,6 +489,9 @@ impl Events {
         let Some(queue) = self.shared.get() else {
             return;
         };
+        if self.report_deferred(id).await {
+            return;
+        }
         let reported = match self.local(id).await {
             Ok(record) => queue.report(record).await,
             Err(_) => false,

@@ -30,6 +30,7 @@ mod sql_schedules;
 mod sql_shared;
 mod store;
 mod trigger;
+mod unreported;
 mod worker;
 
 pub use backoff::{delay_ms, nominal_ms, parse_range};

@@ -289,6 +289,8 @@ pub(crate) async fn pump(events: Arc<Events>, queue: Arc<dyn SharedQueue>) {
                 if adopted.contains(&true) {
                     events.wake.notify_one();
                 }
+                // The cluster answers: what this node queued alone while it did not is shown.
+                events.report_unreported(&*queue).await;
             }
             Err(err) => {
                 tracing::debug!(error = %err, "queue: cannot take from the cluster's queue now");

@@ -141,6 +141,15 @@ pub(crate) fn waiting(conn: &Connection) -> Result<Vec<String>, EventsError> {
     Ok(ids)
 }
 
+/// Marks a row queued on this node alone, in a cluster, as one it reports.
+pub(crate) fn mark_reported(conn: &Connection, id: &str) -> Result<(), EventsError> {
+    conn.execute(
+        "UPDATE invocations SET shared = 2 WHERE id = ?1 AND shared = 0",
+        params![id],
+    )?;
+    Ok(())
+}
+
 /// How the invocation stands to the cluster's queue (`None`: not here at all).
 pub(crate) fn share(conn: &Connection, id: &str) -> Result<Option<Share>, EventsError> {
     Ok(conn

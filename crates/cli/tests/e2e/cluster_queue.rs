@@ -173,3 +173,40 @@ async fn the_cluster_queue_shares_work_and_outlives_a_node() {
             .join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_node_queued_alone_while_nats_was_down_the_others_show_once_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = NatsServer::start(&dir.path().join("nats"));
+    let url = nats.url();
+    let n1 = start(dir.path(), &url, "n1");
+    let n2 = start(dir.path(), &url, "n2");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    n1.cli(&["deploy", "slow", path_str(&test_program("http-wstd"))])
+        .ok();
+
+    nats.kill();
+    // Accepted and run by node 1 on its own.
+    let accepted = enqueue(&http, &n1, "/slow/sleep/1", None).await;
+    let id = accepted["id"].as_str().unwrap().to_string();
+    let ran = all_succeed(&http, &n1, std::slice::from_ref(&id)).await;
+    assert_eq!(ran, BTreeSet::from(["n1".to_string()]));
+    assert_eq!(
+        record(&http, &n2, &id).await.0,
+        503,
+        "node 2 cannot say yet"
+    );
+
+    // Back: node 2 shows it as node 1 ran it.
+    nats.restart();
+    let seen = all_succeed(&http, &n2, std::slice::from_ref(&id)).await;
+    assert_eq!(
+        seen,
+        BTreeSet::from(["n1".to_string()]),
+        "node 1 said:\n{}",
+        queue_lines(&n1)
+    );
+}
